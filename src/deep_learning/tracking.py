@@ -1,0 +1,167 @@
+"""MLflow through one door: the only module that imports mlflow.
+
+A run is started (or adopted, when `mlflow run` started it), its params and tags are logged in
+one batch, each epoch's metrics in one call, and at the end the test score, `state_dict.pt`,
+`device.json` and the model. The run ends FINISHED, FAILED (with the error recorded) or KILLED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from deep_learning.errors import TrackingError, first_line
+from deep_learning.training import EpochResult
+
+STATE_DICT_ARTIFACT = "state_dict.pt"
+DEVICE_ARTIFACT = "device.json"
+MODEL_ARTIFACT = "model"
+MAX_TAG_LENGTH = 5000
+
+
+def tracking_uri() -> str:
+    """The tracking URI in use, refusing MLflow's retired file store with a clear message."""
+    uri = mlflow.get_tracking_uri()
+    scheme = urlsplit(uri).scheme
+    if scheme in ("", "file") and not os.environ.get("MLFLOW_ALLOW_FILE_STORE"):
+        raise TrackingError(
+            f"{uri} is an old MLflow file store, which MLflow 3 no longer opens. "
+            "Set MLFLOW_TRACKING_URI=sqlite:///mlflow.db to use a new store (bring old runs over with "
+            "`mlflow migrate-filestore --source ./mlruns --target sqlite:///mlflow.db`), or move ./mlruns away."
+        )
+    return uri
+
+
+def redacted(uri: str) -> str:
+    """The URI without user name or password, safe to print and to log."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+class TrackedRun:
+    """An active MLflow run that the training loop reports to through `log_epoch`."""
+
+    def __init__(self, run: mlflow.ActiveRun, client: MlflowClient) -> None:
+        self.run_id = run.info.run_id
+        self.run_name = run.info.run_name
+        self.experiment_id = run.info.experiment_id
+        self.artifact_uri = run.info.artifact_uri
+        self._client = client
+
+    def log_epoch(self, result: EpochResult) -> None:
+        """Log one epoch's metrics in a single call, with step = epoch."""
+        self.log_metrics(
+            {
+                "train_loss": result.train_loss,
+                "train_accuracy": result.train_metric,
+                "val_loss": result.val_loss,
+                "val_accuracy": result.val_metric,
+                "epoch_seconds": result.epoch_seconds,
+                "train_samples_per_second": result.train_samples_per_second,
+            },
+            step=result.epoch,
+        )
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+        self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def log_trained_model(self, model: torch.nn.Module, example_batch: torch.Tensor, description: dict[str, Any]) -> None:
+        """Log device.json, the CPU `state_dict.pt` and an MLflow PyTorch model that loads on any device."""
+        self._client.log_dict(self.run_id, description, DEVICE_ARTIFACT)
+        cpu_state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / STATE_DICT_ARTIFACT
+            torch.save(cpu_state, path)
+            self._client.log_artifact(self.run_id, str(path))
+        cpu_model = _cpu_copy(model, cpu_state)
+        example = example_batch.detach().cpu().numpy().astype(np.float32)
+        with torch.inference_mode():
+            output = cpu_model(torch.from_numpy(example)).numpy()
+        mlflow.pytorch.log_model(
+            cpu_model,
+            name=MODEL_ARTIFACT,
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=model_requirements(),
+        )
+
+
+def _cpu_copy(model: torch.nn.Module, cpu_state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    import copy
+
+    cpu_model = copy.deepcopy(model).to("cpu")
+    cpu_model.load_state_dict(cpu_state)
+    return cpu_model.eval()
+
+
+def model_requirements() -> list[str]:
+    """Explicit pip requirements of the logged model (inferring them would cost seconds)."""
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+    ]
+
+
+@contextlib.contextmanager
+def tracked_run(run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[TrackedRun]:
+    """Start (or adopt, under `mlflow run`) a run, log params and tags in one batch, and end it truthfully."""
+    uri = tracking_uri()
+    client = MlflowClient(uri)
+    try:
+        active = mlflow.start_run(run_name=run_name)
+    except MlflowException as error:
+        raise TrackingError(f"Cannot start an MLflow run at {redacted(uri)}: {first_line(error)}") from None
+    run = TrackedRun(active, client)
+    try:
+        _log_params_and_tags(client, run.run_id, params, {**tags, "tracking_uri": redacted(uri)})
+        yield run
+    except KeyboardInterrupt:
+        _end(client, run.run_id, RunStatus.KILLED, {"error.type": "KeyboardInterrupt", "error.message": "interrupted by the user"})
+        raise
+    except BaseException as error:
+        _end(client, run.run_id, RunStatus.FAILED, {"error.type": type(error).__name__, "error.message": first_line(error)})
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _log_params_and_tags(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str]) -> None:
+    # A run adopted from `mlflow run` already holds its MLproject parameters, perhaps spelled
+    # differently (1e-1 for 0.1); MLflow forbids changing a param, so log only the missing ones.
+    existing = client.get_run(run_id).data.params
+    batch = [Param(key, str(value)) for key, value in params.items() if key not in existing]
+    client.log_batch(
+        run_id,
+        params=batch,
+        tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()],
+        synchronous=True,
+    )
+
+
+def _end(client: MlflowClient, run_id: str, status: int, tags: dict[str, str]) -> None:
+    with contextlib.suppress(Exception):  # the store itself may be what failed; the run's status is best effort
+        client.log_batch(run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
+    with contextlib.suppress(Exception):
+        mlflow.end_run(RunStatus.to_string(status))

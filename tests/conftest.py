@@ -1,0 +1,96 @@
+"""Shared fixtures: real MNIST in a writable data root, real MLflow stores, a real mlflow server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHAPTER = REPO.parent / "shared" / "seed" / "chapter-2.7-training-loop.txt"
+# Raw IDX files to copy from: $DEEP_LEARNING_TEST_DATA, else the shared data folder beside the repo.
+SOURCE_DATA = Path(os.environ.get("DEEP_LEARNING_TEST_DATA", REPO.parent / "shared" / "data"))
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A writable data root holding MNIST and Fashion-MNIST, placed through the package's own import."""
+    from deep_learning.data import DATASET_CLASSES, import_raw_files
+
+    root = tmp_path_factory.mktemp("data")
+    for dataset, dataset_class in DATASET_CLASSES.items():
+        import_raw_files(dataset, SOURCE_DATA / dataset_class.__name__ / "raw", root)
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh sqlite tracking store in a temporary working directory; returns its URI."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DEEP_LEARNING_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("DEEP_LEARNING_OFFLINE", "1")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    return uri
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """The environment for a child process: this interpreter's bin first on PATH, plus overrides."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+    env.update(overrides)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` on 127.0.0.1 with a sqlite backend, shared by the session; yields its URL."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    log = open(folder / "server.log", "w")
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination", str(folder / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()

@@ -1,0 +1,73 @@
+"""Read a finished run back through MLflow's own client and check everything the run must hold."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+
+from deep_learning.config import TrainConfig
+from deep_learning.data import load_dataset
+from deep_learning.model import build_model
+
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "train_samples_per_second")
+FINAL_METRICS = ("test_loss", "test_accuracy")
+DEVICE_TAGS = ("device.type", "device.name", "device.count", "torch.version", "python.version", "platform", "cpu.count")
+
+
+def only_run(client: MlflowClient, experiment_name: str = "Default"):
+    experiment = client.get_experiment_by_name(experiment_name)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, [run.info.run_name for run in runs]
+    return runs[0]
+
+
+def assert_complete_run(client: MlflowClient, run, epochs: int, data_root: Path) -> dict[str, torch.Tensor]:
+    """Check params, metric histories, tags, device.json, state_dict.pt and the model; return the state_dict."""
+    run_id = run.info.run_id
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "mlp-mnist-cpu"
+
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    assert set(run.data.params) == fields | {"num_train_samples", "num_val_samples", "num_parameters"}
+    assert run.data.params["num_val_samples"] == "10000"
+    assert run.data.params["num_parameters"] == "101770"
+    assert int(run.data.params["epochs"]) == epochs
+
+    for key in EPOCH_METRICS:
+        history = client.get_metric_history(run_id, key)
+        assert sorted(metric.step for metric in history) == list(range(1, epochs + 1)), key
+    for key in FINAL_METRICS:
+        assert len(client.get_metric_history(run_id, key)) == 1
+    assert 0.5 < run.data.metrics["test_accuracy"] <= 1.0
+
+    for key in DEVICE_TAGS:
+        assert run.data.tags.get(key), key
+    assert run.data.tags["device.type"] == "cpu"
+    found = client.search_runs([run.info.experiment_id], filter_string="tags.\"device.type\" = 'cpu'")
+    assert run_id in {candidate.info.run_id for candidate in found}
+
+    with tempfile.TemporaryDirectory() as folder:
+        device_json = json.loads(Path(client.download_artifacts(run_id, "device.json", folder)).read_text())
+        assert device_json["type"] == "cpu" and device_json["name"] == run.data.tags["device.name"]
+        state_dict = torch.load(client.download_artifacts(run_id, "state_dict.pt", folder), weights_only=True)
+    assert all(tensor.device.type == "cpu" for tensor in state_dict.values())
+    build_model().load_state_dict(state_dict)
+
+    test = load_dataset("mnist", train=False, root=data_root)
+    images = torch.stack([test[index][0] for index in range(len(test))])
+    labels = torch.as_tensor(test.targets)
+    model_uri = f"runs:/{run_id}/model"
+    model = mlflow.pytorch.load_model(model_uri)
+    with torch.inference_mode():
+        accuracy = (model(images).argmax(dim=1) == labels).float().mean().item()
+    assert accuracy == run.data.metrics["test_accuracy"]
+    logits = mlflow.pyfunc.load_model(model_uri).predict(images[:64].numpy().astype(np.float32))
+    assert np.asarray(logits).shape == (64, 10)
+    return state_dict

@@ -1,0 +1,69 @@
+"""One set of names: TrainConfig fields, CLI options and MLproject parameters agree."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from conftest import REPO
+from deep_learning.cli import cli, option_name
+from deep_learning.config import TrainConfig
+from deep_learning.errors import ConfigError
+
+FIELDS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+
+
+def _mlproject_main() -> dict:
+    return yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]["main"]
+
+
+def test_cli_options_are_the_config_fields_with_their_defaults():
+    options = {param.name: param for param in cli.commands["train"].params if param.name != "help"}
+    assert set(options) == set(FIELDS)
+    for name, default in FIELDS.items():
+        assert options[name].default == default, name
+        assert option_name(name) in options[name].opts
+
+
+def test_mlproject_parameters_are_the_config_fields_with_their_defaults():
+    main = _mlproject_main()
+    assert set(main["parameters"]) == set(FIELDS)
+    for name, default in FIELDS.items():
+        declared = main["parameters"][name]["default"]
+        assert str(declared).lower() == str(default).lower(), name
+        assert f"{option_name(name)} {{{name}}}" in main["command"], name
+
+
+def test_mlproject_types_match_the_config():
+    types = {bool: "string", int: "int", float: "float", str: "string"}
+    for name, spec in _mlproject_main()["parameters"].items():
+        assert spec["type"] == types[type(FIELDS[name])], name
+
+
+def test_config_params_are_every_field():
+    assert TrainConfig().to_params() == FIELDS
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"epochs": -1}, "epochs must be a positive integer"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"lr": 0.0}, "lr must be a finite number above 0"),
+        ({"lr": -1.0}, "lr must be a finite number above 0"),
+        ({"lr": float("nan")}, "lr must be a finite number above 0"),
+        ({"dataset": "nope"}, "dataset must be one of mnist, fashion-mnist"),
+        ({"train_subset": -5}, "train_subset must be 0"),
+    ],
+)
+def test_invalid_values_are_refused_with_what_is_expected(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().epochs = 3  # type: ignore[misc]
