@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -28,8 +30,23 @@ def only_run(client: MlflowClient, experiment_name: str = "Default"):
     return runs[0]
 
 
-def assert_complete_run(client: MlflowClient, run, epochs: int, data_root: Path) -> dict[str, torch.Tensor]:
+@contextlib.contextmanager
+def tracking_uri(uri: str):
+    """Point MLflow's fluent API (model loading) at `uri` for a while."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["MLFLOW_TRACKING_URI"]
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def assert_complete_run(uri: str, run, epochs: int, data_root: Path) -> dict[str, torch.Tensor]:
     """Check params, metric histories, tags, device.json, state_dict.pt and the model; return the state_dict."""
+    client = MlflowClient(uri)
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "mlp-mnist-cpu"
@@ -64,10 +81,12 @@ def assert_complete_run(client: MlflowClient, run, epochs: int, data_root: Path)
     images = torch.stack([test[index][0] for index in range(len(test))])
     labels = torch.as_tensor(test.targets)
     model_uri = f"runs:/{run_id}/model"
-    model = mlflow.pytorch.load_model(model_uri)
+    with tracking_uri(uri):
+        model = mlflow.pytorch.load_model(model_uri)
+        predictor = mlflow.pyfunc.load_model(model_uri)
     with torch.inference_mode():
         accuracy = (model(images).argmax(dim=1) == labels).float().mean().item()
     assert accuracy == run.data.metrics["test_accuracy"]
-    logits = mlflow.pyfunc.load_model(model_uri).predict(images[:64].numpy().astype(np.float32))
+    logits = predictor.predict(images[:64].numpy().astype(np.float32))
     assert np.asarray(logits).shape == (64, 10)
     return state_dict

@@ -35,10 +35,9 @@ def test_a_run_logs_everything_and_its_model_loads_back(store, data_root):
     result = train(*SMALL)
     assert result.exit_code == 0, result.output
     assert "Epoch [1/2] | loss:" in result.output and "Test | loss:" in result.output
-    client = MlflowClient(store)
-    run = only_run(client)
+    run = only_run(MlflowClient(store))
     assert run.info.run_id in result.output
-    assert_complete_run(client, run, epochs=2, data_root=data_root)
+    assert_complete_run(store, run, epochs=2, data_root=data_root)
 
 
 def test_same_seed_same_run_other_seed_other_run(store):

@@ -1,0 +1,70 @@
+"""End to end: `mlflow run . --env-manager local` into a sqlite store and into a real mlflow server."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import BIN, REPO, subprocess_env
+from readback import assert_complete_run, only_run
+
+
+def mlflow_run(tmp_path, tracking_uri: str, data_root, *parameters: str, experiment: str | None = None):
+    command = [str(BIN / "mlflow"), "run", str(REPO), "--env-manager", "local"]
+    if experiment:
+        command += ["--experiment-name", experiment]
+    for parameter in parameters:
+        command += ["-P", parameter]
+    return subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=subprocess_env(
+            MLFLOW_TRACKING_URI=tracking_uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1",
+        ),
+    )
+
+
+def test_mlflow_run_trains_and_logs_one_complete_run(tmp_path, data_root):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = mlflow_run(tmp_path, uri, data_root, "epochs=1", "train_subset=2000", "lr=1e-1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch [1/1]" in result.stdout
+    assert "Warning" not in result.stderr and "deprecat" not in result.stderr.lower()
+    run = only_run(MlflowClient(uri))  # adopted by the CLI, not duplicated
+    assert run.data.params["lr"] == "1e-1"  # the MLproject's own spelling is kept
+    assert_complete_run(uri, run, epochs=1, data_root=data_root)
+
+
+def test_mlflow_run_with_bad_parameter_fails_cleanly(tmp_path, data_root):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = mlflow_run(tmp_path, uri, data_root, "epochs=0")
+    assert result.returncode != 0
+    assert "Error: epochs must be a positive integer, not 0" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [run.info.status for run in MlflowClient(uri).search_runs(["0"])] == ["FAILED"]
+
+
+@pytest.mark.server
+def test_mlflow_run_against_a_real_server(tmp_path, data_root, mlflow_server):
+    result = mlflow_run(tmp_path, mlflow_server, data_root, "epochs=2", "train_subset=2000", experiment="against-server")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run(MlflowClient(mlflow_server), "against-server")
+    assert_complete_run(mlflow_server, run, epochs=2, data_root=data_root)
+    assert run.data.tags["tracking_uri"] == mlflow_server
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.server
+def test_cli_against_a_real_server_with_experiment_from_environment(tmp_path, data_root, mlflow_server):
+    result = subprocess.run(
+        [str(BIN / "deep-learning"), "train", "--epochs", "1", "--train-subset", "1000"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=subprocess_env(
+            MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_EXPERIMENT_NAME="cli-on-server",
+            DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1",
+        ),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run(MlflowClient(mlflow_server), "cli-on-server")
+    assert_complete_run(mlflow_server, run, epochs=1, data_root=data_root)
