@@ -61,16 +61,17 @@ def _accelerator_types() -> set[str]:
 
 def describe_device(device: torch.device) -> dict[str, Any]:
     """Everything a run records about where it ran: the device, its host and torch's numeric settings."""
+    host_cpu = cpu_name()
     description: dict[str, Any] = {
         "type": device.type,
         "index": device.index,
-        "name": cpu_name(),
+        "name": host_cpu,
         "count": 1,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "cpu_name": cpu_name(),
+        "cpu_name": host_cpu,
         "torch_num_threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,

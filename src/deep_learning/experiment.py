@@ -72,4 +72,5 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None) -> 
         run.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy}, step=config.epochs)
         example_batch, _ = next(iter(test_dl))
         run.log_trained_model(model, example_batch[:2], description)
+    print(f"Run {run.run_id} finished; to browse it: {run.where_to_look()}", flush=True)
     return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy)

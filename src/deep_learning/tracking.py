@@ -8,6 +8,7 @@ one batch, each epoch's metrics in one call, and at the end the test score, `sta
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 import time
@@ -60,12 +61,18 @@ def redacted(uri: str) -> str:
 class TrackedRun:
     """An active MLflow run that the training loop reports to through `log_epoch`."""
 
-    def __init__(self, run: mlflow.ActiveRun, client: MlflowClient) -> None:
+    def __init__(self, run: mlflow.ActiveRun, client: MlflowClient, uri: str) -> None:
         self.run_id = run.info.run_id
         self.run_name = run.info.run_name
         self.experiment_id = run.info.experiment_id
-        self.artifact_uri = run.info.artifact_uri
+        self.tracking_uri = redacted(uri)
         self._client = client
+
+    def where_to_look(self) -> str:
+        """Where a person finds this run: its page on a server, or the command that opens the UI."""
+        if urlsplit(self.tracking_uri).scheme in ("http", "https"):
+            return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1"
 
     def log_epoch(self, result: EpochResult) -> None:
         """Log one epoch's metrics in a single call, with step = epoch."""
@@ -108,8 +115,6 @@ class TrackedRun:
 
 
 def _cpu_copy(model: torch.nn.Module, cpu_state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    import copy
-
     cpu_model = copy.deepcopy(model).to("cpu")
     cpu_model.load_state_dict(cpu_state)
     return cpu_model.eval()
@@ -133,9 +138,9 @@ def tracked_run(run_name: str, params: dict[str, Any], tags: dict[str, str]) -> 
         active = mlflow.start_run(run_name=run_name)
     except MlflowException as error:
         raise TrackingError(f"Cannot start an MLflow run at {redacted(uri)}: {first_line(error)}") from None
-    run = TrackedRun(active, client)
+    run = TrackedRun(active, client, uri)
     try:
-        _log_params_and_tags(client, run.run_id, params, {**tags, "tracking_uri": redacted(uri)})
+        _log_params_and_tags(client, run.run_id, params, {**tags, "tracking_uri": run.tracking_uri})
         yield run
     except KeyboardInterrupt:
         _end(client, run.run_id, RunStatus.KILLED, {"error.type": "KeyboardInterrupt", "error.message": "interrupted by the user"})
