@@ -11,11 +11,13 @@ from contextlib import redirect_stdout
 import pytest
 import torch
 import torch.utils.data as utils
+from click.testing import CliRunner
 from torchmetrics.classification import MulticlassAccuracy
 
 import chapter_listing
 import deep_learning
 from conftest import CHAPTER, subprocess_env
+from deep_learning.cli import cli
 from deep_learning.data import chapter_transform, load_dataset, split_train_val
 
 EPOCH_LINE = re.compile(
@@ -122,3 +124,12 @@ def test_train_and_evaluate_prints_the_chapters_lines_and_returns_history(data_r
     history = results[1]
     assert [result.epoch for result in history] == [1, 2]
     assert all(result.num_train_samples == 2000 and result.train_samples_per_second > 0 for result in history)
+
+
+def test_the_cli_reproduces_the_chapters_run(store, chapter_as_printed):
+    result = CliRunner().invoke(cli, ["train", "--epochs", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    ours = [tuple(float(value) for value in match.groups()) for match in EPOCH_LINE.finditer(result.output)]
+    assert len(ours) == 2
+    for epoch, chapter_epoch in zip(ours, chapter_as_printed):
+        assert (epoch[2], epoch[4]) == (chapter_epoch[2], chapter_epoch[4])  # losses; accuracies average differently

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import shutil
 from pathlib import Path
 
@@ -11,8 +13,12 @@ import torch.utils.data as utils
 
 from conftest import SOURCE_DATA
 from deep_learning.config import TrainConfig
-from deep_learning.data import get_data_root, import_raw_files, load_dataset, load_splits, raw_folder
+from deep_learning.data import get_data_root, import_raw_files, load_dataset, load_splits, make_loaders, raw_folder
 from deep_learning.errors import ConfigError, DataError
+from deep_learning.experiment import accuracy_metric
+from deep_learning.model import build_model
+from deep_learning.reproducibility import set_seed
+from deep_learning.training import train_and_evaluate
 
 
 def test_data_root_prefers_the_environment(monkeypatch, tmp_path):
@@ -106,3 +112,40 @@ def test_unwritable_data_root_is_explained(tmp_path):
     with pytest.raises(DataError, match="Cannot write"):
         import_raw_files("mnist", SOURCE_DATA / "MNIST" / "raw", blocker)
     assert Path(blocker).is_file()
+
+
+def _train_two_epochs(data_root, loader: str, batch_size: int):
+    config = TrainConfig(loader=loader, batch_size=batch_size, train_subset=3000)
+    train_dl, val_dl, _ = make_loaders(config, load_splits(config, data_root), torch.device("cpu"))
+    set_seed(config.seed)
+    model = build_model()
+    history = train_and_evaluate(
+        model, train_dl, val_dl, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=config.lr),
+        accuracy_metric(), accuracy_metric(), num_epochs=2, device=torch.device("cpu"),
+    )
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return [(r.train_loss, r.train_metric, r.val_loss, r.val_metric) for r in history], buffer.getvalue()
+
+
+@pytest.mark.parametrize("batch_size", [64, 1000])
+def test_tensor_path_gives_the_dataloaders_batches_exactly(data_root, batch_size):
+    dataloader_metrics, dataloader_weights = _train_two_epochs(data_root, "dataloader", batch_size)
+    tensor_metrics, tensor_weights = _train_two_epochs(data_root, "tensor", batch_size)
+    assert tensor_metrics == dataloader_metrics
+    assert tensor_weights == dataloader_weights
+
+
+def test_tensor_loader_batches_like_a_dataloader(data_root):
+    config = TrainConfig(train_subset=200, batch_size=64, val_batch_size=64)
+    splits = load_splits(config, data_root)
+    tensors = make_loaders(config, splits, torch.device("cpu"))
+    dataloaders = make_loaders(dataclasses.replace(config, loader="dataloader"), splits, torch.device("cpu"))
+    for tensor_loader, dataloader in zip(tensors, dataloaders):
+        assert len(tensor_loader) == len(dataloader)
+        assert len(tensor_loader.dataset) == len(dataloader.dataset)
+    torch.manual_seed(3)
+    from_tensors = [labels.tolist() for _, labels in tensors[0]]
+    torch.manual_seed(3)
+    from_dataloader = [labels.tolist() for _, labels in dataloaders[0]]
+    assert from_tensors == from_dataloader and [len(batch) for batch in from_tensors] == [64, 64, 64, 8]

@@ -15,6 +15,7 @@ from deep_learning.errors import ConfigError
 
 DATASETS = ("mnist", "fashion-mnist")
 MODELS = ("mlp",)
+LOADERS = ("tensor", "dataloader")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -36,6 +37,7 @@ class TrainConfig:
     deterministic: bool = field(default=True, metadata=_help("Use deterministic algorithms where possible."))
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu)."))
     train_subset: int = field(default=0, metadata=_help("Train on the first N samples of the training split (0: all 50,000)."))
+    loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -60,5 +62,7 @@ def _problems(config: TrainConfig):
         yield f"lr must be a finite number above 0, not {config.lr!r}"
     if isinstance(config.train_subset, bool) or not isinstance(config.train_subset, int) or config.train_subset < 0:
         yield f"train_subset must be 0 (all) or a positive integer, not {config.train_subset!r}"
+    if config.loader not in LOADERS:
+        yield f"loader must be one of {', '.join(LOADERS)}, not {config.loader!r}"
     if not config.device.strip():
         yield "device must not be empty"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import torch
 import torch.utils.data as utils
 import torchvision.datasets as datasets
 import torchvision.transforms.v2 as v2
+from torch import Tensor
 from torchvision.datasets.utils import calculate_md5
 
 from deep_learning.config import TrainConfig
@@ -139,9 +142,63 @@ def load_splits(config: TrainConfig, root: str | Path | None = None) -> DataSpli
     return DataSplits(train=train_split, val=val_split, test=test)
 
 
-def make_loaders(config: TrainConfig, splits: DataSplits) -> tuple[utils.DataLoader, utils.DataLoader, utils.DataLoader]:
-    """The chapter's loaders: shuffled training batches (from the global RNG, as in the chapter), ordered evaluation batches."""
-    train_dl = utils.DataLoader(splits.train, batch_size=config.batch_size, shuffle=True)
-    val_dl = utils.DataLoader(splits.val, batch_size=config.val_batch_size, shuffle=False)
-    test_dl = utils.DataLoader(splits.test, batch_size=config.val_batch_size, shuffle=False)
-    return train_dl, val_dl, test_dl
+class TensorLoader:
+    """A split held as one tensor on the device, batched by index: the DataLoader's batches without per-sample work.
+
+    Each pass draws from torch's global RNG exactly as a DataLoader with a RandomSampler does, so
+    both paths give the same batches in the same order, epoch after epoch.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool) -> None:
+        self.dataset = utils.TensorDataset(images, labels)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        images, labels = self.dataset.tensors
+        count = len(self.dataset)
+        torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's worker base seed
+        order = None
+        if self.shuffle:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed
+            order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).to(images.device)
+        for start in range(0, count, self.batch_size):
+            if order is None:
+                yield images[start:start + self.batch_size], labels[start:start + self.batch_size]
+            else:
+                batch = order[start:start + self.batch_size]
+                yield images[batch], labels[batch]
+
+
+def as_tensors(dataset: utils.Dataset) -> tuple[Tensor, Tensor]:
+    """A split of MNIST or Fashion-MNIST (possibly a Subset of a Subset) as float images in [0, 1] and labels."""
+    indices = None
+    while isinstance(dataset, utils.Subset):
+        level = torch.as_tensor(dataset.indices)
+        indices = level if indices is None else level[indices]
+        dataset = dataset.dataset
+    images, labels = dataset.data.unsqueeze(1), dataset.targets
+    if indices is not None:
+        images, labels = images[indices], labels[indices]
+    return v2.functional.to_dtype(images, torch.float32, scale=True), labels
+
+
+def make_loaders(
+    config: TrainConfig, splits: DataSplits, device: torch.device
+) -> tuple[Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]]]:
+    """Training batches shuffled from the global RNG (as in the chapter), ordered evaluation batches.
+
+    `loader="dataloader"` gives the chapter's DataLoaders; `loader="tensor"` the same batches from
+    tensors decoded once and kept on `device`.
+    """
+    sizes = ((splits.train, config.batch_size, True), (splits.val, config.val_batch_size, False), (splits.test, config.val_batch_size, False))
+    if config.loader == "dataloader":
+        return tuple(utils.DataLoader(split, batch_size=size, shuffle=shuffle) for split, size, shuffle in sizes)
+    loaders = []
+    for split, size, shuffle in sizes:
+        images, labels = as_tensors(split)
+        loaders.append(TensorLoader(images.to(device), labels.to(device), size, shuffle))
+    return tuple(loaders)

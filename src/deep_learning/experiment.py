@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 import torch.optim as optim
 from torchmetrics.classification import MulticlassAccuracy
@@ -38,7 +39,7 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None) -> 
     """Train and evaluate `config` as one MLflow run; everything is checked before the run is created."""
     device = resolve_device(config.device)
     splits = load_splits(config, data_root)
-    train_dl, val_dl, test_dl = make_loaders(config, splits)
+    train_dl, val_dl, test_dl = make_loaders(config, splits, device)
     run_name = f"{config.model}-{config.dataset}-{device.type}"
 
     set_seed(config.seed, deterministic=config.deterministic)
@@ -70,7 +71,7 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None) -> 
         test_loss, test_accuracy = evaluate(model, test_dl, loss_fn, accuracy_metric().to(device), device)
         print(f"Test | loss: {test_loss:.4f} | accuracy: {test_accuracy:.4f}", flush=True)
         run.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy}, step=config.epochs)
-        example_batch, _ = next(iter(test_dl))
-        run.log_trained_model(model, example_batch[:2], description)
+        example_batch = torch.stack([splits.test[index][0] for index in range(2)])
+        run.log_trained_model(model, example_batch, description)
     print(f"Run {run.run_id} finished; to browse it: {run.where_to_look()}", flush=True)
     return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy)
