@@ -14,10 +14,10 @@ from typing import Any
 import click
 
 from deep_learning import __version__
-from deep_learning.config import DATASETS, LOADERS, MODELS, TrainConfig
+from deep_learning.config import AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
 from deep_learning.errors import DeepLearningError, first_line
 
-_CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS}
+_CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS, "amp": AMP_MODES}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
 
 

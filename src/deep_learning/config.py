@@ -16,6 +16,7 @@ from deep_learning.errors import ConfigError
 DATASETS = ("mnist", "fashion-mnist")
 MODELS = ("mlp",)
 LOADERS = ("tensor", "dataloader")
+AMP_MODES = ("off", "bf16", "fp16")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -38,6 +39,8 @@ class TrainConfig:
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu)."))
     train_subset: int = field(default=0, metadata=_help("Train on the first N samples of the training split (0: all 50,000)."))
     loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
+    compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))
+    amp: str = field(default="off", metadata=_help("Mixed precision: off, bf16 or fp16 (autocast; fp16 adds a GradScaler)."))
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -64,5 +67,7 @@ def _problems(config: TrainConfig):
         yield f"train_subset must be 0 (all) or a positive integer, not {config.train_subset!r}"
     if config.loader not in LOADERS:
         yield f"loader must be one of {', '.join(LOADERS)}, not {config.loader!r}"
+    if config.amp not in AMP_MODES:
+        yield f"amp must be one of {', '.join(AMP_MODES)}, not {config.amp!r}"
     if not config.device.strip():
         yield "device must not be empty"

@@ -15,6 +15,7 @@ from deep_learning.config import TrainConfig
 from deep_learning.data import NUM_CLASSES, load_splits, make_loaders
 from deep_learning.devices import describe_device, device_tags, resolve_device
 from deep_learning.model import build_model, count_parameters
+from deep_learning.precision import grad_scaler, with_amp
 from deep_learning.reproducibility import set_seed
 from deep_learning.training import EpochResult, evaluate, train_and_evaluate
 
@@ -56,8 +57,11 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None) -> 
 
     with tracking.tracked_run(run_name, params, device_tags(description)) as run:
         print(f"MLflow run {run.run_id} ({run.run_name}) on {description['name']} [{device}]", flush=True)
+        training_model = with_amp(model, device, config.amp)
+        if config.compile:
+            training_model = torch.compile(training_model)
         history = train_and_evaluate(
-            model=model,
+            model=training_model,
             train_dl=train_dl,
             val_dl=val_dl,
             loss_fn=loss_fn,
@@ -67,8 +71,9 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None) -> 
             num_epochs=config.epochs,
             device=device,
             on_epoch=run.log_epoch,
+            grad_scaler=grad_scaler(device, config.amp),
         )
-        test_loss, test_accuracy = evaluate(model, test_dl, loss_fn, accuracy_metric().to(device), device)
+        test_loss, test_accuracy = evaluate(training_model, test_dl, loss_fn, accuracy_metric().to(device), device)
         print(f"Test | loss: {test_loss:.4f} | accuracy: {test_accuracy:.4f}", flush=True)
         run.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy}, step=config.epochs)
         example_batch = torch.stack([splits.test[index][0] for index in range(2)])

@@ -59,8 +59,10 @@ def train(
     optimizer: optim.Optimizer,
     metric: Metric,
     device: torch.device,
+    *,
+    grad_scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float]:
-    """Train one epoch; return the batch-averaged loss and the epoch's metric."""
+    """Train one epoch; return the batch-averaged loss and the epoch's metric (fp16 passes a GradScaler)."""
     model.train()
     metric.reset()
     total_loss = _loss_accumulator(device)
@@ -71,8 +73,13 @@ def train(
         logits = model(X)
         loss = loss_fn(logits, y)
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        if grad_scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            grad_scaler.scale(loss).backward()
+            grad_scaler.step(optimizer)
+            grad_scaler.update()
         total_loss += loss.detach()
         num_batches += 1
         metric.update(logits.detach(), y)
@@ -113,6 +120,7 @@ def train_and_evaluate(
     num_epochs: int,
     device: torch.device | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    grad_scaler: torch.amp.GradScaler | None = None,
 ) -> list[EpochResult]:
     """Train and validate for `num_epochs`, print the chapter's line per epoch, call `on_epoch`, return the history."""
     if device is None:
@@ -131,6 +139,7 @@ def train_and_evaluate(
             optimizer=optimizer,
             metric=metric,
             device=device,
+            grad_scaler=grad_scaler,
         )
         trained = time.perf_counter()
         val_loss, val_score = evaluate(

@@ -1,0 +1,37 @@
+"""Mixed precision: a model wrapper whose forward runs under autocast and, for float16, a gradient scaler."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Autocast(nn.Module):
+    """Runs the wrapped model's forward under autocast and returns float32 logits.
+
+    Autocast belongs around each forward, not around the whole loop: it caches low-precision
+    copies of the weights until its region ends, so a loop-wide region would keep using the
+    first step's weights.
+    """
+
+    def __init__(self, module: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module = module
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            return self.module(inputs).float()
+
+
+def with_amp(model: nn.Module, device: torch.device, amp: str) -> nn.Module:
+    """The model itself for amp="off", else the model wrapped in Autocast (bf16 or fp16)."""
+    return model if amp == "off" else Autocast(model, device.type, AMP_DTYPES[amp])
+
+
+def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler | None:
+    """A GradScaler for fp16, whose small range underflows gradients; bf16 and fp32 need none."""
+    return torch.amp.GradScaler(device.type) if amp == "fp16" else None
