@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -56,12 +59,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real `mlflow server` on 127.0.0.1 with a sqlite backend, shared by the session; yields its URL."""
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
-    log = open(folder / "server.log", "w")
+@dataclass
+class Server:
+    """A real `mlflow server` process on 127.0.0.1."""
+
+    url: str
+    port: int
+    process: subprocess.Popen
+
+
+def start_mlflow_server(folder: Path, port: int | None = None) -> Server:
+    """Start `mlflow server` with a sqlite backend in `folder` (reusing its database) and wait until it answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
     process = subprocess.Popen(
         [
             str(BIN / "mlflow"), "server",
@@ -70,9 +80,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
         cwd=folder,
-        stdout=log,
+        stdout=open(folder / "server.log", "a"),
         stderr=subprocess.STDOUT,
         env=subprocess_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        start_new_session=True,  # its workers share its process group, so one kill stops them all
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -80,17 +91,34 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return Server(url, port, process)
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            stop_mlflow_server(Server(url, port, process))
             pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
-    yield url
-    process.terminate()
+
+
+def kill_mlflow_server(server: Server) -> None:
+    """Kill the server and its workers at once, as a crash would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+
+
+def stop_mlflow_server(server: Server) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=20)
+        server.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        kill_mlflow_server(server)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` shared by the session; yields its URL."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("server"))
+    yield server.url
+    stop_mlflow_server(server)

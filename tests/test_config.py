@@ -13,6 +13,7 @@ from deep_learning.config import TrainConfig
 from deep_learning.errors import ConfigError
 
 FIELDS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+RUN_CONTROL = {"resume": ""}  # which run to continue: an option and an MLproject parameter, not a hyperparameter
 
 
 def _mlproject_main() -> dict:
@@ -21,16 +22,16 @@ def _mlproject_main() -> dict:
 
 def test_cli_options_are_the_config_fields_with_their_defaults():
     options = {param.name: param for param in cli.commands["train"].params if param.name != "help"}
-    assert set(options) == set(FIELDS)
-    for name, default in FIELDS.items():
+    assert set(options) == set(FIELDS) | set(RUN_CONTROL)
+    for name, default in {**FIELDS, **RUN_CONTROL}.items():
         assert options[name].default == default, name
         assert option_name(name) in options[name].opts
 
 
 def test_mlproject_parameters_are_the_config_fields_with_their_defaults():
     main = _mlproject_main()
-    assert set(main["parameters"]) == set(FIELDS)
-    for name, default in FIELDS.items():
+    assert set(main["parameters"]) == set(FIELDS) | set(RUN_CONTROL)
+    for name, default in {**FIELDS, **RUN_CONTROL}.items():
         declared = main["parameters"][name]["default"]
         assert str(declared).lower() == str(default).lower(), name
         assert f"{option_name(name)} {{{name}}}" in main["command"], name
@@ -39,7 +40,7 @@ def test_mlproject_parameters_are_the_config_fields_with_their_defaults():
 def test_mlproject_types_match_the_config():
     types = {bool: "string", int: "int", float: "float", str: "string"}
     for name, spec in _mlproject_main()["parameters"].items():
-        assert spec["type"] == types[type(FIELDS[name])], name
+        assert spec["type"] == types[type({**FIELDS, **RUN_CONTROL}[name])], name
 
 
 def test_config_params_are_every_field():

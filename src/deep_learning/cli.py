@@ -15,7 +15,7 @@ import click
 
 from deep_learning import __version__
 from deep_learning.config import AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
-from deep_learning.errors import DeepLearningError, first_line
+from deep_learning.errors import DeepLearningError, Interrupted, first_line
 
 _CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS, "amp": AMP_MODES}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -50,8 +50,11 @@ def user_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except DeepLearningError as error:
             raise click.ClickException(str(error)) from None
+        except Interrupted as interrupted:
+            click.echo(_interrupted_message(interrupted), err=True)
+            sys.exit(128 + interrupted.signal_number)
         except KeyboardInterrupt:
-            click.echo("Interrupted: the run was marked KILLED in MLflow.", err=True)
+            click.echo("Interrupted.", err=True)
             sys.exit(130)
         except click.exceptions.Exit:
             raise
@@ -65,6 +68,16 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
+def _interrupted_message(interrupted: Interrupted) -> str:
+    if interrupted.run_id is None:
+        return "Interrupted before a run was created: nothing to resume."
+    kept = f"checkpoint of epoch {interrupted.epoch} at {interrupted.checkpoint}" if interrupted.checkpoint else "no checkpoint (no epoch had ended)"
+    return (
+        f"Interrupted: run {interrupted.run_id} is KILLED in MLflow, {kept}. "
+        f"Resume with: deep-learning train --resume {interrupted.run_id}"
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deep-learning")
 def cli() -> None:
@@ -73,17 +86,41 @@ def cli() -> None:
 
 @cli.command()
 @config_options
+@click.option("--resume", metavar="RUN_ID", default="", help="Continue this run from its last checkpoint (options given must match it).")
+@click.pass_context
 @user_errors
-def train(**options: Any) -> None:
+def train(context: click.Context, resume: str, **options: Any) -> None:
     """Train and evaluate the chapter's model as one MLflow run.
 
     The run goes to MLFLOW_TRACKING_URI (default: sqlite:///mlflow.db here) and to the
-    experiment MLFLOW_EXPERIMENT_NAME; under `mlflow run` it adopts that run.
+    experiment MLFLOW_EXPERIMENT_NAME; under `mlflow run` it adopts that run. Every epoch
+    is checkpointed; Ctrl-C or SIGTERM ends the run KILLED and --resume continues it.
     """
-    config = TrainConfig(**options)
-    from deep_learning.experiment import run_experiment
+    from deep_learning.interruption import signals_interrupt_runs
 
-    run_experiment(config)
+    with signals_interrupt_runs():
+        if not resume:
+            config = TrainConfig(**options)
+            from deep_learning.experiment import run_experiment
+
+            run_experiment(config)
+            return
+        from deep_learning.experiment import resume_config, run_experiment
+
+        given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+        config, checkpoint = resume_config(resume, given)
+        run_experiment(config, resume=(resume, checkpoint))
+
+
+@cli.command()
+@click.argument("unsent", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@user_errors
+def sync(unsent: Path) -> None:
+    """Send metrics that a tracking server missed (the file a run names when it could not reach it)."""
+    from deep_learning.tracking import send_unsent
+
+    run_id, count = send_unsent(unsent)
+    click.echo(f"Sent {count} metric values to run {run_id}.")
 
 
 @cli.group()

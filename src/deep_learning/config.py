@@ -41,6 +41,8 @@ class TrainConfig:
     loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
     compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))
     amp: str = field(default="off", metadata=_help("Mixed precision: off, bf16 or fp16 (autocast; fp16 adds a GradScaler)."))
+    checkpoint_dir: str = field(default="checkpoints", metadata=_help("Local folder for per-epoch checkpoints (one subfolder per run)."))
+    keep_checkpoints: int = field(default=1, metadata=_help("How many of the latest epoch checkpoints to keep, locally and in the run."))
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -57,7 +59,7 @@ def _problems(config: TrainConfig):
         yield f"dataset must be one of {', '.join(DATASETS)}, not {config.dataset!r}"
     if config.model not in MODELS:
         yield f"model must be one of {', '.join(MODELS)}, not {config.model!r}"
-    for name in ("epochs", "batch_size", "val_batch_size"):
+    for name in ("epochs", "batch_size", "val_batch_size", "keep_checkpoints"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             yield f"{name} must be a positive integer, not {value!r}"

@@ -4,6 +4,8 @@
 class DeepLearningError(Exception):
     """An error the user can fix; the CLI prints its message without a traceback."""
 
+    tags: dict[str, str] = {}  # recorded on the run it ended, beside the message
+
 
 class ConfigError(DeepLearningError):
     """A parameter has a value no run can use."""
@@ -19,6 +21,29 @@ class DataError(DeepLearningError):
 
 class TrackingError(DeepLearningError):
     """The MLflow tracking store cannot be used."""
+
+
+class CheckpointError(DeepLearningError):
+    """A checkpoint cannot be written, read, or used to resume this run."""
+
+
+class TrainingDiverged(DeepLearningError):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, message: str, epoch: int) -> None:
+        super().__init__(message)
+        self.tags = {"error.epoch": str(epoch)}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; carries what the user needs to resume it."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+        self.run_id: str | None = None
+        self.epoch = 0
+        self.checkpoint: str | None = None
 
 
 def first_line(error: BaseException) -> str:

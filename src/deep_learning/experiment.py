@@ -1,9 +1,15 @@
-"""One tracked training run: config -> data, model, device -> the chapter's loop -> MLflow."""
+"""One tracked training run: config -> data, model, device -> the chapter's loop -> MLflow.
+
+Each epoch is checked (a NaN or infinite loss stops the run), checkpointed, then logged; a run
+resumed from its last checkpoint ends exactly as if it had never stopped.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -11,9 +17,11 @@ import torch.optim as optim
 from torchmetrics.classification import MulticlassAccuracy
 
 from deep_learning import tracking
+from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
 from deep_learning.data import NUM_CLASSES, load_splits, make_loaders
 from deep_learning.devices import describe_device, device_tags, resolve_device
+from deep_learning.errors import CheckpointError, Interrupted, TrackingError, TrainingDiverged
 from deep_learning.model import build_model, count_parameters
 from deep_learning.precision import grad_scaler, with_amp
 from deep_learning.reproducibility import set_seed
@@ -36,17 +44,47 @@ def accuracy_metric() -> MulticlassAccuracy:
     return MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro", validate_args=False)
 
 
-def run_experiment(config: TrainConfig, data_root: str | Path | None = None) -> ExperimentResult:
-    """Train and evaluate `config` as one MLflow run; everything is checked before the run is created."""
+def resume_config(run_id: str, overrides: dict[str, Any]) -> tuple[TrainConfig, Path]:
+    """The config of the run to resume (its checkpoint's, with `overrides`) and its latest checkpoint."""
+    params = tracking.run_config(run_id)
+    folder = Path(overrides.get("checkpoint_dir", params.get("checkpoint_dir", TrainConfig.checkpoint_dir))) / run_id
+    path = latest_checkpoint(folder) or tracking.download_latest_checkpoint(run_id, folder)
+    if path is None:
+        raise CheckpointError(f"Run {run_id} has no checkpoint to resume from (none in {folder} nor in the run).")
+    config = TrainConfig(**{**load_checkpoint(path)["config"], **overrides})
+    return config, path
+
+
+def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
+    """Stop at the first epoch whose loss is NaN or infinite (read once per epoch, never per batch)."""
+    kept = f" The last good checkpoint is {last_checkpoint}." if last_checkpoint else ""
+    for name, value in (("train loss", result.train_loss), ("validation loss", result.val_loss)):
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"The {name} is {value} at epoch {result.epoch}: training diverged; lower the learning rate (--lr) and run again.{kept}",
+                result.epoch,
+            )
+
+
+def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, resume: tuple[str, Path] | None = None) -> ExperimentResult:
+    """Train and evaluate `config` as one MLflow run, or continue run `resume` = (run_id, checkpoint path)."""
     device = resolve_device(config.device)
+    checkpoint = None
+    if resume is not None:
+        checkpoint = load_checkpoint(resume[1])
+        check_compatible(checkpoint, config)
     splits = load_splits(config, data_root)
     train_dl, val_dl, test_dl = make_loaders(config, splits, device)
     run_name = f"{config.model}-{config.dataset}-{device.type}"
 
     set_seed(config.seed, deterministic=config.deterministic)
-    model = build_model(config.model)
+    model = build_model(config.model).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = optim.SGD(model.parameters(), lr=config.lr)
+    scaler = grad_scaler(device, config.amp)
+    history: list[EpochResult] = []
+    if checkpoint is not None:
+        history = restore(checkpoint, model=model, optimizer=optimizer, grad_scaler=scaler, device=device)
     description = describe_device(device)
     params = {
         **config.to_params(),
@@ -55,28 +93,57 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None) -> 
         "num_parameters": count_parameters(model),
     }
 
-    with tracking.tracked_run(run_name, params, device_tags(description)) as run:
-        print(f"MLflow run {run.run_id} ({run.run_name}) on {description['name']} [{device}]", flush=True)
+    with tracking.tracked_run(run_name, params, device_tags(description), resume_run_id=resume and resume[0]) as run:
+        folder = Path(config.checkpoint_dir) / run.run_id
+        checkpointer = Checkpointer(
+            folder, keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=scaler,
+            config=config, device=device, history=history, on_saved=run.log_checkpoint,
+        )
+        action = f"Resuming run {run.run_id} after epoch {len(history)}" if history else f"MLflow run {run.run_id}"
+        print(f"{action} ({run.run_name}) on {description['name']} [{device}]", flush=True)
+        logged = run.logged_epochs()
+        for result in history:
+            if result.epoch not in logged:
+                run.log_epoch(result)
+
+        def after_epoch(result: EpochResult) -> None:
+            check_finite(result, checkpointer.last_saved)
+            checkpointer(result)
+            run.log_epoch(result)
+
         training_model = with_amp(model, device, config.amp)
         if config.compile:
             training_model = torch.compile(training_model)
-        history = train_and_evaluate(
-            model=training_model,
-            train_dl=train_dl,
-            val_dl=val_dl,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            metric=accuracy_metric(),
-            val_metric=accuracy_metric(),
-            num_epochs=config.epochs,
-            device=device,
-            on_epoch=run.log_epoch,
-            grad_scaler=grad_scaler(device, config.amp),
-        )
+        try:
+            history += train_and_evaluate(
+                model=training_model,
+                train_dl=train_dl,
+                val_dl=val_dl,
+                loss_fn=loss_fn,
+                optimizer=optimizer,
+                metric=accuracy_metric(),
+                val_metric=accuracy_metric(),
+                num_epochs=config.epochs,
+                device=device,
+                on_epoch=after_epoch,
+                grad_scaler=scaler,
+                start_epoch=len(history) + 1,
+            )
+        except KeyboardInterrupt as error:
+            interrupted = error if isinstance(error, Interrupted) else Interrupted(2)
+            interrupted.run_id, interrupted.epoch = run.run_id, len(checkpointer.history)
+            interrupted.checkpoint = str(checkpointer.last_saved or latest_checkpoint(folder) or "")
+            raise interrupted from None
         test_loss, test_accuracy = evaluate(training_model, test_dl, loss_fn, accuracy_metric().to(device), device)
         print(f"Test | loss: {test_loss:.4f} | accuracy: {test_accuracy:.4f}", flush=True)
         run.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy}, step=config.epochs)
+        if not run.flush(wait_seconds=tracking.patience_seconds()):
+            unsent = run.save_pending(folder)
+            raise TrackingError(
+                f"The tracking server {run.tracking_uri} stopped answering: unsent metrics are in {unsent} "
+                f"(send them later with `deep-learning sync {unsent}`); checkpoints are in {folder}."
+            )
         example_batch = torch.stack([splits.test[index][0] for index in range(2)])
-        run.log_trained_model(model, example_batch, description)
+        run.log_trained_model(model, example_batch, description, folder)
     print(f"Run {run.run_id} finished; to browse it: {run.where_to_look()}", flush=True)
     return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy)

@@ -1,29 +1,40 @@
 """MLflow through one door: the only module that imports mlflow.
 
-A run is started (or adopted, when `mlflow run` started it), its params and tags are logged in
-one batch, each epoch's metrics in one call, and at the end the test score, `state_dict.pt`,
-`device.json` and the model. The run ends FINISHED, FAILED (with the error recorded) or KILLED.
+A run is started (or adopted, when `mlflow run` started it, or reopened to resume it), its params
+and tags are logged in one batch, each epoch's metrics in one call, each epoch's checkpoint, and at
+the end the test score, `state_dict.pt`, `device.json` and the model. The run ends FINISHED, FAILED
+(with the error recorded) or KILLED. Metrics a tracking server could not take are kept and sent when
+it answers again; if it never does, they are saved to a file that `deep-learning sync` sends later.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent first starts are then the user's care
+    fcntl = None
 
 import mlflow
 import numpy as np
+import requests
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from deep_learning.errors import TrackingError, first_line
 from deep_learning.training import EpochResult
@@ -31,7 +42,11 @@ from deep_learning.training import EpochResult
 STATE_DICT_ARTIFACT = "state_dict.pt"
 DEVICE_ARTIFACT = "device.json"
 MODEL_ARTIFACT = "model"
+CHECKPOINT_ARTIFACTS = "checkpoints"
 MAX_TAG_LENGTH = 5000
+# A server that is down should cost seconds, not MLflow's default minutes of retries, per call.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+RETRY_SECONDS = 2.0
 
 
 def tracking_uri() -> str:
@@ -44,7 +59,28 @@ def tracking_uri() -> str:
             "Set MLFLOW_TRACKING_URI=sqlite:///mlflow.db to use a new store (bring old runs over with "
             "`mlflow migrate-filestore --source ./mlruns --target sqlite:///mlflow.db`), or move ./mlruns away."
         )
+    if scheme in ("http", "https"):
+        for name, value in HTTP_LIMITS.items():
+            os.environ.setdefault(name, value)
     return uri
+
+
+def open_client(uri: str) -> MlflowClient:
+    """A client for `uri`; a new local sqlite store is created by one process at a time (MLflow's
+    schema migration races when several runs start at once on a fresh file)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "sqlite" or len(parts.path) < 2 or fcntl is None:
+        return MlflowClient(uri)
+    database = Path(unquote(parts.path[1:]))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
 
 
 def redacted(uri: str) -> str:
@@ -58,15 +94,29 @@ def redacted(uri: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
+def patience_seconds() -> float:
+    """How long the end of a run waits for an unreachable tracking server ($DEEP_LEARNING_TRACKING_PATIENCE)."""
+    return float(os.environ.get("DEEP_LEARNING_TRACKING_PATIENCE", "300"))
+
+
+def _unreachable(error: BaseException) -> bool:
+    if isinstance(error, (requests.RequestException, ConnectionError)):
+        return True
+    return isinstance(error, MlflowException) and "failed with exception" in str(error)
+
+
 class TrackedRun:
-    """An active MLflow run that the training loop reports to through `log_epoch`."""
+    """An active MLflow run that the training loop reports to."""
 
     def __init__(self, run: mlflow.ActiveRun, client: MlflowClient, uri: str) -> None:
         self.run_id = run.info.run_id
         self.run_name = run.info.run_name
         self.experiment_id = run.info.experiment_id
+        self.artifact_uri = run.info.artifact_uri
         self.tracking_uri = redacted(uri)
         self._client = client
+        self._pending: list[list[Metric]] = []
+        self._warned = False
 
     def where_to_look(self) -> str:
         """Where a person finds this run: its page on a server, or the command that opens the UI."""
@@ -76,48 +126,118 @@ class TrackedRun:
 
     def log_epoch(self, result: EpochResult) -> None:
         """Log one epoch's metrics in a single call, with step = epoch."""
-        self.log_metrics(
-            {
-                "train_loss": result.train_loss,
-                "train_accuracy": result.train_metric,
-                "val_loss": result.val_loss,
-                "val_accuracy": result.val_metric,
-                "epoch_seconds": result.epoch_seconds,
-                "train_samples_per_second": result.train_samples_per_second,
-            },
-            step=result.epoch,
-        )
+        self.log_metrics(epoch_metrics(result), step=result.epoch)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Send metrics now, or keep them until the tracking server answers again."""
         timestamp = int(time.time() * 1000)
-        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
-        self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        self._pending.append([Metric(key, float(value), timestamp, step) for key, value in metrics.items()])
+        self.flush(wait_seconds=0)
 
-    def log_trained_model(self, model: torch.nn.Module, example_batch: torch.Tensor, description: dict[str, Any]) -> None:
-        """Log device.json, the CPU `state_dict.pt` and an MLflow PyTorch model that loads on any device."""
-        self._client.log_dict(self.run_id, description, DEVICE_ARTIFACT)
+    def flush(self, wait_seconds: float) -> bool:
+        """Send kept metrics, waiting up to `wait_seconds` for an unreachable server; True when none are left."""
+        deadline = time.monotonic() + wait_seconds
+        while self._pending:
+            try:
+                self._client.log_batch(self.run_id, metrics=self._pending[0], synchronous=True)
+            except Exception as error:
+                if not _unreachable(error):
+                    raise
+                if not self._warned:
+                    print(f"Tracking server {self.tracking_uri} does not answer: training goes on, metrics are kept.", file=sys.stderr, flush=True)
+                    self._warned = True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(RETRY_SECONDS)
+            else:
+                self._pending.pop(0)
+        return True
+
+    def logged_epochs(self) -> set[int]:
+        """The epochs whose metrics the run already holds."""
+        return {metric.step for metric in self._client.get_metric_history(self.run_id, "train_loss")}
+
+    def log_checkpoint(self, path: Path, stale: list[Path]) -> None:
+        """Log the epoch's checkpoint and delete the ones no longer kept; an unreachable server only delays this."""
+        try:
+            self._client.log_artifact(self.run_id, str(path), CHECKPOINT_ARTIFACTS)
+            repository = get_artifact_repository(self.artifact_uri)
+            for old in stale:
+                with contextlib.suppress(Exception):
+                    repository.delete_artifacts(f"{CHECKPOINT_ARTIFACTS}/{old.name}")
+        except Exception as error:
+            if not _unreachable(error):
+                raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
+
+    def log_trained_model(self, model: torch.nn.Module, example_batch: torch.Tensor, description: dict[str, Any], folder: Path) -> None:
+        """Log device.json, the CPU `state_dict.pt` (first saved in `folder`) and a model that loads on any device."""
         cpu_state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / STATE_DICT_ARTIFACT
-            torch.save(cpu_state, path)
-            self._client.log_artifact(self.run_id, str(path))
-        cpu_model = _cpu_copy(model, cpu_state)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / STATE_DICT_ARTIFACT
+        torch.save(cpu_state, path)
+        cpu_model = copy.deepcopy(model).to("cpu").eval()
         example = example_batch.detach().cpu().numpy().astype(np.float32)
         with torch.inference_mode():
             output = cpu_model(torch.from_numpy(example)).numpy()
-        mlflow.pytorch.log_model(
-            cpu_model,
-            name=MODEL_ARTIFACT,
-            signature=infer_signature(example, output),
-            input_example=example,
-            pip_requirements=model_requirements(),
-        )
+
+        def log_all() -> None:
+            self._client.log_dict(self.run_id, description, DEVICE_ARTIFACT)
+            self._client.log_artifact(self.run_id, str(path))
+            mlflow.pytorch.log_model(
+                cpu_model,
+                name=MODEL_ARTIFACT,
+                signature=infer_signature(example, output),
+                input_example=example,
+                pip_requirements=model_requirements(),
+            )
+
+        try:
+            self.with_patience(log_all)
+        except Exception as error:
+            raise TrackingError(f"Cannot log the trained model to {self.artifact_uri}: {first_line(error)}. The weights are saved at {path}.") from None
+
+    def with_patience(self, call):
+        """Run a tracking call, retrying while the server is unreachable, up to the patience."""
+        deadline = time.monotonic() + patience_seconds()
+        while True:
+            try:
+                return call()
+            except Exception as error:
+                if not _unreachable(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(RETRY_SECONDS)
+
+    def end(self, status: int, tags: dict[str, str]) -> None:
+        """End the run with `status` and tags saying why; best effort and quick, since the store may be what failed."""
+        with contextlib.suppress(Exception):
+            self.flush(wait_seconds=0)
+        with contextlib.suppress(Exception):
+            self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
+        with contextlib.suppress(Exception):
+            mlflow.end_run(RunStatus.to_string(status))
+
+    def save_pending(self, folder: Path) -> Path:
+        """Write metrics the server never took to a JSON file that `deep-learning sync` sends later."""
+        path = folder / "unsent-metrics.json"
+        record = {
+            "tracking_uri": self.tracking_uri,
+            "run_id": self.run_id,
+            "metrics": [[metric.key, metric.value, metric.timestamp, metric.step] for batch in self._pending for metric in batch],
+        }
+        path.write_text(json.dumps(record))
+        return path
 
 
-def _cpu_copy(model: torch.nn.Module, cpu_state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    cpu_model = copy.deepcopy(model).to("cpu")
-    cpu_model.load_state_dict(cpu_state)
-    return cpu_model.eval()
+def epoch_metrics(result: EpochResult) -> dict[str, float]:
+    """The metrics a run logs for one epoch, by their contract names."""
+    return {
+        "train_loss": result.train_loss,
+        "train_accuracy": result.train_metric,
+        "val_loss": result.val_loss,
+        "val_accuracy": result.val_metric,
+        "epoch_seconds": result.epoch_seconds,
+        "train_samples_per_second": result.train_samples_per_second,
+    }
 
 
 def model_requirements() -> list[str]:
@@ -129,32 +249,66 @@ def model_requirements() -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def tracked_run(run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[TrackedRun]:
-    """Start (or adopt, under `mlflow run`) a run, log params and tags in one batch, and end it truthfully."""
+def run_config(run_id: str) -> dict[str, str]:
+    """The params of an existing run, or a clear error when there is no such run."""
     uri = tracking_uri()
-    client = MlflowClient(uri)
     try:
-        active = mlflow.start_run(run_name=run_name)
+        return MlflowClient(uri).get_run(run_id).data.params
     except MlflowException as error:
+        if _unreachable(error):
+            raise TrackingError(f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere.") from None
+        raise TrackingError(f"No run {run_id!r} in {redacted(uri)}: check the run id (`mlflow ui` lists them).") from None
+
+
+def download_latest_checkpoint(run_id: str, folder: Path) -> Path | None:
+    """Download the run's latest logged checkpoint into `folder`; None when it logged none."""
+    client = MlflowClient(tracking_uri())
+    names = sorted(Path(item.path).name for item in client.list_artifacts(run_id, CHECKPOINT_ARTIFACTS) if item.path.endswith(".pt"))
+    if not names:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACTS}/{names[-1]}", str(folder)))
+
+
+@contextlib.contextmanager
+def tracked_run(
+    run_name: str, params: dict[str, Any], tags: dict[str, str], *, resume_run_id: str | None = None
+) -> Iterator[TrackedRun]:
+    """Start (adopt under `mlflow run`, or reopen to resume) a run, log params and tags, and end it truthfully."""
+    uri = tracking_uri()
+    client = open_client(uri)
+    adopted = os.environ.get("MLFLOW_RUN_ID")
+    try:
+        if resume_run_id is not None:
+            active = mlflow.start_run(run_id=resume_run_id)
+        else:
+            active = mlflow.start_run(run_name=run_name)
+    except MlflowException as error:
+        if _unreachable(error):
+            raise TrackingError(f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere.") from None
         raise TrackingError(f"Cannot start an MLflow run at {redacted(uri)}: {first_line(error)}") from None
     run = TrackedRun(active, client, uri)
+    if resume_run_id is not None and adopted and adopted != resume_run_id:
+        # `mlflow run -P resume=ID` made a run of its own; point it at the run that goes on.
+        with contextlib.suppress(Exception):
+            client.set_tag(adopted, "deep_learning.resumed_run", resume_run_id)
     try:
         _log_params_and_tags(client, run.run_id, params, {**tags, "tracking_uri": run.tracking_uri})
         yield run
     except KeyboardInterrupt:
-        _end(client, run.run_id, RunStatus.KILLED, {"error.type": "KeyboardInterrupt", "error.message": "interrupted by the user"})
+        run.end(RunStatus.KILLED, {"error.type": "Interrupted", "error.message": "interrupted by a signal (Ctrl-C or SIGTERM)"})
         raise
     except BaseException as error:
-        _end(client, run.run_id, RunStatus.FAILED, {"error.type": type(error).__name__, "error.message": first_line(error)})
+        run.end(RunStatus.FAILED, {"error.type": type(error).__name__, "error.message": first_line(error), **getattr(error, "tags", {})})
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
 
 
 def _log_params_and_tags(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str]) -> None:
     # A run adopted from `mlflow run` already holds its MLproject parameters, perhaps spelled
-    # differently (1e-1 for 0.1); MLflow forbids changing a param, so log only the missing ones.
+    # differently (1e-1 for 0.1), and a resumed run holds all of them; MLflow forbids changing
+    # a param, so log only the missing ones.
     existing = client.get_run(run_id).data.params
     batch = [Param(key, str(value)) for key, value in params.items() if key not in existing]
     client.log_batch(
@@ -165,8 +319,22 @@ def _log_params_and_tags(client: MlflowClient, run_id: str, params: dict[str, An
     )
 
 
-def _end(client: MlflowClient, run_id: str, status: int, tags: dict[str, str]) -> None:
-    with contextlib.suppress(Exception):  # the store itself may be what failed; the run's status is best effort
-        client.log_batch(run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
-    with contextlib.suppress(Exception):
-        mlflow.end_run(RunStatus.to_string(status))
+def send_unsent(path: Path) -> tuple[str, int]:
+    """Send the metrics saved by `save_pending` to their run, each (key, step) once; return the run id and count."""
+    try:
+        record = json.loads(Path(path).read_text())
+        run_id, metrics = record["run_id"], record["metrics"]
+    except (OSError, ValueError, KeyError) as error:
+        raise TrackingError(f"{path} is not a file of unsent metrics ({first_line(error)}).") from None
+    client = MlflowClient(tracking_uri())
+    try:
+        present = {(key, metric.step) for key in {entry[0] for entry in metrics} for metric in client.get_metric_history(run_id, key)}
+        missing = [Metric(key, value, timestamp, step) for key, value, timestamp, step in metrics if (key, step) not in present]
+        for start in range(0, len(missing), 1000):
+            client.log_batch(run_id, metrics=missing[start:start + 1000], synchronous=True)
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "error.message", "the tracking server was unreachable when training ended; metrics sent later")
+            client.set_terminated(run_id, "FAILED")
+    except MlflowException as error:
+        raise TrackingError(f"Cannot send to {redacted(tracking_uri())}: {first_line(error)}. Try again when it answers.") from None
+    return run_id, len(missing)

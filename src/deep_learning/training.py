@@ -121,8 +121,9 @@ def train_and_evaluate(
     device: torch.device | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
     grad_scaler: torch.amp.GradScaler | None = None,
+    start_epoch: int = 1,
 ) -> list[EpochResult]:
-    """Train and validate for `num_epochs`, print the chapter's line per epoch, call `on_epoch`, return the history."""
+    """Train and validate epochs `start_epoch`..`num_epochs`, print the chapter's line for each, call `on_epoch`, return their history."""
     if device is None:
         device = get_default_device()
     model.to(device)
@@ -130,7 +131,7 @@ def train_and_evaluate(
     val_metric.to(device)
     num_train_samples = len(train_dl.dataset)
     history = []
-    for epoch in range(1, num_epochs + 1):
+    for epoch in range(start_epoch, num_epochs + 1):
         started = time.perf_counter()
         loss, score = train(
             model=model,

@@ -1,0 +1,136 @@
+"""Checkpoints: everything needed to continue a run exactly, written atomically, read without running pickled code."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deep_learning import __version__
+from deep_learning.config import TrainConfig
+from deep_learning.errors import CheckpointError, first_line
+from deep_learning.reproducibility import restore_rng_state, rng_state
+from deep_learning.training import EpochResult
+
+FORMAT = 1
+CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
+# Where a run is, not what it computes: these may differ when a run is resumed.
+RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints"}
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.pt"
+
+
+def library_versions() -> dict[str, str]:
+    return {"deep_learning": __version__, "torch": str(torch.__version__)}
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint of the highest epoch in `folder`, if any."""
+    if not folder.is_dir():
+        return None
+    found = [path for path in folder.iterdir() if CHECKPOINT_PATTERN.match(path.name)]
+    return max(found, key=lambda path: int(CHECKPOINT_PATTERN.match(path.name).group(1)), default=None)
+
+
+class Checkpointer:
+    """The per-epoch hook that writes a checkpoint after each epoch and hands it on (to tracking)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        keep: int,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        grad_scaler: torch.amp.GradScaler | None,
+        config: TrainConfig,
+        device: torch.device,
+        history: list[EpochResult],
+        on_saved: Callable[[Path, list[Path]], None],
+    ) -> None:
+        self.folder = folder
+        self.keep = keep
+        self.model = model
+        self.optimizer = optimizer
+        self.grad_scaler = grad_scaler
+        self.config = config
+        self.device = device
+        self.history = list(history)
+        self.on_saved = on_saved
+        self.last_saved: Path | None = None
+
+    def __call__(self, result: EpochResult) -> None:
+        self.history.append(result)
+        checkpoint = {
+            "format": FORMAT,
+            "versions": library_versions(),
+            "config": self.config.to_params(),
+            "epoch": result.epoch,
+            "model": {key: value.detach().cpu() for key, value in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "history": [dataclasses.asdict(entry) for entry in self.history],
+            "rng": rng_state(self.device),
+        }
+        path = self.folder / checkpoint_name(result.epoch)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(path.name + ".tmp")
+            torch.save(checkpoint, temporary)
+            os.replace(temporary, path)  # a reader never sees half a checkpoint
+        except OSError as error:
+            raise CheckpointError(f"Cannot write checkpoint {path}: {error.strerror or error}. Free space or set --checkpoint-dir.") from None
+        self.last_saved = path
+        stale = sorted(self.folder.glob("epoch-*.pt"))[: -self.keep]
+        for old in stale:
+            old.unlink(missing_ok=True)
+        self.on_saved(path, stale)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True`, so that no pickled code runs."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line(error)}).") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of this version of deep_learning (format {FORMAT}).")
+    return checkpoint
+
+
+def check_compatible(checkpoint: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse to continue from a checkpoint of another library version or another config, saying what differs."""
+    differences = [
+        f"{name} {saved!r} in the checkpoint, {current!r} now"
+        for name, saved, current in _differences(checkpoint["versions"], library_versions())
+    ]
+    differences += [
+        f"{name}={saved!r} in the checkpoint, {current!r} now"
+        for name, saved, current in _differences(checkpoint["config"], config.to_params())
+        if name not in RESUMABLE_DIFFERENCES
+    ]
+    if differences:
+        raise CheckpointError("Cannot resume: " + "; ".join(differences) + ". Resume with the original settings.")
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]):
+    for name in sorted(set(saved) | set(current)):
+        if saved.get(name) != current.get(name):
+            yield name, saved.get(name), current.get(name)
+
+
+def restore(checkpoint: dict[str, Any], *, model, optimizer, grad_scaler, device: torch.device) -> list[EpochResult]:
+    """Load model, optimizer, scaler and RNG states from a checkpoint; return the history so far."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if grad_scaler is not None and checkpoint["grad_scaler"] is not None:
+        grad_scaler.load_state_dict(checkpoint["grad_scaler"])
+    restore_rng_state(checkpoint["rng"], device)
+    return [EpochResult(**entry) for entry in checkpoint["history"]]

@@ -1,0 +1,32 @@
+"""Ctrl-C and SIGTERM end a run cleanly once; a second signal exits at once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+
+from deep_learning.errors import Interrupted
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_interrupt_runs() -> Iterator[None]:
+    """Turn the first SIGINT/SIGTERM into `Interrupted`, so the run can be marked KILLED; the next one exits now."""
+
+    def exit_now(signal_number: int, frame) -> None:
+        os._exit(128 + signal_number)
+
+    def interrupt(signal_number: int, frame) -> None:
+        for handled in HANDLED_SIGNALS:
+            signal.signal(handled, exit_now)
+        raise Interrupted(signal_number)
+
+    previous = {handled: signal.signal(handled, interrupt) for handled in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for handled, handler in previous.items():
+            signal.signal(handled, handler)
