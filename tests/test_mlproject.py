@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from conftest import BIN, REPO, subprocess_env
@@ -36,11 +37,24 @@ def test_mlflow_run_trains_and_logs_one_complete_run(tmp_path, data_root):
     assert_complete_run(uri, run, epochs=1, data_root=data_root)
 
 
-def test_mlflow_run_with_bad_parameter_fails_cleanly(tmp_path, data_root):
+@pytest.mark.parametrize(
+    "parameter, message",
+    [
+        ("epochs=0", "Error: epochs must be a positive integer, not 0"),
+        ("lr=nan", "Error: lr must be a finite number above 0, not nan"),
+        ("dataset=nope", "'nope' is not one of 'mnist', 'fashion-mnist'"),
+        pytest.param(
+            "device=cuda", "Error: Device 'cuda' is not available on this machine; available: cpu",
+            marks=pytest.mark.skipif(torch.accelerator.is_available(), reason="this machine has an accelerator"),
+        ),
+        ("resume=0123456789abcdef", "Error: No run '0123456789abcdef'"),
+    ],
+)
+def test_mlflow_run_with_bad_parameter_fails_cleanly(tmp_path, data_root, parameter, message):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = mlflow_run(tmp_path, uri, data_root, "epochs=0")
+    result = mlflow_run(tmp_path, uri, data_root, parameter)
     assert result.returncode != 0
-    assert "Error: epochs must be a positive integer, not 0" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert [run.info.status for run in MlflowClient(uri).search_runs(["0"])] == ["FAILED"]
 
