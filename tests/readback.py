@@ -64,6 +64,11 @@ def assert_complete_run(uri: str, run, epochs: int, data_root: Path) -> dict[str
         assert len(client.get_metric_history(run_id, key)) == 1
     assert 0.5 < run.data.metrics["test_accuracy"] <= 1.0
 
+    inputs = {entry.dataset.name: entry for entry in client.get_run(run_id).inputs.dataset_inputs}
+    assert set(inputs) == {"mnist-training", "mnist-validation", "mnist-test"}
+    assert {tag.value for entry in inputs.values() for tag in entry.tags} == {"training", "validation", "test"}
+    assert all(len(entry.dataset.digest) == 12 for entry in inputs.values())
+
     for key in DEVICE_TAGS:
         assert run.data.tags.get(key), key
     assert run.data.tags["device.type"] == "cpu"

@@ -62,6 +62,14 @@ def test_experiment_name_from_the_environment(store, monkeypatch):
     assert run.info.run_name == "mlp-fashion-mnist-cpu" and run.data.params["dataset"] == "fashion-mnist"
 
 
+def test_register_model_registers_the_logged_model(store):
+    assert train("--epochs", "1", "--train-subset", "300", "--register-model", "mnist-mlp").exit_code == 0
+    client = MlflowClient(store)
+    run = only_run(client)
+    versions = client.search_model_versions("name='mnist-mlp'")
+    assert [version.run_id for version in versions] == [run.info.run_id]
+
+
 def test_an_exception_marks_the_run_failed_with_its_message(store):
     with pytest.raises(RuntimeError):
         with tracking.tracked_run("mlp-mnist-cpu", {"epochs": 1}, {"device.type": "cpu"}) as run:

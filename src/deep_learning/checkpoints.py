@@ -20,7 +20,7 @@ from deep_learning.training import EpochResult
 FORMAT = 1
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
 # Where a run is, not what it computes: these may differ when a run is resumed.
-RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints"}
+RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints", "register_model"}
 
 
 def checkpoint_name(epoch: int) -> str:

@@ -43,6 +43,7 @@ class TrainConfig:
     amp: str = field(default="off", metadata=_help("Mixed precision: off, bf16 or fp16 (autocast; fp16 adds a GradScaler)."))
     checkpoint_dir: str = field(default="checkpoints", metadata=_help("Local folder for per-epoch checkpoints (one subfolder per run)."))
     keep_checkpoints: int = field(default=1, metadata=_help("How many of the latest epoch checkpoints to keep, locally and in the run."))
+    register_model: str = field(default="", metadata=_help("Register the logged model under this name in the model registry (empty: don't)."))
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))

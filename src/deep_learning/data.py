@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import shutil
@@ -173,8 +174,8 @@ class TensorLoader:
                 yield images[batch], labels[batch]
 
 
-def as_tensors(dataset: utils.Dataset) -> tuple[Tensor, Tensor]:
-    """A split of MNIST or Fashion-MNIST (possibly a Subset of a Subset) as float images in [0, 1] and labels."""
+def raw_tensors(dataset: utils.Dataset) -> tuple[Tensor, Tensor]:
+    """A split of MNIST or Fashion-MNIST (possibly a Subset of a Subset) as its uint8 images (N, 1, 28, 28) and labels."""
     indices = None
     while isinstance(dataset, utils.Subset):
         level = torch.as_tensor(dataset.indices)
@@ -183,7 +184,26 @@ def as_tensors(dataset: utils.Dataset) -> tuple[Tensor, Tensor]:
     images, labels = dataset.data.unsqueeze(1), dataset.targets
     if indices is not None:
         images, labels = images[indices], labels[indices]
+    return images, labels
+
+
+def as_tensors(dataset: utils.Dataset) -> tuple[Tensor, Tensor]:
+    """A split as float images in [0, 1], converted as the chapter's transform does, and labels."""
+    images, labels = raw_tensors(dataset)
     return v2.functional.to_dtype(images, torch.float32, scale=True), labels
+
+
+def split_digest(dataset: utils.Dataset) -> str:
+    """A short digest of a split's content: its images and labels, in order."""
+    images, labels = raw_tensors(dataset)
+    digest = hashlib.md5(images.contiguous().numpy().tobytes())
+    digest.update(labels.numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def dataset_source(dataset: str) -> str:
+    """Where a dataset's files come from (torchvision's first mirror)."""
+    return DATASET_CLASSES[dataset].mirrors[0]
 
 
 def make_loaders(

@@ -108,6 +108,15 @@ def device_tags(description: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in tags.items() if value is not None}
 
 
+def memory_metrics(device: torch.device) -> dict[str, float]:
+    """Accelerator memory in MB for the per-epoch metrics (MLflow's system monitor does not see MPS)."""
+    if device.type == "mps":
+        return {"mps_allocated_megabytes": torch.mps.current_allocated_memory() / 2**20}
+    if device.type == "cuda":
+        return {"cuda_max_allocated_megabytes": torch.cuda.max_memory_allocated(device) / 2**20}
+    return {}
+
+
 def _describe_cuda(device: torch.device) -> dict[str, Any]:
     properties = torch.cuda.get_device_properties(device)
     details: dict[str, Any] = {

@@ -19,8 +19,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from deep_learning import tracking
 from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
-from deep_learning.data import NUM_CLASSES, load_splits, make_loaders
-from deep_learning.devices import describe_device, device_tags, resolve_device
+from deep_learning.data import NUM_CLASSES, dataset_source, load_splits, make_loaders, split_digest
+from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.errors import CheckpointError, Interrupted, TrackingError, TrainingDiverged
 from deep_learning.model import build_model, count_parameters
 from deep_learning.precision import grad_scaler, with_amp
@@ -101,6 +101,8 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
         )
         action = f"Resuming run {run.run_id} after epoch {len(history)}" if history else f"MLflow run {run.run_id}"
         print(f"{action} ({run.run_name}) on {description['name']} [{device}]", flush=True)
+        digests = {"training": split_digest(splits.train), "validation": split_digest(splits.val), "test": split_digest(splits.test)}
+        run.log_datasets(config.dataset, dataset_source(config.dataset), digests)
         logged = run.logged_epochs()
         for result in history:
             if result.epoch not in logged:
@@ -109,7 +111,7 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
         def after_epoch(result: EpochResult) -> None:
             check_finite(result, checkpointer.last_saved)
             checkpointer(result)
-            run.log_epoch(result)
+            run.log_epoch(result, memory_metrics(device))
 
         training_model = with_amp(model, device, config.amp)
         if config.compile:
@@ -144,6 +146,6 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
                 f"(send them later with `deep-learning sync {unsent}`); checkpoints are in {folder}."
             )
         example_batch = torch.stack([splits.test[index][0] for index in range(2)])
-        run.log_trained_model(model, example_batch, description, folder)
+        run.log_trained_model(model, example_batch, description, folder, config.register_model)
     print(f"Run {run.run_id} finished; to browse it: {run.where_to_look()}", flush=True)
     return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy)

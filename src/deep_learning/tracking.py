@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -31,10 +32,13 @@ import numpy as np
 import requests
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.data.http_dataset_source import HTTPDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from deep_learning.errors import TrackingError, first_line
 from deep_learning.training import EpochResult
@@ -47,6 +51,8 @@ MAX_TAG_LENGTH = 5000
 # A server that is down should cost seconds, not MLflow's default minutes of retries, per call.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 RETRY_SECONDS = 2.0
+SYSTEM_METRICS_SECONDS = 1.0
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
 
 
 def tracking_uri() -> str:
@@ -124,9 +130,9 @@ class TrackedRun:
             return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
         return f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1"
 
-    def log_epoch(self, result: EpochResult) -> None:
-        """Log one epoch's metrics in a single call, with step = epoch."""
-        self.log_metrics(epoch_metrics(result), step=result.epoch)
+    def log_epoch(self, result: EpochResult, extra: dict[str, float] | None = None) -> None:
+        """Log one epoch's metrics (and `extra` ones) in a single call, with step = epoch."""
+        self.log_metrics({**epoch_metrics(result), **(extra or {})}, step=result.epoch)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Send metrics now, or keep them until the tracking server answers again."""
@@ -157,6 +163,17 @@ class TrackedRun:
         """The epochs whose metrics the run already holds."""
         return {metric.step for metric in self._client.get_metric_history(self.run_id, "train_loss")}
 
+    def log_datasets(self, name: str, source_url: str, digests: dict[str, str]) -> None:
+        """Record each split the run used as an MLflow dataset input (name, split, content digest)."""
+        inputs = [
+            DatasetInput(
+                MetaDataset(HTTPDatasetSource(source_url), name=f"{name}-{split}", digest=digest)._to_mlflow_entity(),
+                tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)],
+            )
+            for split, digest in digests.items()
+        ]
+        self._client.log_inputs(self.run_id, datasets=inputs)
+
     def log_checkpoint(self, path: Path, stale: list[Path]) -> None:
         """Log the epoch's checkpoint and delete the ones no longer kept; an unreachable server only delays this."""
         try:
@@ -169,8 +186,11 @@ class TrackedRun:
             if not _unreachable(error):
                 raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
 
-    def log_trained_model(self, model: torch.nn.Module, example_batch: torch.Tensor, description: dict[str, Any], folder: Path) -> None:
-        """Log device.json, the CPU `state_dict.pt` (first saved in `folder`) and a model that loads on any device."""
+    def log_trained_model(
+        self, model: torch.nn.Module, example_batch: torch.Tensor, description: dict[str, Any], folder: Path, registered_name: str = ""
+    ) -> None:
+        """Log device.json, the CPU `state_dict.pt` (first saved in `folder`) and a model that loads on any device;
+        register it as `registered_name` when given."""
         cpu_state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / STATE_DICT_ARTIFACT
@@ -189,6 +209,7 @@ class TrackedRun:
                 signature=infer_signature(example, output),
                 input_example=example,
                 pip_requirements=model_requirements(),
+                registered_model_name=registered_name or None,
             )
 
         try:
@@ -279,10 +300,9 @@ def tracked_run(
     client = open_client(uri)
     adopted = os.environ.get("MLFLOW_RUN_ID")
     try:
-        if resume_run_id is not None:
-            active = mlflow.start_run(run_id=resume_run_id)
-        else:
-            active = mlflow.start_run(run_name=run_name)
+        # Short runs need samples more often than MLflow's default of one per 10 s.
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
+        active = mlflow.start_run(run_id=resume_run_id, run_name=None if resume_run_id else run_name, log_system_metrics=True)
     except MlflowException as error:
         if _unreachable(error):
             raise TrackingError(f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere.") from None
