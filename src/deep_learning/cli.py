@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import sys
 import traceback
@@ -14,8 +15,9 @@ from typing import Any
 import click
 
 from deep_learning import __version__
+from deep_learning.comparison import FORMATS
 from deep_learning.config import DATASETS, LOADERS, MODELS, TrainConfig
-from deep_learning.errors import DeepLearningError, first_line
+from deep_learning.errors import DeepLearningError, InputError, first_line
 
 _CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -103,3 +105,89 @@ def import_data(source: Path, dataset: str) -> None:
     from deep_learning.data import import_raw_files
 
     click.echo(f"{dataset}: files checked and placed in {import_raw_files(dataset, source)}")
+
+
+def experiment_option(command: Callable) -> Callable:
+    """The --experiment option of commands that read runs."""
+    return click.option(
+        "--experiment",
+        help="Experiment name (default: the one `train` logs to: $MLFLOW_EXPERIMENT_ID, $MLFLOW_EXPERIMENT_NAME, else Default).",
+    )(command)
+
+
+@cli.command()
+@experiment_option
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many runs.")
+@user_errors
+def runs(experiment: str | None, limit: int) -> None:
+    """List an experiment's training runs, newest first: device, key params, accuracy, epoch time, duration.
+
+    Comparison and evaluation runs are left out.
+    """
+    from deep_learning import comparison, tracking
+
+    experiment_id, name = tracking.find_experiment(experiment)
+    records = tracking.list_runs(experiment_id, limit=limit, histories=("epoch_seconds",))
+    if not records:
+        click.echo(f"No training runs in experiment {name!r} yet: start one with `deep-learning train`.", err=True)
+        return
+    click.echo(comparison.runs_table(records), nl=False)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@experiment_option
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True, help="How to print the table.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Also write the table (in --format) and comparison.png, the runs' loss and accuracy curves, into this folder.")
+@click.option("--log", is_flag=True, help="Log the table and the figure to a new MLflow run tagged deep_learning.kind=comparison.")
+@user_errors
+def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str, output: Path | None, log: bool) -> None:
+    """Compare runs side by side, one column per run.
+
+    Without RUN_IDs: the latest FINISHED run of each device type and config in the experiment.
+    Rows: device and versions, every param that differs, final losses and accuracies, mean epoch
+    seconds and samples/s, the speed-up over the CPU run (else the first), and, for runs of the same
+    config and seed, the largest per-epoch absolute difference of each metric from the group's
+    first CPU run: how far devices agree. RUN_IDs may also be given comma-separated.
+    """
+    import tempfile
+
+    from deep_learning import comparison, tracking
+
+    ids = [run_id for argument in run_ids for run_id in argument.replace(",", " ").split()]
+    if ids and experiment:
+        raise InputError("Name RUN_IDs or --experiment, not both: run ids select the runs themselves.")
+    if not ids:
+        experiment_id, _ = tracking.find_experiment(experiment)
+        ids = [run.run_id for run in comparison.select_latest_per_device_and_config(tracking.list_runs(experiment_id, finished_only=True))]
+    result = comparison.compare_runs([tracking.get_run(run_id, histories=comparison.HISTORIES) for run_id in ids])
+    click.echo(comparison.render(result, output_format), nl=False)
+    if output is None and not log:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        files = comparison.write_files(result, output_format, output or Path(scratch))
+        if output is not None:
+            click.echo(f"Wrote {files[0]} and {files[1]}", err=True)
+        if log:
+            device_types = dict.fromkeys(run.device_type for run in result.runs)
+            logged = tracking.log_comparison(result.run_ids, files, f"compare-{'-'.join(device_types)}", result.runs[0].experiment_id)
+            click.echo(f"Logged comparison run {logged.run_id}; to browse it: {logged.where_to_look()}", err=True)
+
+
+@cli.command()
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Indented fields, or JSON.")
+@user_errors
+def devices(output_format: str) -> None:
+    """List every device this machine can train on, described as runs record it in device.json."""
+    import torch
+
+    from deep_learning.devices import available_devices, describe_device
+
+    descriptions = {name: describe_device(torch.device(name)) for name in available_devices()}
+    if output_format == "json":
+        click.echo(json.dumps(descriptions, indent=2))
+        return
+    for name, description in descriptions.items():
+        click.echo(f"{name}: {description['name']}")
+        for key, value in description.items():
+            click.echo(f"  {key}: {value}")
