@@ -107,6 +107,14 @@ def import_data(source: Path, dataset: str) -> None:
     click.echo(f"{dataset}: files checked and placed in {import_raw_files(dataset, source)}")
 
 
+def device_option(command: Callable) -> Callable:
+    """The --device option of commands that run a model."""
+    return click.option(
+        "--device", default=TrainConfig.device, show_default=True,
+        help="auto, cpu, cuda, cuda:N, mps, ... (`deep-learning devices` lists this machine's).",
+    )(command)
+
+
 def experiment_option(command: Callable) -> Callable:
     """The --experiment option of commands that read runs."""
     return click.option(
@@ -172,6 +180,75 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
             device_types = dict.fromkeys(run.device_type for run in result.runs)
             logged = tracking.log_comparison(result.run_ids, files, f"compare-{'-'.join(device_types)}", result.runs[0].experiment_id)
             click.echo(f"Logged comparison run {logged.run_id}; to browse it: {logged.where_to_look()}", err=True)
+
+
+@cli.command()
+@click.argument("model")
+@device_option
+@click.option("--dataset", type=click.Choice(DATASETS), help="Whose test split to score on (default: the dataset the model was trained on, else mnist).")
+@click.option("--log", is_flag=True, help="Record the evaluation in a new MLflow run tagged with the run that trained the model.")
+@user_errors
+def evaluate(model: str, device: str, dataset: str | None, log: bool) -> None:
+    """Score MODEL on a test split: loss, accuracy, per-class accuracy and the confusion matrix.
+
+    MODEL is a run id (its state_dict.pt, read with torch.load(weights_only=True), so no pickled
+    code runs), runs:/RUN_ID/model, models:/NAME/VERSION, or the path of a state_dict.pt. Weights
+    are mapped onto --device: a model trained on a GPU runs on a CPU-only machine.
+    """
+    from deep_learning import tracking
+    from deep_learning.devices import describe_device, device_tags, resolve_device
+    from deep_learning.inference import evaluate_model, load_model
+    from deep_learning.records import SOURCE_RUN_TAG
+
+    target = resolve_device(device)
+    loaded = load_model(model, target)
+    dataset = dataset or loaded.trained_with("dataset")
+    click.echo(f"Model: {loaded.origin}, on {target}")
+    evaluation = evaluate_model(loaded.model, dataset, target, int(loaded.trained_with("val_batch_size")))
+    click.echo(evaluation.report(), nl=False)
+    if log:
+        source = loaded.source_run
+        logged = tracking.log_evaluation(
+            f"evaluate-{loaded.trained_with('model')}-{dataset}-{target.type}",
+            params={"model": model, "dataset": dataset, "device": device},
+            metrics=evaluation.metrics(),
+            report=dataclasses.asdict(evaluation),
+            tags={**device_tags(describe_device(target)), **({SOURCE_RUN_TAG: source.run_id} if source else {})},
+            experiment_id=source.experiment_id if source else None,
+        )
+        click.echo(f"Logged evaluation run {logged.run_id}; to browse it: {logged.where_to_look()}", err=True)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@device_option
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="One line per image, or a JSON list.")
+@user_errors
+def predict(model: str, images: tuple[Path, ...], device: str, output_format: str) -> None:
+    """Predict the class of each image with MODEL: the class and its probability, one line per image.
+
+    IMAGES are PNG or JPEG files (anything Pillow reads) or IDX files, gzip'd or not; an IDX file of
+    many images gives one line per image, named FILE[INDEX]. Images that are not 28x28 grayscale are
+    converted to grayscale and resized to 28x28 (bilinear, antialiased); nothing is inverted or
+    centred, so digits should be light on a dark background, as in MNIST.
+
+    MODEL is given as for `evaluate`: a run id, runs:/RUN_ID/model, models:/NAME/VERSION or a
+    state_dict.pt path.
+    """
+    from deep_learning.data import DATASET_CLASSES
+    from deep_learning.devices import resolve_device
+    from deep_learning.inference import load_model, predict as predict_classes, read_images
+
+    target = resolve_device(device)
+    loaded = load_model(model, target)
+    names, pixels = read_images(images)
+    predictions = predict_classes(loaded.model, names, pixels, target, DATASET_CLASSES[loaded.trained_with("dataset")].classes)
+    if output_format == "json":
+        click.echo(json.dumps([dataclasses.asdict(prediction) for prediction in predictions], indent=2))
+        return
+    for prediction in predictions:
+        click.echo(f"{prediction.image}: {prediction.class_name} ({prediction.probability:.4f})")
 
 
 @cli.command()
