@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from commands import SMALL, assert_one_line_error, invoke, train_run
-from conftest import subprocess_env
+from conftest import BIN, REPO, subprocess_env
 from deep_learning.comparison import compare_runs, select_latest_per_device_and_config
 from deep_learning.records import RunRecord
 
@@ -198,3 +198,17 @@ def test_unknown_experiment_is_one_line_in_a_real_process(trained):
         f"Error: No experiment named 'nope' at {subprocess_env()['MLFLOW_TRACKING_URI']}; experiments there: Default."
     ]
 
+
+def test_mlproject_compare_entry_point_logs_into_the_run_it_adopts(trained, module_store, tmp_path):
+    result = subprocess.run(
+        [str(BIN / "mlflow"), "run", str(REPO), "-e", "compare", "--env-manager", "local", "-P", "format=csv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=subprocess_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"name,{trained['other']},{trained['repeat']}" in result.stdout
+    client = MlflowClient(module_store)
+    comparisons = client.search_runs(["0"], "tags.\"deep_learning.kind\" = 'comparison'", order_by=["attributes.start_time DESC"])
+    adopted = comparisons[0]
+    assert adopted.data.tags["mlflow.project.entryPoint"] == "compare"  # the run `mlflow run` made, not a second one
+    assert {artifact.path for artifact in client.list_artifacts(adopted.info.run_id)} == {"comparison.csv", "comparison.png"}
+    assert adopted.info.run_id not in invoke("runs").stdout

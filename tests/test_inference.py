@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from commands import assert_one_line_error, invoke, train_run
-from conftest import subprocess_env
+from conftest import BIN, REPO, subprocess_env
 from deep_learning.data import as_tensors, load_dataset
 from deep_learning.inference import evaluate_model, load_model
 from deep_learning.model import build_model
@@ -243,3 +243,15 @@ def test_a_file_that_is_not_an_image_is_one_line_naming_it(content, message, run
     path.write_bytes(content)
     assert_one_line_error(invoke("predict", run_id, str(path)), f"{path} {message}")
 
+
+def test_mlproject_evaluate_entry_point_logs_into_the_run_it_adopts(run_id, source, module_store, tmp_path):
+    result = subprocess.run(
+        [str(BIN / "mlflow"), "run", str(REPO), "-e", "evaluate", "--env-manager", "local", "-P", f"model=runs:/{run_id}/model"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=subprocess_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(module_store)
+    [adopted] = client.search_runs(["0"], "tags.\"mlflow.project.entryPoint\" = 'evaluate'")
+    assert adopted.data.tags["deep_learning.kind"] == "evaluation"
+    assert adopted.data.tags["deep_learning.source_run_id"] == run_id
+    assert adopted.data.metrics["test_accuracy"] == source.data.metrics["test_accuracy"]
