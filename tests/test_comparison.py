@@ -24,11 +24,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def trained(module_store) -> dict[str, str]:
-    """Three short CPU runs, oldest first: lr 0.1, lr 0.05, and lr 0.1 again (with --device cpu)."""
+    """Three short CPU runs, oldest first: lr 0.1, lr 0.05, and lr 0.1 again."""
     return {
         "first": train_run(*SMALL),
         "other": train_run(*SMALL, "--lr", "0.05"),
-        "repeat": train_run(*SMALL, "--device", "cpu"),
+        "repeat": train_run(*SMALL),
     }
 
 
@@ -55,7 +55,6 @@ def test_compare_by_default_takes_the_latest_run_per_device_and_config(trained):
     table = _json()
     assert table["run_ids"] == [trained["other"], trained["repeat"]]
     assert table["rows"]["params.lr"] == ["0.05", "0.1"]
-    assert table["rows"]["params.device"] == ["auto", "cpu"]
     assert not any(name.startswith("max_abs_diff.") for name in table["rows"])
 
 

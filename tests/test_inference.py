@@ -47,7 +47,7 @@ def saved_as_if_on(location: str):
 
 @pytest.fixture(scope="module")
 def run_id(module_store) -> str:
-    return train_run("--epochs", "2", "--train-subset", "4000")
+    return train_run("--epochs", "2", "--train-subset", "4000", "--device", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_evaluate_gives_the_logged_test_score(kind, request, run_id, source, sta
         "registered model": lambda: request.getfixturevalue("registered_model"),
         "state_dict file": lambda: str(state_dict_path),
     }[kind]()
-    result = invoke("evaluate", reference, "--log")
+    result = invoke("evaluate", reference, "--device", "cpu", "--log")
     assert result.exit_code == 0, result.output
     assert f"accuracy: {source.data.metrics['test_accuracy']:.4f}" in result.stdout
     assert "Per true class" in result.stdout and "0 - zero" in result.stdout and "9 - nine" in result.stdout
@@ -184,7 +184,7 @@ def test_predict_names_the_digits_of_png_files(run_id, state_dict_path, test_ima
     for index, image in enumerate(pixels):
         paths.append(tmp_path / f"{index:03d}.png")
         Image.fromarray(image.numpy()).save(paths[-1])
-    result = invoke("predict", run_id, *map(str, paths), "--format", "json")
+    result = invoke("predict", run_id, *map(str, paths), "--device", "cpu", "--format", "json")
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.stdout)
     assert [prediction["image"] for prediction in predictions] == list(map(str, paths))
@@ -196,7 +196,7 @@ def test_predict_names_the_digits_of_png_files(run_id, state_dict_path, test_ima
     assert [prediction["probability"] for prediction in predictions] == pytest.approx(expected_probabilities)
     assert all(prediction["class_name"].startswith(f"{prediction['label']} - ") for prediction in predictions)
 
-    text = invoke("predict", run_id, str(paths[0]))
+    text = invoke("predict", run_id, str(paths[0]), "--device", "cpu")
     assert text.stdout == f"{paths[0]}: {predictions[0]['class_name']} ({predictions[0]['probability']:.4f})\n"
 
 
@@ -209,7 +209,7 @@ def test_predict_reads_idx_files_gzipped_or_not(state_dict_path, test_images, tm
     many, one = tmp_path / "images-idx3-ubyte.gz", tmp_path / "one-idx2-ubyte"
     many.write_bytes(gzip.compress(_idx(pixels[:10])))
     one.write_bytes(_idx(pixels[10]))
-    result = invoke("predict", str(state_dict_path), str(many), str(one), "--format", "json")
+    result = invoke("predict", str(state_dict_path), str(many), str(one), "--device", "cpu", "--format", "json")
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.stdout)
     assert [prediction["image"] for prediction in predictions] == [f"{many}[{index}]" for index in range(10)] + [str(one)]
@@ -222,7 +222,7 @@ def test_predict_converts_colour_images_of_other_sizes(state_dict_path, test_ima
     for index, image in enumerate(pixels[:30]):
         paths.append(tmp_path / f"{index:02d}.{'jpg' if index % 2 else 'png'}")
         Image.fromarray(image.numpy()).convert("RGB").resize((56, 56), Image.Resampling.NEAREST).save(paths[-1])
-    result = invoke("predict", str(state_dict_path), *map(str, paths), "--format", "json")
+    result = invoke("predict", str(state_dict_path), *map(str, paths), "--device", "cpu", "--format", "json")
     assert result.exit_code == 0, result.output
     predicted = [prediction["label"] for prediction in json.loads(result.stdout)]
     expected = _expected_predictions(state_dict_path, images[:30])[0]
@@ -246,7 +246,7 @@ def test_a_file_that_is_not_an_image_is_one_line_naming_it(content, message, run
 
 def test_mlproject_evaluate_entry_point_logs_into_the_run_it_adopts(run_id, source, module_store, tmp_path):
     result = subprocess.run(
-        [str(BIN / "mlflow"), "run", str(REPO), "-e", "evaluate", "--env-manager", "local", "-P", f"model=runs:/{run_id}/model"],
+        [str(BIN / "mlflow"), "run", str(REPO), "-e", "evaluate", "--env-manager", "local", "-P", f"model=runs:/{run_id}/model", "-P", "device=cpu"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=subprocess_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]

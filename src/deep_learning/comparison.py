@@ -17,7 +17,6 @@ from deep_learning.errors import InputError
 from deep_learning.records import TRAINING, RunRecord
 
 LEARNING_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
-CURVE_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 HISTORIES = (*LEARNING_METRICS, "epoch_seconds", "train_samples_per_second")
 DEVICE_TAGS = ("device.type", "device.name", "torch.version", "torch.cuda_version")
 LISTED_PARAMS = ("dataset", "epochs", "lr", "batch_size", "seed")

@@ -48,10 +48,15 @@ class LoadedModel:
     source_run: RunRecord | None
 
     def trained_with(self, param: str) -> str:
-        """A param of the source run, else the TrainConfig default (for a bare state_dict file)."""
-        if self.source_run is not None and param in self.source_run.params:
-            return self.source_run.params[param]
-        return str(getattr(TrainConfig, param))
+        """A param of the run that trained the model, else its TrainConfig default (a bare state_dict file has no run)."""
+        return trained_with(self.source_run, param)
+
+
+def trained_with(run: RunRecord | None, param: str) -> str:
+    """A param of a training run, else its TrainConfig default."""
+    if run is not None and param in run.params:
+        return run.params[param]
+    return str(getattr(TrainConfig, param))
 
 
 def load_model(reference: str, device: torch.device) -> LoadedModel:
@@ -73,8 +78,7 @@ def load_model(reference: str, device: torch.device) -> LoadedModel:
         origin = f"{tracking.STATE_DICT_ARTIFACT} of run {reference}"
     else:
         raise InputError(f"No model {reference!r}: it is neither a file nor a run id (32 hex digits), runs:/RUN_ID/model or models:/NAME/VERSION.")
-    architecture = source.params.get("model", TrainConfig.model) if source else TrainConfig.model
-    model = model_from_weights(architecture, weights, origin)
+    model = model_from_weights(trained_with(source, "model"), weights, origin)
     return LoadedModel(model.to(device).eval(), origin, source)
 
 
@@ -82,8 +86,8 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     """The tensors a torch.save file holds, mapped onto the CPU; weights_only, so no pickled code runs."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises UnpicklingError, KeyError, EOFError, RuntimeError, ...
-        if isinstance(error, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+    except Exception as error:  # torch.load raises UnpicklingError, KeyError, EOFError, RuntimeError, ... on other files
+        if isinstance(error, pickle.UnpicklingError) and zipfile.is_zipfile(path):  # torch.save's format, holding objects
             raise InputError(f"{path} holds pickled objects besides tensors, which could run code and are not loaded: save model.state_dict() with torch.save.") from None
         raise InputError(f"{path} is not a file written by torch.save ({type(error).__name__}): save model.state_dict() with torch.save.") from None
     if not isinstance(state, dict) or not all(isinstance(name, str) and isinstance(tensor, Tensor) for name, tensor in state.items()):
@@ -153,17 +157,17 @@ def evaluate_model(model: nn.Module, dataset: str, device: torch.device, batch_s
     images, labels = as_tensors(load_dataset(dataset, train=False, root=root))
     batches = TensorLoader(images.to(device), labels.to(device), batch_size, shuffle=False)
     loss, accuracy = evaluate(model, batches, nn.CrossEntropyLoss(), accuracy_metric().to(device), device)
-    per_class = MetricCollection(
+    class_scores = MetricCollection(
         {
-            "accuracy": MulticlassAccuracy(NUM_CLASSES, average=None),
+            "per_class_accuracy": MulticlassAccuracy(NUM_CLASSES, average=None),
             "confusion_matrix": MulticlassConfusionMatrix(NUM_CLASSES),
         }
     ).to(device)
     with torch.inference_mode():
         for X, y in batches:
-            per_class.update(model(X), y)
-    scores = per_class.compute()
-    return Evaluation(dataset, len(labels), loss, accuracy, scores["accuracy"].tolist(), scores["confusion_matrix"].tolist())
+            class_scores.update(model(X), y)
+    scores = {name: value.tolist() for name, value in class_scores.compute().items()}
+    return Evaluation(dataset, len(labels), loss, accuracy, scores["per_class_accuracy"], scores["confusion_matrix"])
 
 
 @dataclass(frozen=True)
@@ -180,8 +184,8 @@ def read_images(paths: Sequence[Path]) -> tuple[list[str], Tensor]:
     """The images in the files, named, as floats in [0, 1] of shape (N, 1, 28, 28).
 
     Anything Pillow reads (PNG, JPEG, ...) is converted to grayscale and, unless 28x28, resized
-    (bilinear, antialiased); an IDX file of unsigned bytes, gzip'd or not, holds one image or many,
-    each named `FILE[INDEX]`.
+    (bilinear, antialiased); an IDX file of unsigned bytes, gzip'd or not, holds one image (named
+    FILE) or many (named FILE[INDEX]).
     """
     names: list[str] = []
     batches: list[Tensor] = []
