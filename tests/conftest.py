@@ -33,17 +33,29 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def store(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh sqlite tracking store in a temporary working directory; returns its URI."""
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def use_store(folder: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Work in `folder` with a sqlite tracking store there and the test data root; return the store's URI."""
+    monkeypatch.chdir(folder)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("DEEP_LEARNING_DATA_ROOT", str(data_root))
     monkeypatch.setenv("DEEP_LEARNING_OFFLINE", "1")
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    for name in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
     return uri
+
+
+@pytest.fixture
+def store(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh sqlite tracking store in a temporary working directory; returns its URI."""
+    return use_store(tmp_path, data_root, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory: pytest.TempPathFactory, data_root: Path):
+    """A sqlite tracking store shared by one test module, for runs that several of its tests read."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield use_store(tmp_path_factory.mktemp("store"), data_root, monkeypatch)
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:

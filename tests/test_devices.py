@@ -51,3 +51,19 @@ def test_cpu_description_and_tags():
     assert tags["torch.version"] == torch.__version__
     assert set(tags) >= {"device.name", "python.version", "platform", "cpu.count"}
     assert all(isinstance(value, str) for value in tags.values())
+
+
+def test_devices_command_lists_every_device_as_runs_describe_it():
+    from click.testing import CliRunner
+
+    from deep_learning.cli import cli
+    from deep_learning.devices import cpu_name
+
+    result = CliRunner().invoke(cli, ["devices", "--format", "json"], catch_exceptions=False)
+    descriptions = json.loads(result.stdout)
+    assert list(descriptions) == available_devices()
+    assert set(descriptions["cpu"]) == set(describe_device(torch.device("cpu")))
+    assert descriptions["cpu"]["type"] == "cpu" and descriptions["cpu"]["name"] == cpu_name()
+
+    text = CliRunner().invoke(cli, ["devices"], catch_exceptions=False).stdout.splitlines()
+    assert text[0] == f"cpu: {cpu_name()}" and "  type: cpu" in text

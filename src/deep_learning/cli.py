@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import sys
 import traceback
@@ -14,8 +15,9 @@ from typing import Any
 import click
 
 from deep_learning import __version__
+from deep_learning.comparison import FORMATS
 from deep_learning.config import AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
-from deep_learning.errors import DeepLearningError, Interrupted, first_line
+from deep_learning.errors import DeepLearningError, InputError, Interrupted, first_line
 
 _CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS, "amp": AMP_MODES}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -140,3 +142,166 @@ def import_data(source: Path, dataset: str) -> None:
     from deep_learning.data import import_raw_files
 
     click.echo(f"{dataset}: files checked and placed in {import_raw_files(dataset, source)}")
+
+
+def device_option(command: Callable) -> Callable:
+    """The --device option of commands that run a model."""
+    return click.option(
+        "--device", default=TrainConfig.device, show_default=True,
+        help="auto, cpu, cuda, cuda:N, mps, ... (`deep-learning devices` lists this machine's).",
+    )(command)
+
+
+def experiment_option(command: Callable) -> Callable:
+    """The --experiment option of commands that read runs."""
+    return click.option(
+        "--experiment",
+        help="Experiment name (default: the one `train` logs to: $MLFLOW_EXPERIMENT_ID, $MLFLOW_EXPERIMENT_NAME, else Default).",
+    )(command)
+
+
+@cli.command()
+@experiment_option
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show at most this many runs.")
+@user_errors
+def runs(experiment: str | None, limit: int) -> None:
+    """List an experiment's training runs, newest first: device, key params, accuracy, epoch time, duration.
+
+    Comparison and evaluation runs are left out.
+    """
+    from deep_learning import comparison, tracking
+
+    experiment_id, name = tracking.find_experiment(experiment)
+    records = tracking.list_runs(experiment_id, limit=limit, histories=("epoch_seconds",))
+    if not records:
+        click.echo(f"No training runs in experiment {name!r} yet: start one with `deep-learning train`.", err=True)
+        return
+    click.echo(comparison.runs_table(records), nl=False)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@experiment_option
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True, help="How to print the table.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Also write the table (in --format) and comparison.png, the runs' loss and accuracy curves, into this folder.")
+@click.option("--log", is_flag=True, help="Log the table and the figure to a new MLflow run tagged deep_learning.kind=comparison.")
+@user_errors
+def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str, output: Path | None, log: bool) -> None:
+    """Compare runs side by side, one column per run.
+
+    Without RUN_IDs: the latest FINISHED run of each device type and config in the experiment.
+    Rows: device and versions, every param that differs, final losses and accuracies, mean epoch
+    seconds and samples/s, the speed-up over the CPU run (else the first), and, for runs of the same
+    config and seed, the largest per-epoch absolute difference of each metric from the group's
+    first CPU run: how far devices agree. RUN_IDs may also be given comma-separated.
+    """
+    import tempfile
+
+    from deep_learning import comparison, tracking
+
+    ids = [run_id for argument in run_ids for run_id in argument.replace(",", " ").split()]
+    if ids and experiment:
+        raise InputError("Name RUN_IDs or --experiment, not both: run ids select the runs themselves.")
+    if not ids:
+        experiment_id, _ = tracking.find_experiment(experiment)
+        ids = [run.run_id for run in comparison.select_latest_per_device_and_config(tracking.list_runs(experiment_id, finished_only=True))]
+    result = comparison.compare_runs([tracking.get_run(run_id, histories=comparison.HISTORIES) for run_id in ids])
+    click.echo(comparison.render(result, output_format), nl=False)
+    if output is None and not log:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        files = comparison.write_files(result, output_format, output or Path(scratch))
+        if output is not None:
+            click.echo(f"Wrote {files[0]} and {files[1]}", err=True)
+        if log:
+            device_types = dict.fromkeys(run.device_type for run in result.runs)
+            logged = tracking.log_comparison(result.run_ids, files, f"compare-{'-'.join(device_types)}", result.runs[0].experiment_id)
+            click.echo(f"Logged comparison run {logged.run_id}; to browse it: {logged.where_to_look()}", err=True)
+
+
+@cli.command()
+@click.argument("model")
+@device_option
+@click.option("--dataset", type=click.Choice(DATASETS), help="Whose test split to score on (default: the dataset the model was trained on, else mnist).")
+@click.option("--log", is_flag=True, help="Record the evaluation in a new MLflow run tagged with the run that trained the model.")
+@user_errors
+def evaluate(model: str, device: str, dataset: str | None, log: bool) -> None:
+    """Score MODEL on a test split: loss, accuracy, per-class accuracy and the confusion matrix.
+
+    MODEL is a run id (its state_dict.pt, read with torch.load(weights_only=True), so no pickled
+    code runs), runs:/RUN_ID/model, models:/NAME/VERSION, or the path of a state_dict.pt. Weights
+    are mapped onto --device: a model trained on a GPU runs on a CPU-only machine.
+    """
+    from deep_learning import tracking
+    from deep_learning.devices import describe_device, device_tags, resolve_device
+    from deep_learning.inference import evaluate_model, load_model
+    from deep_learning.records import SOURCE_RUN_TAG
+
+    target = resolve_device(device)
+    loaded = load_model(model, target)
+    dataset = dataset or loaded.trained_with("dataset")
+    click.echo(f"Model: {loaded.origin}, on {target}")
+    evaluation = evaluate_model(loaded.model, dataset, target, int(loaded.trained_with("val_batch_size")))
+    click.echo(evaluation.report(), nl=False)
+    if log:
+        source = loaded.source_run
+        logged = tracking.log_evaluation(
+            f"evaluate-{loaded.trained_with('model')}-{dataset}-{target.type}",
+            params={"model": model, "dataset": dataset, "device": device},
+            metrics=evaluation.metrics(),
+            report=dataclasses.asdict(evaluation),
+            tags={**device_tags(describe_device(target)), **({SOURCE_RUN_TAG: source.run_id} if source else {})},
+            experiment_id=source.experiment_id if source else None,
+        )
+        click.echo(f"Logged evaluation run {logged.run_id}; to browse it: {logged.where_to_look()}", err=True)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@device_option
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="One line per image, or a JSON list.")
+@user_errors
+def predict(model: str, images: tuple[Path, ...], device: str, output_format: str) -> None:
+    """Predict the class of each image with MODEL: the class and its probability, one line per image.
+
+    IMAGES are PNG or JPEG files (anything Pillow reads) or IDX files, gzip'd or not; an IDX file of
+    many images gives one line per image, named FILE[INDEX]. Images that are not 28x28 grayscale are
+    converted to grayscale and resized to 28x28 (bilinear, antialiased); nothing is inverted or
+    centred, so digits should be light on a dark background, as in MNIST.
+
+    MODEL is given as for `evaluate`: a run id, runs:/RUN_ID/model, models:/NAME/VERSION or a
+    state_dict.pt path.
+    """
+    from deep_learning.data import DATASET_CLASSES
+    from deep_learning.devices import resolve_device
+    from deep_learning.inference import load_model, predict as predict_classes, read_images
+
+    target = resolve_device(device)
+    loaded = load_model(model, target)
+    names, pixels = read_images(images)
+    predictions = predict_classes(loaded.model, names, pixels, target, DATASET_CLASSES[loaded.trained_with("dataset")].classes)
+    if output_format == "json":
+        click.echo(json.dumps([dataclasses.asdict(prediction) for prediction in predictions], indent=2))
+        return
+    for prediction in predictions:
+        click.echo(f"{prediction.image}: {prediction.class_name} ({prediction.probability:.4f})")
+
+
+@cli.command()
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Indented fields, or JSON.")
+@user_errors
+def devices(output_format: str) -> None:
+    """List every device this machine can train on, described as runs record it in device.json."""
+    import torch
+
+    from deep_learning.devices import available_devices, describe_device
+
+    descriptions = {name: describe_device(torch.device(name)) for name in available_devices()}
+    if output_format == "json":
+        click.echo(json.dumps(descriptions, indent=2))
+        return
+    for name, description in descriptions.items():
+        click.echo(f"{name}: {description['name']}")
+        for key, value in description.items():
+            click.echo(f"  {key}: {value}")

@@ -50,3 +50,7 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+class InputError(DeepLearningError):
+    """A run, model or file named on the command line cannot be used."""

@@ -46,7 +46,7 @@ def accuracy_metric() -> MulticlassAccuracy:
 
 def resume_config(run_id: str, overrides: dict[str, Any]) -> tuple[TrainConfig, Path]:
     """The config of the run to resume (its checkpoint's, with `overrides`) and its latest checkpoint."""
-    params = tracking.run_config(run_id)
+    params = tracking.get_run(run_id).params
     folder = Path(overrides.get("checkpoint_dir", params.get("checkpoint_dir", TrainConfig.checkpoint_dir))) / run_id
     path = latest_checkpoint(folder) or tracking.download_latest_checkpoint(run_id, folder)
     if path is None:
@@ -93,7 +93,7 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
         "num_parameters": count_parameters(model),
     }
 
-    with tracking.tracked_run(run_name, params, device_tags(description), resume_run_id=resume and resume[0]) as run:
+    with tracking.tracked_run(run_name, params, device_tags(description), resume_run_id=resume and resume[0], system_metrics=True) as run:
         folder = Path(config.checkpoint_dir) / run.run_id
         checkpointer = Checkpointer(
             folder, keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=scaler,

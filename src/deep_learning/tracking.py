@@ -5,6 +5,7 @@ and tags are logged in one batch, each epoch's metrics in one call, each epoch's
 the end the test score, `state_dict.pt`, `device.json` and the model. The run ends FINISHED, FAILED
 (with the error recorded) or KILLED. Metrics a tracking server could not take are kept and sent when
 it answers again; if it never does, they are saved to a file that `deep-learning sync` sends later.
+Reading back (experiments, runs, metric histories, artifacts, logged models) returns plain data.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -34,19 +35,22 @@ import torch
 from mlflow import MlflowClient
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunStatus, RunTag
+from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT_NAME
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from deep_learning.errors import TrackingError, first_line
+from deep_learning.errors import InputError, TrackingError, first_line
+from deep_learning.records import COMPARED_RUNS_TAG, COMPARISON, EVALUATION, KIND_TAG, RunRecord
 from deep_learning.training import EpochResult
 
 STATE_DICT_ARTIFACT = "state_dict.pt"
 DEVICE_ARTIFACT = "device.json"
 MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACTS = "checkpoints"
+EVALUATION_ARTIFACT = "evaluation.json"
 MAX_TAG_LENGTH = 5000
 # A server that is down should cost seconds, not MLflow's default minutes of retries, per call.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -186,6 +190,15 @@ class TrackedRun:
             if not _unreachable(error):
                 raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
 
+    def log_files(self, paths: Sequence[Path]) -> None:
+        """Log files as artifacts at the run's root."""
+        for path in paths:
+            self._client.log_artifact(self.run_id, str(path))
+
+    def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
+        """Log a dict as a JSON artifact."""
+        self._client.log_dict(self.run_id, data, artifact_file)
+
     def log_trained_model(
         self, model: torch.nn.Module, example_batch: torch.Tensor, description: dict[str, Any], folder: Path, registered_name: str = ""
     ) -> None:
@@ -270,17 +283,6 @@ def model_requirements() -> list[str]:
     ]
 
 
-def run_config(run_id: str) -> dict[str, str]:
-    """The params of an existing run, or a clear error when there is no such run."""
-    uri = tracking_uri()
-    try:
-        return MlflowClient(uri).get_run(run_id).data.params
-    except MlflowException as error:
-        if _unreachable(error):
-            raise TrackingError(f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere.") from None
-        raise TrackingError(f"No run {run_id!r} in {redacted(uri)}: check the run id (`mlflow ui` lists them).") from None
-
-
 def download_latest_checkpoint(run_id: str, folder: Path) -> Path | None:
     """Download the run's latest logged checkpoint into `folder`; None when it logged none."""
     client = MlflowClient(tracking_uri())
@@ -293,16 +295,31 @@ def download_latest_checkpoint(run_id: str, folder: Path) -> Path | None:
 
 @contextlib.contextmanager
 def tracked_run(
-    run_name: str, params: dict[str, Any], tags: dict[str, str], *, resume_run_id: str | None = None
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    experiment_id: str | None = None,
+    *,
+    resume_run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[TrackedRun]:
-    """Start (adopt under `mlflow run`, or reopen to resume) a run, log params and tags, and end it truthfully."""
+    """Start (adopt under `mlflow run`, or reopen to resume) a run, log params and tags, and end it truthfully.
+
+    A new run goes to `experiment_id` when given, else to the experiment MLflow's environment names;
+    an adopted run stays where `mlflow run` put it. `system_metrics` samples CPU, memory and GPU.
+    """
     uri = tracking_uri()
     client = open_client(uri)
     adopted = os.environ.get("MLFLOW_RUN_ID")
     try:
         # Short runs need samples more often than MLflow's default of one per 10 s.
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
-        active = mlflow.start_run(run_id=resume_run_id, run_name=None if resume_run_id else run_name, log_system_metrics=True)
+        active = mlflow.start_run(
+            run_id=resume_run_id,
+            run_name=None if resume_run_id else run_name,
+            experiment_id=None if resume_run_id else experiment_id,
+            log_system_metrics=system_metrics,
+        )
     except MlflowException as error:
         if _unreachable(error):
             raise TrackingError(f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere.") from None
@@ -358,3 +375,126 @@ def send_unsent(path: Path) -> tuple[str, int]:
     except MlflowException as error:
         raise TrackingError(f"Cannot send to {redacted(tracking_uri())}: {first_line(error)}. Try again when it answers.") from None
     return run_id, len(missing)
+
+
+@contextlib.contextmanager
+def _reading(what: str, uri: str) -> Iterator[None]:
+    try:
+        yield
+    except MlflowException as error:
+        raise TrackingError(f"Cannot read {what} at {redacted(uri)}: {first_line(error)}") from None
+
+
+def find_experiment(name: str | None = None) -> tuple[str, str]:
+    """The id and name of experiment `name`, else of the one `train` logs to ($MLFLOW_EXPERIMENT_ID, $MLFLOW_EXPERIMENT_NAME, Default)."""
+    uri = tracking_uri()
+    client = open_client(uri)
+    with _reading("the experiments", uri):
+        if name is None and MLFLOW_EXPERIMENT_ID.get():
+            experiment = client.get_experiment(MLFLOW_EXPERIMENT_ID.get())
+        else:
+            name = name or MLFLOW_EXPERIMENT_NAME.get() or "Default"
+            experiment = client.get_experiment_by_name(name)
+        if experiment is None or experiment.lifecycle_stage != "active":
+            known = ", ".join(found.name for found in client.search_experiments()) or "none"
+            raise TrackingError(f"No experiment named {name!r} at {redacted(uri)}; experiments there: {known}.")
+    return experiment.experiment_id, experiment.name
+
+
+def list_runs(experiment_id: str, *, limit: int | None = None, finished_only: bool = False, histories: Sequence[str] = ()) -> list[RunRecord]:
+    """The experiment's training runs, newest first, with the named metric histories; comparison and evaluation runs are left out."""
+    uri = tracking_uri()
+    client = MlflowClient(uri)
+    filter_string = "attributes.status = 'FINISHED'" if finished_only else ""
+    records: list[RunRecord] = []
+    token = None
+    with _reading(f"the runs of experiment {experiment_id}", uri):
+        while True:
+            page = client.search_runs(
+                [experiment_id], filter_string, order_by=["attributes.start_time DESC"], max_results=500, page_token=token
+            )
+            for run in page:
+                if KIND_TAG not in run.data.tags:
+                    records.append(_record(client, run, histories))
+                    if len(records) == limit:
+                        return records
+            token = page.token
+            if not token:
+                return records
+
+
+def get_run(run_id: str, histories: Sequence[str] = ()) -> RunRecord:
+    """One run by id, with the named metric histories."""
+    uri = tracking_uri()
+    client = open_client(uri)
+    with _reading(f"run {run_id}", uri):
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise InputError(f"No run {run_id!r} at {redacted(uri)}: `deep-learning runs` lists the runs there.") from None
+            raise
+        return _record(client, run, histories)
+
+
+def _record(client: MlflowClient, run: Run, histories: Sequence[str]) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        run_name=run.info.run_name,
+        experiment_id=run.info.experiment_id,
+        status=run.info.status,
+        start_time_ms=run.info.start_time,
+        end_time_ms=run.info.end_time,
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags=dict(run.data.tags),
+        histories={key: _history(client, run.info.run_id, key) for key in histories},
+    )
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+    metrics = sorted(client.get_metric_history(run_id, key), key=lambda metric: metric.timestamp)
+    return {metric.step: metric.value for metric in metrics}
+
+
+def download_artifact(run: RunRecord, artifact_path: str, folder: str | Path) -> Path:
+    """Download one of a run's artifacts into `folder`; a run that never logged it is an error the user can act on."""
+    uri = tracking_uri()
+    client = open_client(uri)
+    with _reading(f"the artifacts of run {run.run_id}", uri):
+        if artifact_path not in {artifact.path for artifact in client.list_artifacts(run.run_id)}:
+            raise InputError(f"Run {run.run_id} ({run.status}) has no {artifact_path}: use a run that finished training.")
+        return Path(client.download_artifacts(run.run_id, artifact_path, str(folder)))
+
+
+def logged_model_weights(model_uri: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The weights, on the CPU, of the MLflow PyTorch model at a runs:/ or models:/ URI, and the id of the run that logged it."""
+    uri = tracking_uri()
+    with tempfile.TemporaryDirectory() as folder, _reading(f"model {model_uri}", uri):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder, tracking_uri=uri)
+        source_run_id = Model.load(local).run_id
+        model = mlflow.pytorch.load_model(local, map_location="cpu")
+        weights = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    return weights, source_run_id
+
+
+def log_comparison(run_ids: Sequence[str], files: Sequence[Path], run_name: str, experiment_id: str) -> TrackedRun:
+    """Log a comparison's files to a new run (adopted under `mlflow run`), tagged as a comparison of `run_ids`."""
+    with tracked_run(run_name, {}, {KIND_TAG: COMPARISON, COMPARED_RUNS_TAG: ",".join(run_ids)}, experiment_id) as run:
+        run.log_files(files)
+    return run
+
+
+def log_evaluation(
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    report: dict[str, Any],
+    tags: dict[str, str],
+    experiment_id: str | None,
+) -> TrackedRun:
+    """Log an evaluation to a new run (adopted under `mlflow run`): its metrics at step 0 and the full report as evaluation.json."""
+    with tracked_run(run_name, params, {KIND_TAG: EVALUATION, **tags}, experiment_id) as run:
+        run.log_metrics(metrics, step=0)
+        run.log_dict(report, EVALUATION_ARTIFACT)
+    return run

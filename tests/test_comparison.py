@@ -1,0 +1,213 @@
+"""Listing and comparing runs: `runs`, `compare` in every format, the curves figure, the logged comparison, bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import statistics
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from commands import SMALL, assert_one_line_error, invoke, train_run
+from conftest import BIN, REPO, subprocess_env
+from deep_learning.comparison import compare_runs, select_latest_per_device_and_config
+from deep_learning.records import RunRecord
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def trained(module_store) -> dict[str, str]:
+    """Three short CPU runs, oldest first: lr 0.1, lr 0.05, and lr 0.1 again."""
+    return {
+        "first": train_run(*SMALL),
+        "other": train_run(*SMALL, "--lr", "0.05"),
+        "repeat": train_run(*SMALL),
+    }
+
+
+def _json(*args: str) -> dict:
+    result = invoke("compare", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_runs_lists_training_runs_newest_first(trained):
+    result = invoke("runs")
+    assert result.exit_code == 0, result.output
+    header, rule, *lines = result.stdout.splitlines()
+    assert header.split()[:4] == ["run_id", "run_name", "status", "device"]
+    assert [line.split()[0] for line in lines] == [trained["repeat"], trained["other"], trained["first"]]
+    assert all("mlp-mnist-cpu  FINISHED  cpu: " in line for line in lines)
+    assert " 0.05 " in lines[1] and " 0.1 " in lines[0]
+
+    limited = invoke("runs", "--limit", "2", "--experiment", "Default")
+    assert [line.split()[0] for line in limited.stdout.splitlines()[2:]] == [trained["repeat"], trained["other"]]
+
+
+def test_compare_by_default_takes_the_latest_run_per_device_and_config(trained):
+    table = _json()
+    assert table["run_ids"] == [trained["other"], trained["repeat"]]
+    assert table["rows"]["params.lr"] == ["0.05", "0.1"]
+    assert not any(name.startswith("max_abs_diff.") for name in table["rows"])
+
+
+def test_compare_json_and_csv_hold_what_mlflow_holds(trained, module_store):
+    ids = [trained["first"], trained["other"], trained["repeat"]]
+    table = _json(*ids)
+    assert table["run_ids"] == ids
+    rows = table["rows"]
+    client = MlflowClient(module_store)
+    mean_epoch_seconds = []
+    for column, run_id in enumerate(ids):
+        run = client.get_run(run_id)
+        assert rows["run_name"][column] == run.info.run_name
+        assert rows["device.type"][column] == run.data.tags["device.type"] == "cpu"
+        assert rows["device.name"][column] == run.data.tags["device.name"]
+        assert rows["torch.version"][column] == run.data.tags["torch.version"]
+        for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
+            assert rows[metric][column] == run.data.metrics[metric], metric
+        seconds = statistics.fmean(metric.value for metric in client.get_metric_history(run_id, "epoch_seconds"))
+        assert rows["mean_epoch_seconds"][column] == seconds
+        samples = statistics.fmean(metric.value for metric in client.get_metric_history(run_id, "train_samples_per_second"))
+        assert rows["mean_train_samples_per_second"][column] == samples
+        mean_epoch_seconds.append(seconds)
+    assert rows["speedup"] == [mean_epoch_seconds[0] / seconds for seconds in mean_epoch_seconds]
+    assert rows["params.lr"] == ["0.1", "0.05", "0.1"]
+    assert "params.epochs" not in rows and "params.seed" not in rows  # only the params that differ
+    # first and repeat are one config and seed on one device: they agree exactly; other has nothing to agree with.
+    for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
+        assert rows[f"max_abs_diff.{metric}"] == [0.0, None, 0.0]
+
+    result = invoke("compare", ",".join(ids), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    records = list(csv.reader(io.StringIO(result.stdout)))
+    assert records[0] == ["name", *ids]
+    assert [record[0] for record in records[1:]] == list(rows)
+    for name, *values in records[1:]:
+        expected = rows[name]
+        for value, wanted in zip(values, expected):
+            if wanted is None:
+                assert value == ""
+            elif isinstance(wanted, float):
+                assert float(value) == wanted, name
+            else:
+                assert value == str(wanted), name
+
+
+def test_compare_table_and_markdown_show_the_same_rows(trained):
+    ids = [trained["first"], trained["other"]]
+    names = list(_json(*ids)["rows"])
+
+    table = invoke("compare", *ids)
+    assert table.exit_code == 0, table.output
+    header, rule, *lines = table.stdout.splitlines()
+    assert header.split() == ["name", *ids]
+    assert set(rule) == {"-", " "}
+    assert [line.split()[0] for line in lines] == names
+    assert any(line.startswith("speedup") and line.split()[1] == "1.00x" for line in lines)
+
+    markdown = invoke("compare", *ids, "--format", "markdown")
+    header, rule, *lines = markdown.stdout.splitlines()
+    assert header == f"| name | {ids[0]} | {ids[1]} |"
+    assert rule == "| --- | --- | --- |"
+    assert [line.split(" | ")[0].lstrip("| ") for line in lines] == names
+
+
+def test_output_writes_the_table_and_a_png_of_the_curves(trained, tmp_path):
+    result = invoke("compare", trained["first"], trained["other"], "--format", "markdown", "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "comparison.md").read_text() == result.stdout
+    figure = tmp_path / "out" / "comparison.png"
+    assert figure.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(figure) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+    assert 800 <= width <= 3000 and 300 <= height <= 2000 and width > height
+
+
+def test_log_records_a_comparison_run_that_runs_and_compare_skip(trained, module_store):
+    client = MlflowClient(module_store)
+    result = invoke("compare", "--log", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    logged = client.get_run(re.search(r"Logged comparison run ([0-9a-f]{32})", result.stderr).group(1))
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "compare-cpu"
+    assert logged.data.tags["deep_learning.kind"] == "comparison"
+    assert logged.data.tags["deep_learning.compared_run_ids"] == f"{trained['other']},{trained['repeat']}"
+    assert {artifact.path for artifact in client.list_artifacts(logged.info.run_id)} == {"comparison.csv", "comparison.png"}
+
+    listed = invoke("runs").stdout
+    assert logged.info.run_id not in listed and trained["first"] in listed
+    assert _json()["run_ids"] == [trained["other"], trained["repeat"]]
+    assert_one_line_error(invoke("compare", logged.info.run_id), "is a comparison run, not a training run")
+
+
+def _record(run_id: str, device_type: str, epoch_seconds: list[float], val_loss: list[float], lr: str = "0.1") -> RunRecord:
+    return RunRecord(
+        run_id=run_id, run_name=f"mlp-mnist-{device_type}", experiment_id="0", status="FINISHED",
+        start_time_ms=int(run_id, 16), end_time_ms=None,
+        params={"lr": lr, "seed": "42", "device": device_type}, metrics={"val_loss": val_loss[-1]},
+        tags={"device.type": device_type, "device.name": device_type.upper()},
+        histories={
+            "epoch_seconds": dict(enumerate(epoch_seconds, 1)),
+            "val_loss": dict(enumerate(val_loss, 1)),
+        },
+    )
+
+
+def test_speedup_is_over_the_cpu_run_and_agreement_is_measured_from_it():
+    cuda = _record("2" * 32, "cuda", [1.0, 1.0], [0.5, 0.25])
+    cpu = _record("1" * 32, "cpu", [4.0, 6.0], [0.5, 0.2])
+    other_config = _record("3" * 32, "cuda", [2.0, 2.0], [0.9, 0.8], lr="0.05")
+    rows = {row.name: row.values for row in compare_runs([cuda, cpu, other_config]).rows}
+    assert rows["speedup"] == (5.0, 1.0, 2.5)
+    assert rows["max_abs_diff.val_loss"][0] == pytest.approx(0.05)
+    assert rows["max_abs_diff.val_loss"][1:] == (0.0, None)
+    assert rows["params.lr"] == ("0.1", "0.1", "0.05") and "params.device" in rows
+    assert select_latest_per_device_and_config([cuda, cpu, other_config]) == [cpu, cuda, other_config]
+
+
+@pytest.mark.parametrize("command", [["runs"], ["compare"]])
+def test_unknown_experiment_is_one_line(trained, command):
+    assert_one_line_error(invoke(*command, "--experiment", "nope"), "No experiment named 'nope'")
+
+
+def test_unknown_run_id_is_one_line(trained):
+    assert_one_line_error(invoke("compare", trained["first"], "0" * 32), f"No run '{'0' * 32}'")
+
+
+def test_run_ids_and_experiment_together_are_refused(trained):
+    assert_one_line_error(invoke("compare", trained["first"], "--experiment", "Default"), "Name RUN_IDs or --experiment, not both")
+
+
+def test_unknown_experiment_is_one_line_in_a_real_process(trained):
+    result = subprocess.run(
+        [sys.executable, "-m", "deep_learning", "runs", "--experiment", "nope"],
+        capture_output=True, text=True, env=subprocess_env(),
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"Error: No experiment named 'nope' at {subprocess_env()['MLFLOW_TRACKING_URI']}; experiments there: Default."
+    ]
+
+
+def test_mlproject_compare_entry_point_logs_into_the_run_it_adopts(trained, module_store, tmp_path):
+    result = subprocess.run(
+        [str(BIN / "mlflow"), "run", str(REPO), "-e", "compare", "--env-manager", "local", "-P", "format=csv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=subprocess_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"name,{trained['other']},{trained['repeat']}" in result.stdout
+    client = MlflowClient(module_store)
+    comparisons = client.search_runs(["0"], "tags.\"deep_learning.kind\" = 'comparison'", order_by=["attributes.start_time DESC"])
+    adopted = comparisons[0]
+    assert adopted.data.tags["mlflow.project.entryPoint"] == "compare"  # the run `mlflow run` made, not a second one
+    assert {artifact.path for artifact in client.list_artifacts(adopted.info.run_id)} == {"comparison.csv", "comparison.png"}
+    assert adopted.info.run_id not in invoke("runs").stdout
