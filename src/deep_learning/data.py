@@ -20,6 +20,7 @@ from torch import Tensor
 from torchvision.datasets.utils import calculate_md5
 
 from deep_learning.config import TrainConfig
+from deep_learning.distributed import Cluster, ShuffledShards, evaluation_shard
 from deep_learning.errors import ConfigError, DataError, first_line
 
 DATASET_CLASSES: dict[str, type[datasets.MNIST]] = {
@@ -147,25 +148,29 @@ class TensorLoader:
     """A split held as one tensor on the device, batched by index: the DataLoader's batches without per-sample work.
 
     Each pass draws from torch's global RNG exactly as a DataLoader with a RandomSampler does, so
-    both paths give the same batches in the same order, epoch after epoch.
+    both paths give the same batches in the same order, epoch after epoch. With a `sampler` (a
+    rank's shard under torchrun) the sampler gives the order instead.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool, sampler: utils.Sampler | None = None) -> None:
         self.dataset = utils.TensorDataset(images, labels)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.sampler = sampler
 
     def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return math.ceil((len(self.sampler) if self.sampler is not None else len(self.dataset)) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         images, labels = self.dataset.tensors
-        count = len(self.dataset)
         torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's worker base seed
         order = None
-        if self.shuffle:
+        if self.sampler is not None:
+            order = torch.tensor(list(self.sampler)).to(images.device)
+        elif self.shuffle:
             seed = int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed
-            order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).to(images.device)
+            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed)).to(images.device)
+        count = len(order) if order is not None else len(self.dataset)
         for start in range(0, count, self.batch_size):
             if order is None:
                 yield images[start:start + self.batch_size], labels[start:start + self.batch_size]
@@ -207,18 +212,27 @@ def dataset_source(dataset: str) -> str:
 
 
 def make_loaders(
-    config: TrainConfig, splits: DataSplits, device: torch.device
+    config: TrainConfig, splits: DataSplits, device: torch.device, cluster: Cluster | None = None
 ) -> tuple[Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]]]:
     """Training batches shuffled from the global RNG (as in the chapter), ordered evaluation batches.
 
     `loader="dataloader"` gives the chapter's DataLoaders; `loader="tensor"` the same batches from
-    tensors decoded once and kept on `device`.
+    tensors decoded once and kept on `device`. Under torchrun (`cluster`), each rank trains on its
+    shard of a seeded DistributedSampler and evaluates every world_size-th sample.
     """
-    sizes = ((splits.train, config.batch_size, True), (splits.val, config.val_batch_size, False), (splits.test, config.val_batch_size, False))
+    train, val, test = splits.train, splits.val, splits.test
+    sampler = None
+    if cluster is not None:
+        sampler = ShuffledShards(train, cluster, seed=config.seed)
+        val, test = (utils.Subset(split, evaluation_shard(len(split), cluster)) for split in (val, test))
+    sizes = ((train, config.batch_size, True), (val, config.val_batch_size, False), (test, config.val_batch_size, False))
     if config.loader == "dataloader":
-        return tuple(utils.DataLoader(split, batch_size=size, shuffle=shuffle) for split, size, shuffle in sizes)
+        return tuple(
+            utils.DataLoader(split, batch_size=size, shuffle=shuffle and sampler is None, sampler=sampler if shuffle else None)
+            for split, size, shuffle in sizes
+        )
     loaders = []
     for split, size, shuffle in sizes:
         images, labels = as_tensors(split)
-        loaders.append(TensorLoader(images.to(device), labels.to(device), size, shuffle))
+        loaders.append(TensorLoader(images.to(device), labels.to(device), size, shuffle, sampler if shuffle else None))
     return tuple(loaders)

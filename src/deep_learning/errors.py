@@ -35,6 +35,10 @@ class TrainingDiverged(DeepLearningError):
         self.tags = {"error.epoch": str(epoch)}
 
 
+class DistributedFailure(DeepLearningError):
+    """A rank of a torchrun job failed, or was stopped because another one did."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a run; carries what the user needs to resume it."""
 

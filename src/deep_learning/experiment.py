@@ -6,7 +6,10 @@ resumed from its last checkpoint ends exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,14 +17,25 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.optim as optim
+from torch.nn.parallel import DistributedDataParallel
 from torchmetrics.classification import MulticlassAccuracy
 
-from deep_learning import tracking
+from deep_learning import distributed, tracking
 from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
 from deep_learning.data import NUM_CLASSES, dataset_source, load_splits, make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
-from deep_learning.errors import CheckpointError, Interrupted, TrackingError, TrainingDiverged
+from deep_learning.distributed import Cluster
+from deep_learning.errors import (
+    CheckpointError,
+    ConfigError,
+    DeepLearningError,
+    DistributedFailure,
+    Interrupted,
+    TrackingError,
+    TrainingDiverged,
+    first_line,
+)
 from deep_learning.model import build_model, count_parameters
 from deep_learning.precision import grad_scaler, with_amp
 from deep_learning.reproducibility import set_seed
@@ -67,15 +81,80 @@ def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
 
 
 def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, resume: tuple[str, Path] | None = None) -> ExperimentResult:
-    """Train and evaluate `config` as one MLflow run, or continue run `resume` = (run_id, checkpoint path)."""
-    device = resolve_device(config.device)
+    """Train and evaluate `config` as one MLflow run, or continue run `resume` = (run_id, checkpoint path).
+
+    Under torchrun, every rank trains its shard with DistributedDataParallel and rank 0 alone tracks the run.
+    """
+    if not distributed.launched_by_torchrun():
+        return _train(config, data_root, resume, resolve_device(config.device), cluster=None)
+    if resume is not None:
+        raise ConfigError("--resume is not supported under torchrun yet: resume the run in a single process.")
+    cluster, device = distributed.start(config.device)
+    try:
+        if cluster.is_main:
+            return _train(config, data_root, None, device, cluster)
+        with contextlib.redirect_stdout(io.StringIO()):  # one copy of the epoch lines: rank 0's
+            return _train(config, data_root, None, device, cluster)
+    except BaseException as error:
+        if not cluster.is_main:
+            distributed.report_failure(cluster, first_line(error) if isinstance(error, Exception) else type(error).__name__)
+        raise
+    finally:
+        distributed.stop()
+
+
+class Untracked:
+    """What ranks other than 0 report to: nothing, so that only rank 0 touches MLflow."""
+
+    run_id = run_name = tracking_uri = ""
+
+    def log_epoch(self, result: EpochResult, extra: dict[str, float] | None = None) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_datasets(self, name: str, source_url: str, digests: dict[str, str]) -> None:
+        pass
+
+    def log_checkpoint(self, path: Path, stale: list[Path]) -> None:
+        pass
+
+    def logged_epochs(self) -> set[int]:
+        return set()
+
+    def flush(self, wait_seconds: float) -> bool:
+        return True
+
+    def log_trained_model(self, *args: Any) -> None:
+        pass
+
+    def where_to_look(self) -> str:
+        return ""
+
+
+def _distributed_failure(error: BaseException) -> DistributedFailure | None:
+    """What ended a torchrun job, named after the failing rank where it said so."""
+    reported = distributed.reported_failure()
+    if reported:
+        return DistributedFailure(f"The job failed on {reported}")
+    if isinstance(error, Interrupted) and error.signal_number == signal.SIGTERM:
+        return DistributedFailure("torchrun stopped this rank because another rank failed (its output names the rank).")
+    if isinstance(error, RuntimeError) and not isinstance(error, DeepLearningError):
+        return DistributedFailure(f"Another rank stopped answering (torchrun's output names it): {first_line(error)[-160:]}")
+    return None
+
+
+def _train(config: TrainConfig, data_root: str | Path | None, resume: tuple[str, Path] | None, device: torch.device, cluster: Cluster | None) -> ExperimentResult:
+    is_main = cluster is None or cluster.is_main
     checkpoint = None
     if resume is not None:
         checkpoint = load_checkpoint(resume[1])
         check_compatible(checkpoint, config)
     splits = load_splits(config, data_root)
-    train_dl, val_dl, test_dl = make_loaders(config, splits, device)
-    run_name = f"{config.model}-{config.dataset}-{device.type}"
+    train_dl, val_dl, test_dl = make_loaders(config, splits, device, cluster)
+    world_size = cluster.world_size if cluster else 1
+    run_name = f"{config.model}-{config.dataset}-{device.type}" + (f"-x{world_size}" if cluster else "")
 
     set_seed(config.seed, deterministic=config.deterministic)
     model = build_model(config.model).to(device)
@@ -86,14 +165,21 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
     if checkpoint is not None:
         history = restore(checkpoint, model=model, optimizer=optimizer, grad_scaler=scaler, device=device)
     description = describe_device(device)
+    if cluster:
+        description["ranks"] = distributed.gather(description | {"rank": cluster.rank})
     params = {
         **config.to_params(),
         "num_train_samples": len(splits.train),
         "num_val_samples": len(splits.val),
         "num_parameters": count_parameters(model),
+        "world_size": world_size,
+        "backend": cluster.backend if cluster else "none",
+        "nnodes": cluster.nnodes if cluster else 1,
+        "global_batch_size": config.batch_size * world_size,
     }
+    tracked = tracking.tracked_run(run_name, params, device_tags(description), resume_run_id=resume and resume[0], system_metrics=True)
 
-    with tracking.tracked_run(run_name, params, device_tags(description), resume_run_id=resume and resume[0], system_metrics=True) as run:
+    with tracked if is_main else contextlib.nullcontext(Untracked()) as run:
         folder = Path(config.checkpoint_dir) / run.run_id
         checkpointer = Checkpointer(
             folder, keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=scaler,
@@ -101,7 +187,7 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
         )
         action = f"Resuming run {run.run_id} after epoch {len(history)}" if history else f"MLflow run {run.run_id}"
         print(f"{action} ({run.run_name}) on {description['name']} [{device}]", flush=True)
-        digests = {"training": split_digest(splits.train), "validation": split_digest(splits.val), "test": split_digest(splits.test)}
+        digests = {"training": split_digest(splits.train), "validation": split_digest(splits.val), "test": split_digest(splits.test)} if is_main else {}
         run.log_datasets(config.dataset, dataset_source(config.dataset), digests)
         logged = run.logged_epochs()
         for result in history:
@@ -110,10 +196,14 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
 
         def after_epoch(result: EpochResult) -> None:
             check_finite(result, checkpointer.last_saved)
-            checkpointer(result)
+            if is_main:
+                checkpointer(result)
             run.log_epoch(result, memory_metrics(device))
 
-        training_model = with_amp(model, device, config.amp)
+        training_model = model
+        if cluster:
+            training_model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
+        training_model = with_amp(training_model, device, config.amp)
         if config.compile:
             training_model = torch.compile(training_model)
         try:
@@ -131,12 +221,17 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
                 grad_scaler=scaler,
                 start_epoch=len(history) + 1,
             )
-        except KeyboardInterrupt as error:
-            interrupted = error if isinstance(error, Interrupted) else Interrupted(2)
+            test_loss, test_accuracy = evaluate(training_model, test_dl, loss_fn, accuracy_metric().to(device), device)
+        except BaseException as error:
+            failure = _distributed_failure(error) if cluster else None
+            if failure is not None:
+                raise failure from None
+            if not isinstance(error, KeyboardInterrupt):
+                raise
+            interrupted = error if isinstance(error, Interrupted) else Interrupted(signal.SIGINT)
             interrupted.run_id, interrupted.epoch = run.run_id, len(checkpointer.history)
             interrupted.checkpoint = str(checkpointer.last_saved or latest_checkpoint(folder) or "")
             raise interrupted from None
-        test_loss, test_accuracy = evaluate(training_model, test_dl, loss_fn, accuracy_metric().to(device), device)
         print(f"Test | loss: {test_loss:.4f} | accuracy: {test_accuracy:.4f}", flush=True)
         run.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy}, step=config.epochs)
         if not run.flush(wait_seconds=tracking.patience_seconds()):

@@ -1,10 +1,11 @@
-"""Ctrl-C and SIGTERM end a run cleanly once; a second signal exits at once."""
+"""Ctrl-C and SIGTERM end a run cleanly once; a second signal exits at once; none cuts short a run's last words."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator
 
 from deep_learning.errors import Interrupted
@@ -25,6 +26,20 @@ def signals_interrupt_runs() -> Iterator[None]:
         raise Interrupted(signal_number)
 
     previous = {handled: signal.signal(handled, interrupt) for handled in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for handled, handler in previous.items():
+            signal.signal(handled, handler)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold off SIGINT/SIGTERM while a run's final status is written, so that no signal cuts it short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {handled: signal.signal(handled, signal.SIG_IGN) for handled in HANDLED_SIGNALS}
     try:
         yield
     finally:

@@ -43,6 +43,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from deep_learning.errors import InputError, TrackingError, first_line
+from deep_learning.interruption import signals_deferred
 from deep_learning.records import COMPARED_RUNS_TAG, COMPARISON, EVALUATION, KIND_TAG, RunRecord
 from deep_learning.training import EpochResult
 
@@ -243,12 +244,13 @@ class TrackedRun:
 
     def end(self, status: int, tags: dict[str, str]) -> None:
         """End the run with `status` and tags saying why; best effort and quick, since the store may be what failed."""
-        with contextlib.suppress(Exception):
-            self.flush(wait_seconds=0)
-        with contextlib.suppress(Exception):
-            self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
-        with contextlib.suppress(Exception):
-            mlflow.end_run(RunStatus.to_string(status))
+        with signals_deferred():
+            with contextlib.suppress(Exception):
+                self.flush(wait_seconds=0)
+            with contextlib.suppress(Exception):
+                self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
+            with contextlib.suppress(Exception):
+                mlflow.end_run(RunStatus.to_string(status))
 
     def save_pending(self, folder: Path) -> Path:
         """Write metrics the server never took to a JSON file that `deep-learning sync` sends later."""
@@ -339,7 +341,8 @@ def tracked_run(
         run.end(RunStatus.FAILED, {"error.type": type(error).__name__, "error.message": first_line(error), **getattr(error, "tags", {})})
         raise
     else:
-        run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
+        with signals_deferred():
+            run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
 
 
 def _log_params_and_tags(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.optim as optim
 import torch.utils.data as utils
@@ -47,9 +48,13 @@ def _loss_accumulator(device: torch.device) -> Tensor:
 
 
 def _average(total_loss: Tensor, num_batches: int) -> float:
-    if num_batches == 0:
+    totals = torch.stack([total_loss, torch.tensor(num_batches, dtype=total_loss.dtype, device=total_loss.device)])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)  # every rank's batches: the loss of the whole split
+    total, count = totals.tolist()
+    if count == 0:
         raise ValueError("the dataloader yielded no batches")
-    return (total_loss / num_batches).item()
+    return total / count
 
 
 def train(
