@@ -21,6 +21,10 @@ class TrackingError(DeepLearningError):
     """The MLflow tracking store cannot be used."""
 
 
+class BenchmarkError(DeepLearningError):
+    """A step of the benchmark failed: which one, and why."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none."""
     lines = str(error).strip().splitlines()
