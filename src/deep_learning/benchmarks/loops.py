@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import statistics
 import time
@@ -32,9 +33,6 @@ from deep_learning.training import EpochResult, train_and_evaluate
 LOOPS = ("chapter", "untracked", "tracked")
 BATCH_SIZES = (64, 1024)
 WARMUP_EPOCHS = 1
-
-# Runs one epoch; returns the seconds it spent in tracking calls.
-EpochRunner = Callable[[], float]
 
 
 class TimedLogEpoch:
@@ -61,7 +59,8 @@ class Contestant:
     loader: str
     batch_size: int
     loop: str
-    run_epoch: EpochRunner
+    run_epoch: Callable[[], object]
+    stopwatch: TimedLogEpoch | None  # the tracked loop's timed log_epoch
     epoch_seconds: list[float] = field(default_factory=list)
     tracking_seconds: list[float] = field(default_factory=list)
 
@@ -69,11 +68,11 @@ class Contestant:
         """Run one epoch on a quiet device; keep its time when `record`."""
         synchronize(self.device)
         started = time.perf_counter()
-        tracking_seconds = self.run_epoch()
+        self.run_epoch()
         synchronize(self.device)
         if record:
             self.epoch_seconds.append(time.perf_counter() - started)
-            self.tracking_seconds.append(tracking_seconds)
+            self.tracking_seconds.append(self.stopwatch.last_seconds if self.stopwatch else 0.0)
 
     def summary(self, flops_per_epoch: float) -> dict[str, Any]:
         """The contestant's timings as a JSON row: every epoch, the median, and the rate it reached."""
@@ -101,8 +100,8 @@ def contestants(
             train_dl, val_dl, _ = make_loaders(config, splits, device)
             for loop in LOOPS:
                 set_seed(seed, deterministic=config.deterministic)
-                runner = _epoch_runner(loop, train_dl, val_dl, device, config.lr, log_epoch)
-                lineup.append(Contestant(device, loader, batch_size, loop, runner))
+                run_epoch, stopwatch = _epoch_runner(loop, train_dl, val_dl, device, config.lr, log_epoch)
+                lineup.append(Contestant(device, loader, batch_size, loop, run_epoch, stopwatch))
     return lineup
 
 
@@ -113,7 +112,7 @@ def _epoch_runner(
     device: torch.device,
     lr: float,
     log_epoch: Callable[[EpochResult], None],
-) -> EpochRunner:
+) -> tuple[Callable[[], object], TimedLogEpoch | None]:
     model = build_model()
     training = {
         "model": model,
@@ -126,30 +125,12 @@ def _epoch_runner(
     }
     if loop == "chapter":
         chapter_train_and_evaluate = chapter_loop()["train_and_evaluate"]
-        metrics = {"metric": chapter_metric(), "val_metric": chapter_metric()}
-
-        def chapter_epoch() -> float:
-            chapter_train_and_evaluate(**training, **metrics)
-            return 0.0
-
-        return chapter_epoch
-
-    metrics = {"metric": accuracy_metric(), "val_metric": accuracy_metric()}
+        return functools.partial(chapter_train_and_evaluate, **training, metric=chapter_metric(), val_metric=chapter_metric()), None
+    training |= {"metric": accuracy_metric(), "val_metric": accuracy_metric()}
     if loop == "untracked":
-
-        def untracked_epoch() -> float:
-            train_and_evaluate(**training, **metrics)
-            return 0.0
-
-        return untracked_epoch
-
-    timed_log_epoch = TimedLogEpoch(log_epoch)
-
-    def tracked_epoch() -> float:
-        train_and_evaluate(**training, **metrics, on_epoch=timed_log_epoch)
-        return timed_log_epoch.last_seconds
-
-    return tracked_epoch
+        return functools.partial(train_and_evaluate, **training), None
+    stopwatch = TimedLogEpoch(log_epoch)
+    return functools.partial(train_and_evaluate, **training, on_epoch=stopwatch), stopwatch
 
 
 def race(lineup: list[Contestant], repeats: int, progress: Callable[[str], None]) -> None:

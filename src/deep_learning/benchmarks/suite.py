@@ -27,6 +27,7 @@ from deep_learning.benchmarks.targets import judge
 from deep_learning.config import TrainConfig
 from deep_learning.data import DataSplits, load_splits
 from deep_learning.devices import describe_device, device_tags, get_default_device, resolve_device
+from deep_learning.reproducibility import set_seed
 
 QUICK_TRAIN_SAMPLES = 5_000
 QUICK_VAL_SAMPLES = 2_000
@@ -71,6 +72,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
     flops = flops_per_sample()
     flops_per_epoch = len(splits.train) * flops["train"] + len(splits.val) * flops["evaluate"]
     with torch_threads(options.threads) as threads, scratch_store():
+        set_seed(TrainConfig.seed, deterministic=TrainConfig.deterministic)  # a run's settings, before any device work
         host = describe_device(torch.device("cpu"))
         descriptions = {str(device): describe_device(device) for device in devices}
         progress(f"SGEMM rate on {', '.join(descriptions)}")
