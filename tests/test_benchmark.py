@@ -38,6 +38,8 @@ def test_verdicts_say_pass_or_miss_and_by_how_much():
     slower = Verdict("overhead", "host", "", 0.9, 0.7, False, "s")
     assert (faster.passed, faster.sentence(), faster.goal()) == (True, "PASS by 1.5x", ">= 8.0x")
     assert (slower.passed, slower.sentence(), slower.goal()) == (False, "MISS by 0.20 s", "<= 0.70 s")
+    share = Verdict("share", "cpu", "", 3.5, 1.0, False, "%")
+    assert (share.passed, share.sentence(), share.goal()) == (False, "MISS by 2.5 percentage points", "<= 1.0%")
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,9 @@ class Verdict:
         return {**asdict(self), "goal": self.goal(), "passed": self.passed, "margin": self.margin, "verdict": self.sentence()}
 
     def sentence(self) -> str:
-        """'PASS by 1.3x' or 'MISS by 0.21 s'."""
-        return f"{'PASS' if self.passed else 'MISS'} by {format_value(abs(self.margin), self.unit)}"
+        """'PASS by 1.3x', 'MISS by 0.21 s', 'MISS by 2.5 percentage points'."""
+        amount = f"{abs(self.margin):.1f} percentage points" if self.unit == "%" else format_value(abs(self.margin), self.unit)
+        return f"{'PASS' if self.passed else 'MISS'} by {amount}"
 
     def goal(self) -> str:
         """The bound as the issue states it: '>= 8x', '<= 0.7 s'."""
