@@ -89,9 +89,9 @@ def train(**options: Any) -> None:
 @cli.command()
 @click.option("--quick", is_flag=True, help="5,000 training samples and 1 repeat, no `mlflow run`: a check in about a minute, not a measurement.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmark-results"), show_default=True, help="Folder for benchmark.json and benchmark.md.")
-@click.option("--device", "devices", multiple=True, help="Device to benchmark, repeatable.  [default: cpu and the default accelerator]")
-@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Timed repeats of each measurement (median).  [default: 5; 1 with --quick]")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads for the loops.  [default: torch's default here]")
+@click.option("--device", "devices", multiple=True, show_default="cpu and the default accelerator", help="Device to benchmark; repeat for several.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, show_default="5; 1 with --quick", help="Timed repeats of each measurement (median).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, show_default="torch's default here", help="torch threads for the loops.")
 @user_errors
 def bench(quick: bool, output: Path, devices: tuple[str, ...], repeats: int | None, threads: int | None) -> None:
     """Time the chapter's loop against ours, untracked and tracked, and what MLflow and start-up cost.
