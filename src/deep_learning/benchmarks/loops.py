@@ -45,7 +45,7 @@ class TimedLogEpoch:
 
     def __call__(self, result: EpochResult) -> None:
         self.epochs += 1
-        numbered = dataclasses.replace(result, epoch=self.epochs, num_epochs=self.epochs)
+        numbered = dataclasses.replace(result, epoch=self.epochs)  # the step MLflow records
         started = time.perf_counter()
         self._log_epoch(numbered)
         self.last_seconds = time.perf_counter() - started
@@ -65,7 +65,7 @@ class Contestant:
     tracking_seconds: list[float] = field(default_factory=list)
 
     def time_epoch(self, *, record: bool) -> None:
-        """Run one epoch on a quiet device; keep its time when `record`."""
+        """Run one epoch, timed between device synchronisations; keep its time when `record`."""
         synchronize(self.device)
         started = time.perf_counter()
         self.run_epoch()
