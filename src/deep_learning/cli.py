@@ -125,6 +125,29 @@ def sync(unsent: Path) -> None:
     click.echo(f"Sent {count} metric values to run {run_id}.")
 
 
+@cli.command()
+@click.option("--quick", is_flag=True, help="5,000 training samples and 1 repeat, no `mlflow run`: a check in about a minute, not a measurement.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmark-results"), show_default=True, help="Folder for benchmark.json and benchmark.md.")
+@click.option("--device", "devices", multiple=True, show_default="cpu and the default accelerator", help="Device to benchmark; repeat for several.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, show_default="5; 1 with --quick", help="Timed repeats of each measurement (median).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, show_default="torch's default here", help="torch threads for the loops.")
+@user_errors
+def bench(quick: bool, output: Path, devices: tuple[str, ...], repeats: int | None, threads: int | None) -> None:
+    """Time the chapter's loop against ours, untracked and tracked, and what MLflow and start-up cost.
+
+    Runs every loop in this process, epochs interleaved, and judges the speed targets; writes
+    benchmark.json and benchmark.md to --output. See docs/benchmarks.md.
+    """
+    from deep_learning.benchmarks.report import targets_table, write_reports
+    from deep_learning.benchmarks.suite import BenchmarkOptions, run_benchmark
+
+    options = BenchmarkOptions(quick=quick, repeats=repeats, devices=devices, threads=threads)
+    results = run_benchmark(options, progress=lambda message: click.echo(message, err=True))
+    json_path, markdown_path = write_reports(results, output.resolve())
+    click.echo(targets_table(results))
+    click.echo(f"Results: {json_path} and {markdown_path}")
+
+
 @cli.group()
 def data() -> None:
     """Place and check the datasets' raw files."""

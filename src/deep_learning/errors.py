@@ -50,6 +50,10 @@ class Interrupted(KeyboardInterrupt):
         self.checkpoint: str | None = None
 
 
+class BenchmarkError(DeepLearningError):
+    """A step of the benchmark failed: which one, and why."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none."""
     lines = str(error).strip().splitlines()

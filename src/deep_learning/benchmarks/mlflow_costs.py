@@ -1,0 +1,109 @@
+"""MLflow's costs around the loop: a scratch store, a run's fixed cost and logging the model.
+
+`deep-learning train` pays the fixed costs in a process that has not yet talked to the store,
+so they are measured in fresh processes (`python -m deep_learning.benchmarks.mlflow_costs`), one
+per repeat, against the benchmark's existing sqlite store. This module imports mlflow only
+inside the child's measurement, which times that import too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deep_learning.benchmarks.commands import run_command
+from deep_learning.config import TrainConfig
+from deep_learning.data import IMAGE_SHAPE, TRAIN_VAL_SPLIT
+from deep_learning.devices import describe_device, device_tags
+from deep_learning.errors import BenchmarkError
+from deep_learning.model import build_model, count_parameters
+
+EXPERIMENT_NAME = "deep-learning-benchmark"
+LATER_RUNS = 3
+_STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+
+
+@contextlib.contextmanager
+def scratch_store() -> Iterator[Path]:
+    """A new sqlite store in a temporary folder, current for the block (environment and working folder), then gone."""
+    previous = {name: os.environ.get(name) for name in _STORE_VARIABLES}
+    previous_folder = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="deep-learning-bench-") as folder:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        os.environ.pop("MLFLOW_RUN_ID", None)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = EXPERIMENT_NAME
+        os.chdir(folder)  # a sqlite store keeps artifacts under ./mlruns of the process that creates it
+        try:
+            yield Path(folder)
+        finally:
+            os.chdir(previous_folder)
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def measure_mlflow_costs(repeats: int) -> dict[str, Any]:
+    """Fixed costs of a run and of logging the model: each the median over `repeats` fresh processes."""
+    samples = []
+    for _ in range(repeats):
+        output = run_command([sys.executable, "-m", __name__]).stdout.strip().splitlines()
+        try:
+            samples.append(json.loads(output[-1]))
+        except (IndexError, json.JSONDecodeError):
+            raise BenchmarkError(f"{__name__} printed no measurements (stdout ended {output[-1:]!r})") from None
+    return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]} | {"processes": repeats}
+
+
+def measure_in_this_process() -> dict[str, float]:
+    """In a process that has not touched MLflow: import, the first and later runs' fixed cost, log_trained_model twice."""
+    model = build_model()
+    description = describe_device(torch.device("cpu"))
+    tags = device_tags(description)
+    params = {
+        **TrainConfig().to_params(),
+        "num_train_samples": TRAIN_VAL_SPLIT[0],
+        "num_val_samples": TRAIN_VAL_SPLIT[1],
+        "num_parameters": count_parameters(model),
+    }
+    example_batch = torch.rand(2, *IMAGE_SHAPE)
+
+    started = time.perf_counter()
+    from deep_learning import tracking
+
+    import_seconds = time.perf_counter() - started
+    run_seconds = []
+    for _ in range(1 + LATER_RUNS):
+        started = time.perf_counter()
+        with tracking.tracked_run("fixed-cost", params, tags):
+            pass
+        run_seconds.append(time.perf_counter() - started)
+    log_model_seconds = []
+    for _ in range(2):
+        with tracking.tracked_run("log-model", params, tags) as run, tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            run.log_trained_model(model, example_batch, description, Path(folder))
+            log_model_seconds.append(time.perf_counter() - started)
+    return {
+        "import_tracking_seconds": import_seconds,
+        "first_run_seconds": run_seconds[0],
+        "later_run_seconds": statistics.median(run_seconds[1:]),
+        "log_model_first_seconds": log_model_seconds[0],
+        "log_model_second_seconds": log_model_seconds[1],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure_in_this_process()))

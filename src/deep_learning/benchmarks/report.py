@@ -1,0 +1,129 @@
+"""A benchmark's results as files: the full JSON, and a markdown summary for humans and pull requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from deep_learning.benchmarks.targets import format_value
+from deep_learning.errors import BenchmarkError
+
+JSON_NAME = "benchmark.json"
+MARKDOWN_NAME = "benchmark.md"
+MIB = 1024 * 1024
+
+
+def write_reports(results: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    """Write benchmark.json and benchmark.md into `folder` (created if needed); return their paths."""
+    json_path, markdown_path = folder / JSON_NAME, folder / MARKDOWN_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        markdown_path.write_text(markdown(results), encoding="utf-8")
+    except OSError as error:
+        raise BenchmarkError(f"Cannot write the results to {folder}: {error.strerror}. Choose another --output.") from None
+    return json_path, markdown_path
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def epochs_table(results: dict[str, Any]) -> str:
+    """Median epoch time of every loop, its speed-up over the chapter's own loop, its GFLOP/s and its time in MLflow."""
+    rows = results["epochs"]
+    chapter = {
+        (row["device"], row["batch_size"]): row["median_epoch_seconds"]
+        for row in rows if row["loop"] == "chapter" and row["loader"] == "dataloader"
+    }
+    return _table(
+        ["device", "data path", "batch", "loop", "median epoch (s)", "speed-up over the chapter", "GFLOP/s", "in MLflow per epoch (ms)"],
+        [
+            [
+                row["device"], row["loader"], str(row["batch_size"]), row["loop"],
+                f"{row['median_epoch_seconds']:.3f}",
+                format_value(chapter[row["device"], row["batch_size"]] / row["median_epoch_seconds"], "x"),
+                f"{row['gflops']:.1f}",
+                f"{1000 * row['median_tracking_seconds']:.2f}" if row["loop"] == "tracked" else "",
+            ]
+            for row in rows
+        ],
+    )
+
+
+def targets_table(results: dict[str, Any]) -> str:
+    """Each target: what was measured, its value, the goal, PASS or MISS and by how much."""
+    return _table(
+        ["target", "device", "measured", "value", "goal", "result"],
+        [
+            [
+                target["name"], target["device"], target["measured"], format_value(target["value"], target["unit"]),
+                target["goal"],
+                target["verdict"],
+            ]
+            for target in results["targets"]
+        ],
+    )
+
+
+def costs_table(results: dict[str, Any]) -> str:
+    """The costs outside the loop, in seconds."""
+    costs, mlflow_run = results["mlflow"], results["mlflow_run"]
+    overhead = "skipped (" + mlflow_run["skipped"] + ")" if "skipped" in mlflow_run else f"{mlflow_run['overhead_seconds']:.2f}"
+    return _table(
+        ["cost", "seconds"],
+        [
+            ["import mlflow (`deep_learning.tracking`, torch already loaded)", f"{costs['import_tracking_seconds']:.2f}"],
+            ["a run's fixed cost, first in a fresh process (existing sqlite store)", f"{costs['first_run_seconds']:.3f}"],
+            ["a run's fixed cost, later runs in the same process", f"{costs['later_run_seconds']:.3f}"],
+            ["`log_trained_model`, first call in a process", f"{costs['log_model_first_seconds']:.3f}"],
+            ["`log_trained_model`, second call", f"{costs['log_model_second_seconds']:.3f}"],
+            ["`deep-learning --help`", f"{results['startup']['median_seconds']:.3f}"],
+            ["`mlflow run . --env-manager local` minus the same command run directly", overhead],
+        ],
+    )
+
+
+def machine_table(results: dict[str, Any]) -> str:
+    """Each device's measured SGEMM rate and peak allocation."""
+    peaks = results["memory"]["device_peak_allocated_bytes"]
+    return _table(
+        ["device", "name", "SGEMM GFLOP/s (n x n, float32)", "peak allocated (MiB)"],
+        [
+            [
+                device, results["devices"][device]["name"],
+                f"{sgemm['gflops']:.1f} (n = {sgemm['size']})",
+                "" if peaks.get(device) is None else f"{peaks[device] / MIB:.0f}",
+            ]
+            for device, sgemm in results["sgemm"].items()
+        ],
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The whole summary: settings, epoch times, targets, fixed costs, machine."""
+    settings, host, memory, flops = results["settings"], results["host"], results["memory"], results["flops"]
+    threads = settings["torch_threads"]
+    title = "# `deep-learning bench`" + (" --quick: noisy and preliminary, not a measurement" if results["quick"] else "")
+    return "\n\n".join([
+        title,
+        f"{results['created']} on {host['cpu_name']} ({host['cpu_count']} CPUs; torch threads: {threads['intra_op']} "
+        f"intra-op, {threads['inter_op']} inter-op), torch {host['torch_version']}, Python {host['python_version']}.",
+        f"Median of {settings['repeats']} timed epoch(s) per loop after {settings['warmup_epochs']} warm-up epoch, "
+        f"loops interleaved; an epoch trains on {settings['train_samples']:,} samples and validates on "
+        f"{settings['val_samples']:,} (batch {settings['val_batch_size']}). Speed-ups are over the chapter's loop "
+        f"on its DataLoader at the same batch size and device.",
+        "## Targets",
+        targets_table(results),
+        "## Epoch time",
+        epochs_table(results),
+        "## Costs outside the loop",
+        costs_table(results),
+        "## Machine",
+        machine_table(results),
+        f"FLOPs (matrix multiplies, as torch's FlopCounterMode counts them): {flops['per_train_sample']:,.0f} per training "
+        f"sample, {flops['per_val_sample']:,.0f} per validation sample, {flops['per_epoch'] / 1e9:.2f} GFLOP per epoch. "
+        f"Peak RSS of the benchmark's process: {memory['peak_rss_bytes'] / MIB:.0f} MiB.",
+    ]) + "\n"

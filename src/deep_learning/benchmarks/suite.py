@@ -1,0 +1,128 @@
+"""`deep-learning bench`: every measurement, in one process and a fixed order, gathered into one results dict."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.utils.data as utils
+
+from deep_learning import tracking
+from deep_learning.benchmarks.commands import measure_help, measure_mlflow_run
+from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, WARMUP_EPOCHS, contestants, race
+from deep_learning.benchmarks.machine import (
+    flops_per_sample,
+    peak_device_memory,
+    peak_rss_bytes,
+    reset_peak_memory,
+    sgemm_gflops,
+    torch_threads,
+)
+from deep_learning.benchmarks.mlflow_costs import measure_mlflow_costs, scratch_store
+from deep_learning.benchmarks.targets import judge
+from deep_learning.config import TrainConfig
+from deep_learning.data import DataSplits, load_splits
+from deep_learning.devices import describe_device, device_tags, get_default_device, resolve_device
+from deep_learning.reproducibility import set_seed
+
+QUICK_TRAIN_SAMPLES = 5_000
+QUICK_VAL_SAMPLES = 2_000
+DEFAULT_REPEATS = 5
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """What to benchmark, and how thoroughly."""
+
+    quick: bool = False
+    repeats: int | None = None  # None: 1 with quick, else DEFAULT_REPEATS
+    devices: tuple[str, ...] = ()  # empty: the CPU and this machine's default accelerator
+    threads: int | None = None  # None: torch's default on this machine
+    data_root: Path | None = None
+
+    @property
+    def timed_repeats(self) -> int:
+        return self.repeats or (1 if self.quick else DEFAULT_REPEATS)
+
+
+def benchmark_devices(names: tuple[str, ...]) -> list[torch.device]:
+    """The devices asked for, or the CPU and the default accelerator; each once."""
+    devices = [resolve_device(name) for name in names] if names else [torch.device("cpu"), get_default_device()]
+    return list({str(device): device for device in devices}.values())
+
+
+def benchmark_splits(quick: bool, data_root: Path | None) -> DataSplits:
+    """MNIST's 50,000/10,000 training and validation splits, or their first 5,000/2,000 samples when quick."""
+    splits = load_splits(TrainConfig(train_subset=QUICK_TRAIN_SAMPLES if quick else 0), data_root)
+    if not quick:
+        return splits
+    return DataSplits(train=splits.train, val=utils.Subset(splits.val, range(QUICK_VAL_SAMPLES)), test=splits.test)
+
+
+def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """Run every measurement and judge the issue's targets; the results as a JSON-ready dict."""
+    devices = benchmark_devices(options.devices)
+    repeats = options.timed_repeats
+    splits = benchmark_splits(options.quick, options.data_root)
+    flops = flops_per_sample()
+    flops_per_epoch = len(splits.train) * flops["train"] + len(splits.val) * flops["evaluate"]
+    with torch_threads(options.threads) as threads, scratch_store():
+        set_seed(TrainConfig.seed, deterministic=TrainConfig.deterministic)  # a run's settings, before any device work
+        host = describe_device(torch.device("cpu"))
+        descriptions = {str(device): describe_device(device) for device in devices}
+        progress(f"SGEMM rate on {', '.join(descriptions)}")
+        sgemm = {str(device): sgemm_gflops(device) for device in devices}
+        epochs = []
+        params = {"quick": options.quick, "repeats": repeats, "train_samples": len(splits.train), "torch_threads": threads["intra_op"]}
+        with tracking.tracked_run("benchmark", params, device_tags(host)) as run:
+            for device in devices:
+                reset_peak_memory(device)
+                lineup = contestants(device, splits, run.log_epoch)
+                progress(f"Epochs on {device}: {len(lineup)} loops, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
+                race(lineup, repeats, progress)
+                epochs += [contestant.summary(flops_per_epoch) for contestant in lineup]
+        peak_allocated = {str(device): peak for device in devices if (peak := peak_device_memory(device)) is not None}
+        progress(f"MLflow's fixed costs in {repeats} fresh process(es)")
+        mlflow_costs = measure_mlflow_costs(repeats)
+        progress("`deep-learning --help` start-up")
+        startup = measure_help(repeats)
+        if options.quick:
+            mlflow_run = {"skipped": "--quick"}
+        else:
+            progress("`mlflow run` against the command itself")
+            mlflow_run = measure_mlflow_run(repeats)
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": options.quick,
+        "settings": {
+            "devices": list(descriptions),
+            "repeats": repeats,
+            "warmup_epochs": WARMUP_EPOCHS,
+            "train_samples": len(splits.train),
+            "val_samples": len(splits.val),
+            "batch_sizes": list(BATCH_SIZES),
+            "val_batch_size": TrainConfig.val_batch_size,
+            "loops": list(LOOPS),
+            "torch_threads": threads,
+        },
+        "host": host,
+        "devices": descriptions,
+        "flops": {"per_train_sample": flops["train"], "per_val_sample": flops["evaluate"], "per_epoch": flops_per_epoch},
+        "sgemm": sgemm,
+        "epochs": epochs,
+        "mlflow": mlflow_costs,
+        "startup": startup,
+        "mlflow_run": mlflow_run,
+        "memory": {
+            "peak_rss_bytes": peak_rss_bytes(),
+            "device_peak_allocated_bytes": peak_allocated,
+        },
+    }
+    results["targets"] = [verdict.as_dict() for verdict in judge(results)]
+    return results

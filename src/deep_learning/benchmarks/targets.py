@@ -1,0 +1,105 @@
+"""The issue's targets, judged against a benchmark's results: each PASS or MISS, and by how much."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target: what was measured, the bound it must meet, and the margin (positive: met by that much)."""
+
+    name: str
+    device: str
+    measured: str
+    value: float
+    bound: float
+    at_least: bool
+    unit: str
+
+    @property
+    def passed(self) -> bool:
+        return self.margin >= 0
+
+    @property
+    def margin(self) -> float:
+        return self.value - self.bound if self.at_least else self.bound - self.value
+
+    def as_dict(self) -> dict[str, Any]:
+        """The verdict as a JSON object, with its pass/miss spelled out."""
+        return {**asdict(self), "goal": self.goal(), "passed": self.passed, "margin": self.margin, "verdict": self.sentence()}
+
+    def sentence(self) -> str:
+        """'PASS by 1.3x', 'MISS by 0.21 s', 'MISS by 2.5 percentage points'."""
+        amount = f"{abs(self.margin):.1f} percentage points" if self.unit == "%" else format_value(abs(self.margin), self.unit)
+        return f"{'PASS' if self.passed else 'MISS'} by {amount}"
+
+    def goal(self) -> str:
+        """The bound as the issue states it: '>= 8x', '<= 0.7 s'."""
+        return f"{'>=' if self.at_least else '<='} {format_value(self.bound, self.unit)}"
+
+
+def format_value(value: float, unit: str) -> str:
+    """A number in its unit: 8.0x, 0.70 s, 1.0%, 1.02."""
+    if unit == "x":
+        return f"{value:.1f}x"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "%":
+        return f"{value:.1f}%"
+    return f"{value:.3f}"
+
+
+def _epoch(rows: list[dict[str, Any]], device: str, loader: str, batch_size: int, loop: str) -> dict[str, Any]:
+    return next(
+        row for row in rows
+        if (row["device"], row["loader"], row["batch_size"], row["loop"]) == (device, loader, batch_size, loop)
+    )
+
+
+def judge(results: dict[str, Any]) -> list[Verdict]:
+    """Every target the results can answer; speed-ups over the chapter on the CPU, the rest on each device."""
+    rows = results["epochs"]
+    verdicts = []
+    for device in results["settings"]["devices"]:
+        if device == "cpu":
+            for batch_size, bound in ((64, 8.0), (1024, 12.0)):
+                chapter = _epoch(rows, device, "dataloader", batch_size, "chapter")
+                tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
+                verdicts.append(Verdict(
+                    f"speedup_batch_{batch_size}", device,
+                    f"the chapter's loop (DataLoader) over our tracked loop (tensor path), batch {batch_size}",
+                    chapter["median_epoch_seconds"] / tracked["median_epoch_seconds"], bound, True, "x",
+                ))
+        fastest = _epoch(rows, device, "tensor", 1024, "tracked")
+        verdicts.append(Verdict(
+            "sgemm_share_batch_1024", device,
+            "GFLOP/s of our tracked loop (tensor path, batch 1024) as a share of the measured SGEMM rate",
+            100 * fastest["gflops"] / results["sgemm"][device]["gflops"], 40.0, True, "%",
+        ))
+        for batch_size in results["settings"]["batch_sizes"]:
+            tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
+            untracked = _epoch(rows, device, "tensor", batch_size, "untracked")
+            verdicts.append(Verdict(
+                f"tracked_over_untracked_batch_{batch_size}", device,
+                f"epoch time tracked / untracked (tensor path, batch {batch_size})",
+                tracked["median_epoch_seconds"] / untracked["median_epoch_seconds"], 1.02, False, "",
+            ))
+            verdicts.append(Verdict(
+                f"mlflow_share_batch_{batch_size}", device,
+                f"time in MLflow calls per epoch / epoch time (tensor path, batch {batch_size})",
+                100 * tracked["median_tracking_seconds"] / tracked["median_epoch_seconds"], 1.0, False, "%",
+            ))
+    costs = results["mlflow"]
+    verdicts += [
+        Verdict("run_fixed_seconds", "host", "fixed cost of a run (first in a fresh process, existing sqlite store)",
+                costs["first_run_seconds"], 0.7, False, "s"),
+        Verdict("log_model_first_seconds", "host", "log_trained_model, first call in a process",
+                costs["log_model_first_seconds"], 1.0, False, "s"),
+        Verdict("log_model_second_seconds", "host", "log_trained_model, second call",
+                costs["log_model_second_seconds"], 0.1, False, "s"),
+        Verdict("help_seconds", "host", "`deep-learning --help` in a new process",
+                results["startup"]["median_seconds"], 0.3, False, "s"),
+    ]
+    return verdicts

@@ -1,0 +1,104 @@
+"""`deep-learning bench --quick` end to end: its JSON and markdown, the chapter's code it times, its arithmetic.
+
+Timings are never asserted (machines are noisy), only that every number is there and sane.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+from click.testing import CliRunner
+
+import chapter_listing
+from deep_learning.benchmarks import chapter
+from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS
+from deep_learning.benchmarks.machine import flops_per_sample
+from deep_learning.benchmarks.targets import Verdict, judge
+from deep_learning.cli import cli
+
+
+def test_the_benchmarked_chapter_code_is_the_chapters_listing():
+    assert chapter.TRAIN == chapter_listing.TRAIN
+    assert chapter.EVALUATE == chapter_listing.EVALUATE
+    assert chapter.TRAIN_AND_EVALUATE == chapter_listing.TRAIN_AND_EVALUATE
+    assert set(chapter.chapter_loop()) == {"train", "evaluate", "train_and_evaluate"}
+
+
+def test_flops_per_sample_of_the_mlp():
+    # Forward: 2 * (784*128 + 128*10) = 203,264. Backward: both weight gradients (203,264) and the
+    # hidden activations' gradient (2 * 128*10 = 2,560); none for the input, which needs no gradient.
+    assert flops_per_sample() == {"train": 409_088, "evaluate": 203_264}
+
+
+def test_verdicts_say_pass_or_miss_and_by_how_much():
+    faster = Verdict("speedup", "cpu", "", 9.5, 8.0, True, "x")
+    slower = Verdict("overhead", "host", "", 0.9, 0.7, False, "s")
+    assert (faster.passed, faster.sentence(), faster.goal()) == (True, "PASS by 1.5x", ">= 8.0x")
+    assert (slower.passed, slower.sentence(), slower.goal()) == (False, "MISS by 0.20 s", "<= 0.70 s")
+    share = Verdict("share", "cpu", "", 3.5, 1.0, False, "%")
+    assert (share.passed, share.sentence(), share.goal()) == (False, "MISS by 2.5 percentage points", "<= 1.0%")
+
+
+@pytest.fixture(scope="module")
+def quick_run(data_root, tmp_path_factory):
+    """One `deep-learning bench --quick` on the CPU, with the user's own MLflow settings in place."""
+    folder = tmp_path_factory.mktemp("bench")
+    user_store = f"sqlite:///{folder / 'user.db'}"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(folder)
+        monkeypatch.setenv("DEEP_LEARNING_DATA_ROOT", str(data_root))
+        monkeypatch.setenv("DEEP_LEARNING_OFFLINE", "1")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", user_store)
+        monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+        result = CliRunner().invoke(cli, ["bench", "--quick", "--device", "cpu", "--output", "out"], catch_exceptions=False)
+        environment_after = (os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_EXPERIMENT_NAME"))
+    return folder, user_store, result, environment_after
+
+
+def test_quick_benchmark_writes_json_and_markdown(quick_run):
+    folder, _, result, _ = quick_run
+    assert result.exit_code == 0, result.output
+    results = json.loads((folder / "out" / "benchmark.json").read_text())
+    assert {"settings", "host", "devices", "flops", "sgemm", "epochs", "mlflow", "startup", "mlflow_run", "memory", "targets"} <= set(results)
+    assert results["quick"] is True and results["mlflow_run"] == {"skipped": "--quick"}
+    assert results["settings"]["devices"] == ["cpu"]
+    assert results["settings"]["torch_threads"]["intra_op"] >= 1
+    assert results["host"]["cpu_name"] and results["host"]["torch_num_threads"] >= 1
+
+    cells = {(row["loader"], row["batch_size"], row["loop"]) for row in results["epochs"]}
+    assert cells == {(loader, batch, loop) for loader in ("dataloader", "tensor") for batch in BATCH_SIZES for loop in LOOPS}
+    for row in results["epochs"]:
+        assert len(row["epoch_seconds"]) == results["settings"]["repeats"] == 1
+        assert row["median_epoch_seconds"] > 0 and row["gflops"] > 0
+        assert (row["median_tracking_seconds"] > 0) == (row["loop"] == "tracked")
+
+    positive = [
+        results["sgemm"]["cpu"]["gflops"], results["flops"]["per_epoch"], results["memory"]["peak_rss_bytes"],
+        results["startup"]["median_seconds"], *(results["mlflow"][key] for key in (
+            "import_tracking_seconds", "first_run_seconds", "later_run_seconds", "log_model_first_seconds", "log_model_second_seconds",
+        )),
+    ]
+    assert all(math.isfinite(value) and value > 0 for value in positive)
+
+    targets = {target["name"]: target for target in results["targets"]}
+    assert set(targets) == {
+        "speedup_batch_64", "speedup_batch_1024", "sgemm_share_batch_1024",
+        "tracked_over_untracked_batch_64", "tracked_over_untracked_batch_1024", "mlflow_share_batch_64", "mlflow_share_batch_1024",
+        "run_fixed_seconds", "log_model_first_seconds", "log_model_second_seconds", "help_seconds",
+    }
+    assert all(target["verdict"].startswith(("PASS by", "MISS by")) for target in targets.values())
+    assert judge(results) and results["targets"] == [verdict.as_dict() for verdict in judge(results)]
+
+    markdown = (folder / "out" / "benchmark.md").read_text()
+    assert "noisy and preliminary" in markdown
+    assert "| cpu | tensor | 1024 | tracked |" in markdown
+    assert "| speedup_batch_64 | cpu |" in markdown and "benchmark.json" in result.output
+
+
+def test_the_benchmark_leaves_the_users_mlflow_alone(quick_run):
+    folder, user_store, _, environment_after = quick_run
+    assert environment_after == (str(folder), user_store, None)
+    assert not (folder / "user.db").exists() and not (folder / "mlruns").exists()
