@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -128,6 +129,9 @@ class TrackedRun:
         self._client = client
         self._pending: list[list[Metric]] = []
         self._warned = False
+        # One sender thread: the training thread never waits on the store, and batches keep their order.
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deep-learning-metrics")
+        self._send_error: Exception | None = None
 
     def where_to_look(self) -> str:
         """Where a person finds this run: its page on a server, or the command that opens the UI."""
@@ -140,13 +144,26 @@ class TrackedRun:
         self.log_metrics({**epoch_metrics(result), **(extra or {})}, step=result.epoch)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """Send metrics now, or keep them until the tracking server answers again."""
+        """Queue metrics for the sender thread, which keeps them until the tracking server answers."""
         timestamp = int(time.time() * 1000)
         self._pending.append([Metric(key, float(value), timestamp, step) for key, value in metrics.items()])
-        self.flush(wait_seconds=0)
+        self._sender.submit(self._send_in_background)
+
+    def _send_in_background(self) -> None:
+        try:
+            self._send(wait_seconds=0)
+        except Exception as error:  # raised to the training thread at the next flush
+            self._send_error = self._send_error or error
 
     def flush(self, wait_seconds: float) -> bool:
-        """Send kept metrics, waiting up to `wait_seconds` for an unreachable server; True when none are left."""
+        """Send every queued metric, waiting up to `wait_seconds` for an unreachable server; True when none are left."""
+        self._sender.submit(lambda: None).result()  # what the sender had queued has been tried
+        if self._send_error is not None:
+            error, self._send_error = self._send_error, None
+            raise error
+        return self._sender.submit(self._send, wait_seconds).result()
+
+    def _send(self, wait_seconds: float) -> bool:
         deadline = time.monotonic() + wait_seconds
         while self._pending:
             try:
@@ -247,10 +264,15 @@ class TrackedRun:
         with signals_deferred():
             with contextlib.suppress(Exception):
                 self.flush(wait_seconds=0)
+            self.close()
             with contextlib.suppress(Exception):
                 self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
             with contextlib.suppress(Exception):
                 mlflow.end_run(RunStatus.to_string(status))
+
+    def close(self) -> None:
+        """Stop the sender thread (after `flush`, it has nothing left to do)."""
+        self._sender.shutdown(wait=False)
 
     def save_pending(self, folder: Path) -> Path:
         """Write metrics the server never took to a JSON file that `deep-learning sync` sends later."""
@@ -334,6 +356,8 @@ def tracked_run(
     try:
         _log_params_and_tags(client, run.run_id, params, {**tags, "tracking_uri": run.tracking_uri})
         yield run
+        if not run.flush(wait_seconds=patience_seconds()):
+            raise TrackingError(f"The tracking server {run.tracking_uri} stopped answering: the run's last metrics were not sent.")
     except KeyboardInterrupt:
         run.end(RunStatus.KILLED, {"error.type": "Interrupted", "error.message": "interrupted by a signal (Ctrl-C or SIGTERM)"})
         raise
@@ -343,6 +367,7 @@ def tracked_run(
     else:
         with signals_deferred():
             run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
+        run.close()
 
 
 def _log_params_and_tags(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str]) -> None:
