@@ -171,7 +171,7 @@ def test_unwritable_artifact_store_names_the_path_and_keeps_the_weights(store):
 
 def _run_four_at_once(tracking_uri: str, experiment: str) -> None:
     processes = [
-        start_training("train", "--epochs", "2", "--train-subset", "500", "--seed", str(seed),
+        start_training("train", "--epochs", "2", "--train-subset", "200", "--seed", str(seed),
                        MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_EXPERIMENT_NAME=experiment)
         for seed in range(4)
     ]

@@ -29,8 +29,8 @@ from deep_learning.data import DataSplits, load_splits
 from deep_learning.devices import describe_device, device_tags, get_default_device, resolve_device
 from deep_learning.reproducibility import set_seed
 
-QUICK_TRAIN_SAMPLES = 5_000
-QUICK_VAL_SAMPLES = 2_000
+QUICK_TRAIN_SAMPLES = 2_000
+QUICK_VAL_SAMPLES = 1_000
 DEFAULT_REPEATS = 5
 SCHEMA_VERSION = 1
 
