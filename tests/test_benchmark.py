@@ -12,7 +12,6 @@ import os
 import pytest
 from click.testing import CliRunner
 
-import chapter_listing
 from deep_learning.benchmarks import chapter
 from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS
 from deep_learning.benchmarks.machine import flops_per_sample
@@ -20,11 +19,12 @@ from deep_learning.benchmarks.targets import Verdict, judge
 from deep_learning.cli import cli
 
 
-def test_the_benchmarked_chapter_code_is_the_chapters_listing():
-    assert chapter.TRAIN == chapter_listing.TRAIN
-    assert chapter.EVALUATE == chapter_listing.EVALUATE
-    assert chapter.TRAIN_AND_EVALUATE == chapter_listing.TRAIN_AND_EVALUATE
-    assert set(chapter.chapter_loop()) == {"train", "evaluate", "train_and_evaluate"}
+def test_the_benchmarked_chapter_loop_runs_the_chapters_definitions():
+    # tests/chapter_listing.py takes these definitions from the benchmark, and test_chapter.py
+    # checks them against the chapter's text.
+    loop = chapter.chapter_loop()
+    assert set(loop) == {"train", "evaluate", "train_and_evaluate"}
+    assert "total_loss += loss.item()" in chapter.TRAIN
 
 
 def test_flops_per_sample_of_the_mlp():
