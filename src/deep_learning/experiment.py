@@ -65,8 +65,11 @@ def resume_config(run_id: str, overrides: dict[str, Any]) -> tuple[TrainConfig, 
     path = latest_checkpoint(folder) or tracking.download_latest_checkpoint(run_id, folder)
     if path is None:
         raise CheckpointError(f"Run {run_id} has no checkpoint to resume from (none in {folder} nor in the run).")
-    config = TrainConfig(**{**load_checkpoint(path)["config"], **overrides})
-    return config, path
+    saved = load_checkpoint(path)["config"]
+    unknown = sorted(set(saved) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise CheckpointError(f"Cannot resume: the checkpoint holds settings this version does not know ({', '.join(unknown)}).")
+    return TrainConfig(**{**saved, **overrides}), path
 
 
 def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
