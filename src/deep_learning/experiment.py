@@ -1,7 +1,8 @@
 """One tracked training run: config -> data, model, device -> the chapter's loop -> MLflow.
 
 Each epoch is checked (a NaN or infinite loss stops the run), checkpointed, then logged; a run
-resumed from its last checkpoint ends exactly as if it had never stopped.
+resumed from its last checkpoint ends exactly as if it had never stopped. At the end come the test
+score, the model, and the figures of the learning curves and the test confusion matrix.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from torchmetrics.classification import MulticlassAccuracy
 from deep_learning import tracking
 from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
-from deep_learning.data import NUM_CLASSES, dataset_source, load_splits, make_loaders, split_digest
+from deep_learning.data import DATASET_CLASSES, NUM_CLASSES, dataset_source, load_splits, make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.errors import CheckpointError, Interrupted, TrackingError, TrainingDiverged
 from deep_learning.model import build_model, count_parameters
 from deep_learning.precision import grad_scaler, with_amp
 from deep_learning.reproducibility import set_seed
+from deep_learning.scoring import class_scores
 from deep_learning.training import EpochResult, evaluate, train_and_evaluate
 
 
@@ -147,5 +149,9 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
             )
         example_batch = torch.stack([splits.test[index][0] for index in range(2)])
         run.log_trained_model(model, example_batch, description, folder, config.register_model)
+        from deep_learning.figures import plot_run  # matplotlib loads only when a run has something to draw
+
+        confusion_matrix = class_scores(training_model, test_dl, device).confusion_matrix
+        run.log_files(plot_run(history, confusion_matrix, DATASET_CLASSES[config.dataset].classes, folder))
     print(f"Run {run.run_id} finished; to browse it: {run.where_to_look()}", flush=True)
     return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy)

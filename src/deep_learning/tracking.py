@@ -191,9 +191,9 @@ class TrackedRun:
                 raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
 
     def log_files(self, paths: Sequence[Path]) -> None:
-        """Log files as artifacts at the run's root."""
+        """Log files as artifacts at the run's root, waiting (up to the patience) for an unreachable server."""
         for path in paths:
-            self._client.log_artifact(self.run_id, str(path))
+            self.with_patience(lambda: self._client.log_artifact(self.run_id, str(path)))
 
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         """Log a dict as a JSON artifact."""
