@@ -25,6 +25,7 @@ from deep_learning.devices import describe_device, device_tags, memory_metrics, 
 from deep_learning.errors import CheckpointError, Interrupted, TrackingError, TrainingDiverged
 from deep_learning.model import build_model, count_parameters
 from deep_learning.precision import grad_scaler, with_amp
+from deep_learning.progress import TrainingProgress
 from deep_learning.reproducibility import set_seed
 from deep_learning.scoring import class_scores
 from deep_learning.training import EpochResult, evaluate, train_and_evaluate
@@ -39,6 +40,11 @@ class ExperimentResult:
     history: list[EpochResult]
     test_loss: float
     test_accuracy: float
+    where_to_look: str
+
+    def summary(self) -> str:
+        """The line that ends a run's output: where to browse it."""
+        return f"Run {self.run_id} finished; to browse it: {self.where_to_look}"
 
 
 def accuracy_metric() -> MulticlassAccuracy:
@@ -68,8 +74,15 @@ def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
             )
 
 
-def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, resume: tuple[str, Path] | None = None) -> ExperimentResult:
-    """Train and evaluate `config` as one MLflow run, or continue run `resume` = (run_id, checkpoint path)."""
+def run_experiment(
+    config: TrainConfig,
+    data_root: str | Path | None = None,
+    *,
+    resume: tuple[str, Path] | None = None,
+    progress: bool = False,
+) -> ExperimentResult:
+    """Train and evaluate `config` as one MLflow run, or continue run `resume` = (run_id, checkpoint path);
+    `progress` rewrites a line on stdout during each training pass."""
     device = resolve_device(config.device)
     checkpoint = None
     if resume is not None:
@@ -132,6 +145,7 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
                 on_epoch=after_epoch,
                 grad_scaler=scaler,
                 start_epoch=len(history) + 1,
+                on_batch=TrainingProgress(len(train_dl), len(history) + 1, config.epochs) if progress else None,
             )
         except KeyboardInterrupt as error:
             interrupted = error if isinstance(error, Interrupted) else Interrupted(2)
@@ -153,5 +167,4 @@ def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, 
 
         confusion_matrix = class_scores(training_model, test_dl, device).confusion_matrix
         run.log_files(plot_run(history, confusion_matrix, DATASET_CLASSES[config.dataset].classes, folder))
-    print(f"Run {run.run_id} finished; to browse it: {run.where_to_look()}", flush=True)
-    return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy)
+    return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy, run.where_to_look())
