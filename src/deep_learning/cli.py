@@ -18,7 +18,7 @@ import click
 
 from deep_learning import __version__
 from deep_learning.comparison import FORMATS
-from deep_learning.config import AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
+from deep_learning.config import ALL_DEVICES, AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
 from deep_learning.errors import DeepLearningError, InputError, Interrupted, first_line
 
 _CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS, "amp": AMP_MODES}
@@ -100,13 +100,22 @@ def train(context: click.Context, resume: str, quiet: bool, **options: Any) -> N
     The run goes to MLFLOW_TRACKING_URI (default: sqlite:///mlflow.db here) and to the
     experiment MLFLOW_EXPERIMENT_NAME; under `mlflow run` it adopts that run. Every epoch
     is checkpointed; Ctrl-C or SIGTERM ends the run KILLED and --resume continues it.
-    On a terminal a progress line shows each epoch's training pass.
+    On a terminal a progress line shows each epoch's training pass. With --device all,
+    the config is trained on every available device, as child runs of one run that holds
+    their comparison.
     """
     from deep_learning.interruption import signals_interrupt_runs
 
+    sweep = options["device"].strip().lower() == ALL_DEVICES
+    if sweep and resume:
+        raise InputError("--device all starts new runs: to continue one of its runs, give --resume RUN_ID without --device all.")
     progress = not quiet and sys.stdout.isatty()
     with signals_interrupt_runs(), silenced_stdout(quiet):
-        if resume:
+        if sweep:
+            from deep_learning.sweep import run_on_every_device
+
+            result = run_on_every_device(TrainConfig(**options), progress=progress)
+        elif resume:
             from deep_learning.experiment import resume_config, run_experiment
 
             given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}

@@ -79,10 +79,11 @@ def run_experiment(
     data_root: str | Path | None = None,
     *,
     resume: tuple[str, Path] | None = None,
+    parent_run_id: str | None = None,
     progress: bool = False,
 ) -> ExperimentResult:
-    """Train and evaluate `config` as one MLflow run, or continue run `resume` = (run_id, checkpoint path);
-    `progress` rewrites a line on stdout during each training pass."""
+    """Train and evaluate `config` as one MLflow run (a child of `parent_run_id` when given), or continue run
+    `resume` = (run_id, checkpoint path); `progress` rewrites a line on stdout during each training pass."""
     device = resolve_device(config.device)
     checkpoint = None
     if resume is not None:
@@ -108,7 +109,9 @@ def run_experiment(
         "num_parameters": count_parameters(model),
     }
 
-    with tracking.tracked_run(run_name, params, device_tags(description), resume_run_id=resume and resume[0], system_metrics=True) as run:
+    with tracking.tracked_run(
+        run_name, params, device_tags(description), resume_run_id=resume and resume[0], parent_run_id=parent_run_id, system_metrics=True
+    ) as run:
         folder = Path(config.checkpoint_dir) / run.run_id
         checkpointer = Checkpointer(
             folder, keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=scaler,
