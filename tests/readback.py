@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import torch
 from mlflow import MlflowClient
+from PIL import Image
 
 from deep_learning.config import TrainConfig
 from deep_learning.data import load_dataset
@@ -21,6 +22,9 @@ from deep_learning.model import build_model
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "train_samples_per_second")
 FINAL_METRICS = ("test_loss", "test_accuracy")
 DEVICE_TAGS = ("device.type", "device.name", "device.count", "torch.version", "python.version", "platform", "cpu.count")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Each figure a run logs, and the least and most pixels (width, height) it may have.
+FIGURE_SIZES = {"learning_curves.png": ((800, 300), (3000, 2000)), "confusion_matrix.png": ((500, 500), (2000, 2000))}
 
 
 def only_run(client: MlflowClient, experiment_name: str = "Default"):
@@ -44,8 +48,19 @@ def tracking_uri(uri: str):
             os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
+def assert_valid_png(path: Path, smallest: tuple[int, int], largest: tuple[int, int]) -> tuple[int, int]:
+    """The file is a PNG that decodes in full, with a size between `smallest` and `largest`; return its size."""
+    assert Path(path).read_bytes()[:8] == PNG_SIGNATURE, path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.load()
+        size = image.size
+    assert all(low <= value <= high for low, value, high in zip(smallest, size, largest)), (path, size)
+    return size
+
+
 def assert_complete_run(uri: str, run, epochs: int, data_root: Path) -> dict[str, torch.Tensor]:
-    """Check params, metric histories, tags, device.json, state_dict.pt and the model; return the state_dict."""
+    """Check params, metric histories, tags, device.json, state_dict.pt, the figures and the model; return the state_dict."""
     client = MlflowClient(uri)
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
@@ -81,6 +96,8 @@ def assert_complete_run(uri: str, run, epochs: int, data_root: Path) -> dict[str
         device_json = json.loads(Path(client.download_artifacts(run_id, "device.json", folder)).read_text())
         assert device_json["type"] == "cpu" and device_json["name"] == run.data.tags["device.name"]
         state_dict = torch.load(client.download_artifacts(run_id, "state_dict.pt", folder), weights_only=True)
+        for name, (smallest, largest) in FIGURE_SIZES.items():
+            assert_valid_png(Path(client.download_artifacts(run_id, name, folder)), smallest, largest)
     assert all(tensor.device.type == "cpu" for tensor in state_dict.values())
     build_model().load_state_dict(state_dict)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io
 import json
 import os
 import sys
@@ -16,7 +18,7 @@ import click
 
 from deep_learning import __version__
 from deep_learning.comparison import FORMATS
-from deep_learning.config import AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
+from deep_learning.config import ALL_DEVICES, AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
 from deep_learning.errors import DeepLearningError, InputError, Interrupted, first_line
 
 _CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS, "amp": AMP_MODES}
@@ -89,29 +91,47 @@ def cli() -> None:
 @cli.command()
 @config_options
 @click.option("--resume", metavar="RUN_ID", default="", help="Continue this run from its last checkpoint (options given must match it).")
+@click.option("--quiet", "-q", is_flag=True, default=False, help="Print only errors and the final line: no progress, no epoch lines.")
 @click.pass_context
 @user_errors
-def train(context: click.Context, resume: str, **options: Any) -> None:
+def train(context: click.Context, resume: str, quiet: bool, **options: Any) -> None:
     """Train and evaluate the chapter's model as one MLflow run.
 
     The run goes to MLFLOW_TRACKING_URI (default: sqlite:///mlflow.db here) and to the
     experiment MLFLOW_EXPERIMENT_NAME; under `mlflow run` it adopts that run. Every epoch
     is checkpointed; Ctrl-C or SIGTERM ends the run KILLED and --resume continues it.
+    On a terminal a progress line shows each epoch's training pass. With --device all,
+    the config is trained on every available device, as child runs of one run that holds
+    their comparison.
     """
     from deep_learning.interruption import signals_interrupt_runs
 
-    with signals_interrupt_runs():
-        if not resume:
-            config = TrainConfig(**options)
+    sweep = options["device"].strip().lower() == ALL_DEVICES
+    if sweep and resume:
+        raise InputError("--device all starts new runs: to continue one of its runs, give --resume RUN_ID without --device all.")
+    progress = not quiet and sys.stdout.isatty()
+    with signals_interrupt_runs(), silenced_stdout(quiet):
+        if sweep:
+            from deep_learning.sweep import run_on_every_device
+
+            result = run_on_every_device(TrainConfig(**options), progress=progress)
+        elif resume:
+            from deep_learning.experiment import resume_config, run_experiment
+
+            given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+            config, checkpoint = resume_config(resume, given)
+            result = run_experiment(config, resume=(resume, checkpoint), progress=progress)
+        else:
             from deep_learning.experiment import run_experiment
 
-            run_experiment(config)
-            return
-        from deep_learning.experiment import resume_config, run_experiment
+            result = run_experiment(TrainConfig(**options), progress=progress)
+    if result.run_id:  # under torchrun, rank 0's
+        click.echo(result.summary())
 
-        given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
-        config, checkpoint = resume_config(resume, given)
-        run_experiment(config, resume=(resume, checkpoint))
+
+def silenced_stdout(quiet: bool) -> contextlib.AbstractContextManager:
+    """When quiet, swallow what a run prints on stdout (its epoch lines, MLflow's notes); errors go to stderr anyway."""
+    return contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
 
 
 @cli.command()

@@ -185,9 +185,14 @@ def _json_value(value: Value) -> Value:
 def write_files(comparison: Comparison, output_format: str, folder: Path) -> list[Path]:
     """Write the table (comparison.txt, .md, .csv or .json) and comparison.png into `folder`; return both paths."""
     folder.mkdir(parents=True, exist_ok=True)
+    return [write_table(comparison, output_format, folder), plot_curves(comparison.runs, folder / "comparison.png")]
+
+
+def write_table(comparison: Comparison, output_format: str, folder: Path) -> Path:
+    """Write the table as comparison.txt, .md, .csv or .json into `folder`; return its path."""
     table = folder / f"comparison{FILE_SUFFIXES[output_format]}"
     table.write_text(render(comparison, output_format), encoding="utf-8")
-    return [table, plot_curves(comparison.runs, folder / "comparison.png")]
+    return table
 
 
 def text_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
@@ -243,25 +248,6 @@ def curve_label(run: RunRecord) -> str:
 
 def plot_curves(runs: Sequence[RunRecord], path: Path) -> Path:
     """A PNG of every run's per-epoch loss and accuracy, train solid and validation dashed, labelled by device."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from deep_learning.figures import plot_learning_curves
 
-    figure = Figure(figsize=(13, 5), layout="constrained")
-    FigureCanvasAgg(figure)
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
-    for axes, quantity in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
-        for index, run in enumerate(runs):
-            for split, line_style in (("train", "-"), ("val", "--")):
-                history = run.histories.get(f"{split}_{quantity}", {})
-                steps = sorted(history)
-                axes.plot(
-                    steps, [history[step] for step in steps], line_style, marker="o",
-                    color=f"C{index % 10}", label=f"{curve_label(run)} {split}",
-                )
-        axes.set(title=quantity.capitalize(), xlabel="epoch", ylabel=quantity)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(alpha=0.3)
-    figure.legend(*loss_axes.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
-    figure.savefig(path, dpi=100)
-    return path
+    return plot_learning_curves([(curve_label(run), run.histories) for run in runs], path)

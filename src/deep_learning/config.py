@@ -17,6 +17,7 @@ DATASETS = ("mnist", "fashion-mnist")
 MODELS = ("mlp",)
 LOADERS = ("tensor", "dataloader")
 AMP_MODES = ("off", "bf16", "fp16")
+ALL_DEVICES = "all"  # `train --device all`: one run per available device, under one parent run
 
 
 def _help(text: str) -> dict[str, str]:
@@ -36,7 +37,7 @@ class TrainConfig:
     seed: int = field(default=42, metadata=_help("Seed for Python, NumPy and torch (model init, shuffling)."))
     split_seed: int = field(default=42, metadata=_help("Seed of the generator that splits train/validation."))
     deterministic: bool = field(default=True, metadata=_help("Use deterministic algorithms where possible."))
-    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu)."))
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu); all: one run per available device, compared."))
     train_subset: int = field(default=0, metadata=_help("Train on the first N samples of the training split (0: all 50,000)."))
     loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
     compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))

@@ -1,7 +1,8 @@
 """One tracked training run: config -> data, model, device -> the chapter's loop -> MLflow.
 
 Each epoch is checked (a NaN or infinite loss stops the run), checkpointed, then logged; a run
-resumed from its last checkpoint ends exactly as if it had never stopped.
+resumed from its last checkpoint ends exactly as if it had never stopped. At the end come the test
+score, the model, and the figures of the learning curves and the test confusion matrix.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from deep_learning import distributed, tracking
 from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
-from deep_learning.data import NUM_CLASSES, dataset_source, load_splits, make_loaders, split_digest
+from deep_learning.data import DATASET_CLASSES, NUM_CLASSES, dataset_source, load_splits, make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.distributed import Cluster
 from deep_learning.errors import (
@@ -38,7 +39,9 @@ from deep_learning.errors import (
 )
 from deep_learning.model import build_model, count_parameters
 from deep_learning.precision import grad_scaler, with_amp
+from deep_learning.progress import TrainingProgress
 from deep_learning.reproducibility import set_seed
+from deep_learning.scoring import class_scores
 from deep_learning.training import EpochResult, evaluate, train_and_evaluate
 
 
@@ -51,6 +54,11 @@ class ExperimentResult:
     history: list[EpochResult]
     test_loss: float
     test_accuracy: float
+    where_to_look: str
+
+    def summary(self) -> str:
+        """The line that ends a run's output: where to browse it."""
+        return f"Run {self.run_id} finished; to browse it: {self.where_to_look}"
 
 
 def accuracy_metric() -> MulticlassAccuracy:
@@ -83,21 +91,30 @@ def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
             )
 
 
-def run_experiment(config: TrainConfig, data_root: str | Path | None = None, *, resume: tuple[str, Path] | None = None) -> ExperimentResult:
-    """Train and evaluate `config` as one MLflow run, or continue run `resume` = (run_id, checkpoint path).
+def run_experiment(
+    config: TrainConfig,
+    data_root: str | Path | None = None,
+    *,
+    resume: tuple[str, Path] | None = None,
+    parent_run_id: str | None = None,
+    progress: bool = False,
+) -> ExperimentResult:
+    """Train and evaluate `config` as one MLflow run (a child of `parent_run_id` when given), or continue run
+    `resume` = (run_id, checkpoint path); `progress` rewrites a line on stdout during each training pass.
 
     Under torchrun, every rank trains its shard with DistributedDataParallel and rank 0 alone tracks the run.
     """
+    options = {"parent_run_id": parent_run_id, "progress": progress}
     if not distributed.launched_by_torchrun():
-        return _train(config, data_root, resume, resolve_device(config.device), cluster=None)
+        return _train(config, data_root, resume, resolve_device(config.device), None, **options)
     if resume is not None:
         raise ConfigError("--resume is not supported under torchrun yet: resume the run in a single process.")
     cluster, device = distributed.start(config.device)
     try:
         if cluster.is_main:
-            return _train(config, data_root, None, device, cluster)
+            return _train(config, data_root, None, device, cluster, **options)
         with contextlib.redirect_stdout(io.StringIO()):  # one copy of the epoch lines: rank 0's
-            return _train(config, data_root, None, device, cluster)
+            return _train(config, data_root, None, device, cluster, parent_run_id=None, progress=False)
     except BaseException as error:
         if not cluster.is_main:
             distributed.report_failure(cluster, first_line(error) if isinstance(error, Exception) else type(error).__name__)
@@ -135,6 +152,9 @@ class Untracked:
     def where_to_look(self) -> str:
         return ""
 
+    def log_files(self, paths: Any) -> None:
+        pass
+
 
 def _distributed_failure(error: BaseException) -> DistributedFailure | None:
     """What ended a torchrun job, named after the failing rank where it said so."""
@@ -148,7 +168,16 @@ def _distributed_failure(error: BaseException) -> DistributedFailure | None:
     return None
 
 
-def _train(config: TrainConfig, data_root: str | Path | None, resume: tuple[str, Path] | None, device: torch.device, cluster: Cluster | None) -> ExperimentResult:
+def _train(
+    config: TrainConfig,
+    data_root: str | Path | None,
+    resume: tuple[str, Path] | None,
+    device: torch.device,
+    cluster: Cluster | None,
+    *,
+    parent_run_id: str | None,
+    progress: bool,
+) -> ExperimentResult:
     is_main = cluster is None or cluster.is_main
     checkpoint = None
     if resume is not None:
@@ -180,7 +209,9 @@ def _train(config: TrainConfig, data_root: str | Path | None, resume: tuple[str,
         "nnodes": cluster.nnodes if cluster else 1,
         "global_batch_size": config.batch_size * world_size,
     }
-    tracked = tracking.tracked_run(run_name, params, device_tags(description), resume_run_id=resume and resume[0], system_metrics=True)
+    tracked = tracking.tracked_run(
+        run_name, params, device_tags(description), resume_run_id=resume and resume[0], parent_run_id=parent_run_id, system_metrics=True
+    )
 
     with tracked if is_main else contextlib.nullcontext(Untracked()) as run:
         folder = Path(config.checkpoint_dir) / run.run_id
@@ -223,6 +254,7 @@ def _train(config: TrainConfig, data_root: str | Path | None, resume: tuple[str,
                 on_epoch=after_epoch,
                 grad_scaler=scaler,
                 start_epoch=len(history) + 1,
+                on_batch=TrainingProgress(len(train_dl), len(history) + 1, config.epochs) if progress else None,
             )
             test_loss, test_accuracy = evaluate(training_model, test_dl, loss_fn, accuracy_metric().to(device), device)
         except BaseException as error:
@@ -245,5 +277,9 @@ def _train(config: TrainConfig, data_root: str | Path | None, resume: tuple[str,
             )
         example_batch = torch.stack([splits.test[index][0] for index in range(2)])
         run.log_trained_model(model, example_batch, description, folder, config.register_model)
-    print(f"Run {run.run_id} finished; to browse it: {run.where_to_look()}", flush=True)
-    return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy)
+        confusion_matrix = class_scores(training_model, test_dl, device).confusion_matrix  # on every rank: counts are summed across them
+        if is_main:
+            from deep_learning.figures import plot_run  # matplotlib loads only when a run has something to draw
+
+            run.log_files(plot_run(history, confusion_matrix, DATASET_CLASSES[config.dataset].classes, folder))
+    return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy, run.where_to_look())

@@ -19,17 +19,16 @@ import torch.nn as nn
 import torchvision.transforms.v2.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from deep_learning import tracking
 from deep_learning.comparison import text_table
 from deep_learning.config import TrainConfig
-from deep_learning.data import DATASET_CLASSES, IMAGE_SHAPE, NUM_CLASSES, TensorLoader, as_tensors, load_dataset
+from deep_learning.data import DATASET_CLASSES, IMAGE_SHAPE, TensorLoader, as_tensors, load_dataset
 from deep_learning.errors import InputError
 from deep_learning.experiment import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.records import TRAINING, RunRecord
+from deep_learning.scoring import class_scores
 from deep_learning.training import evaluate
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -157,17 +156,8 @@ def evaluate_model(model: nn.Module, dataset: str, device: torch.device, batch_s
     images, labels = as_tensors(load_dataset(dataset, train=False, root=root))
     batches = TensorLoader(images.to(device), labels.to(device), batch_size, shuffle=False)
     loss, accuracy = evaluate(model, batches, nn.CrossEntropyLoss(), accuracy_metric().to(device), device)
-    class_scores = MetricCollection(
-        {
-            "per_class_accuracy": MulticlassAccuracy(NUM_CLASSES, average=None),
-            "confusion_matrix": MulticlassConfusionMatrix(NUM_CLASSES),
-        }
-    ).to(device)
-    with torch.inference_mode():
-        for X, y in batches:
-            class_scores.update(model(X), y)
-    scores = {name: value.tolist() for name, value in class_scores.compute().items()}
-    return Evaluation(dataset, len(labels), loss, accuracy, scores["per_class_accuracy"], scores["confusion_matrix"])
+    scores = class_scores(model, batches, device)
+    return Evaluation(dataset, len(labels), loss, accuracy, scores.per_class_accuracy, scores.confusion_matrix)
 
 
 @dataclass(frozen=True)

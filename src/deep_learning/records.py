@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 KIND_TAG = "deep_learning.kind"
 SOURCE_RUN_TAG = "deep_learning.source_run_id"
 COMPARED_RUNS_TAG = "deep_learning.compared_run_ids"
+SWEPT_DEVICES_TAG = "deep_learning.devices"
 TRAINING = "training"
 COMPARISON = "comparison"
 EVALUATION = "evaluation"
+DEVICE_SWEEP = "device-sweep"
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class RunRecord:
 
     @property
     def kind(self) -> str:
-        """training, comparison or evaluation: what made the run."""
+        """training, comparison, evaluation or device-sweep (the parent of one training run per device): what made the run."""
         return self.tags.get(KIND_TAG, TRAINING)
 
     @property

@@ -209,9 +209,9 @@ class TrackedRun:
                 raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
 
     def log_files(self, paths: Sequence[Path]) -> None:
-        """Log files as artifacts at the run's root."""
+        """Log files as artifacts at the run's root, waiting (up to the patience) for an unreachable server."""
         for path in paths:
-            self._client.log_artifact(self.run_id, str(path))
+            self.with_patience(lambda: self._client.log_artifact(self.run_id, str(path)))
 
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         """Log a dict as a JSON artifact."""
@@ -325,16 +325,20 @@ def tracked_run(
     experiment_id: str | None = None,
     *,
     resume_run_id: str | None = None,
+    parent_run_id: str | None = None,
     system_metrics: bool = False,
 ) -> Iterator[TrackedRun]:
     """Start (adopt under `mlflow run`, or reopen to resume) a run, log params and tags, and end it truthfully.
 
     A new run goes to `experiment_id` when given, else to the experiment MLflow's environment names;
-    an adopted run stays where `mlflow run` put it. `system_metrics` samples CPU, memory and GPU.
+    an adopted run stays where `mlflow run` put it. A run given `parent_run_id` (the active run) is
+    its nested child, in its experiment. `system_metrics` samples CPU, memory and GPU.
     """
     uri = tracking_uri()
     client = open_client(uri)
     adopted = os.environ.get("MLFLOW_RUN_ID")
+    if parent_run_id is not None and experiment_id is None:
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
     try:
         # Short runs need samples more often than MLflow's default of one per 10 s.
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
@@ -342,6 +346,8 @@ def tracked_run(
             run_id=resume_run_id,
             run_name=None if resume_run_id else run_name,
             experiment_id=None if resume_run_id else experiment_id,
+            nested=parent_run_id is not None,
+            parent_run_id=parent_run_id,
             log_system_metrics=system_metrics,
         )
     except MlflowException as error:

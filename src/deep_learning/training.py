@@ -1,8 +1,8 @@
 """The chapter's loop: train, evaluate and train_and_evaluate.
 
 Same names, signatures and numbers as the chapter, but the loss is accumulated on the device and
-read once per epoch instead of once per batch. Tracking plugs in through `on_epoch`; this module
-knows nothing of MLflow.
+read once per epoch instead of once per batch. Tracking plugs in through `on_epoch`, a progress
+display through `on_batch`; this module knows nothing of MLflow or terminals.
 """
 
 from __future__ import annotations
@@ -66,8 +66,12 @@ def train(
     device: torch.device,
     *,
     grad_scaler: torch.amp.GradScaler | None = None,
+    on_batch: Callable[[Tensor, int], None] | None = None,
 ) -> tuple[float, float]:
-    """Train one epoch; return the batch-averaged loss and the epoch's metric (fp16 passes a GradScaler)."""
+    """Train one epoch; return the batch-averaged loss and the epoch's metric (fp16 passes a GradScaler).
+
+    `on_batch` is called after each step with the batch's detached loss, still on the device, and its size.
+    """
     model.train()
     metric.reset()
     total_loss = _loss_accumulator(device)
@@ -88,6 +92,8 @@ def train(
         total_loss += loss.detach()
         num_batches += 1
         metric.update(logits.detach(), y)
+        if on_batch is not None:
+            on_batch(loss.detach(), len(y))
     return _average(total_loss, num_batches), metric.compute().item()
 
 
@@ -127,8 +133,12 @@ def train_and_evaluate(
     on_epoch: Callable[[EpochResult], None] | None = None,
     grad_scaler: torch.amp.GradScaler | None = None,
     start_epoch: int = 1,
+    on_batch: Callable[[Tensor, int], None] | None = None,
 ) -> list[EpochResult]:
-    """Train and validate epochs `start_epoch`..`num_epochs`, print the chapter's line for each, call `on_epoch`, return their history."""
+    """Train and validate epochs `start_epoch`..`num_epochs`, print the chapter's line for each, call `on_epoch`, return their history.
+
+    `on_batch` goes to `train`: it is called after every training step.
+    """
     if device is None:
         device = get_default_device()
     model.to(device)
@@ -146,6 +156,7 @@ def train_and_evaluate(
             metric=metric,
             device=device,
             grad_scaler=grad_scaler,
+            on_batch=on_batch,
         )
         trained = time.perf_counter()
         val_loss, val_score = evaluate(
