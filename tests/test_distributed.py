@@ -97,3 +97,36 @@ def test_killing_one_rank_ends_the_job_and_fails_the_run(tmp_path, data_root):
     run = only_run(MlflowClient(uri))
     assert run.info.status == "FAILED"
     assert "rank" in run.data.tags["error.message"]
+
+
+def test_interrupted_torchrun_job_resumes_exactly_with_the_same_world_size(tmp_path, data_root):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = subprocess_env(MLFLOW_TRACKING_URI=uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1")
+    args = ("--epochs", "2", "--train-subset", "20000", "--loader", "dataloader")
+    launcher = subprocess.Popen(torchrun(*args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in launcher.stdout:
+        if line.startswith("Epoch [1/2]"):
+            launcher.send_signal(signal.SIGINT)  # Ctrl-C: torchrun passes SIGINT on to every rank
+            break
+    launcher.communicate(timeout=300)
+    client = MlflowClient(uri)
+    interrupted = only_run(client)
+    run_id = interrupted.info.run_id
+    assert interrupted.info.status == "KILLED"
+
+    resumed = subprocess.run(torchrun("--resume", run_id), cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Epoch [1/2]" not in resumed.stdout and resumed.stdout.count("Epoch [2/2]") == 1
+    uninterrupted = subprocess.run(torchrun(*args), cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    first, second = sorted(client.search_runs(["0"]), key=lambda run: run.info.start_time)
+    assert first.info.run_id == run_id and first.info.status == second.info.status == "FINISHED"
+    for key in ("train_loss", "val_accuracy", "test_accuracy"):
+        histories = [[(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)] for run in (first, second)]
+        assert sorted(histories[0]) == sorted(histories[1]), key
+    weights = []
+    for run in (first, second):
+        with tempfile.TemporaryDirectory() as folder:
+            weights.append(Path(client.download_artifacts(run.info.run_id, "state_dict.pt", folder)).read_bytes())
+    assert weights[0] == weights[1]

@@ -54,6 +54,7 @@ class Checkpointer:
         device: torch.device,
         history: list[EpochResult],
         on_saved: Callable[[Path, list[Path]], None],
+        world_size: int = 1,
     ) -> None:
         self.folder = folder
         self.keep = keep
@@ -64,6 +65,7 @@ class Checkpointer:
         self.device = device
         self.history = list(history)
         self.on_saved = on_saved
+        self.world_size = world_size
         self.last_saved: Path | None = None
 
     def __call__(self, result: EpochResult) -> None:
@@ -72,6 +74,7 @@ class Checkpointer:
             "format": FORMAT,
             "versions": library_versions(),
             "config": self.config.to_params(),
+            "world_size": self.world_size,
             "epoch": result.epoch,
             "model": {key: value.detach().cpu() for key, value in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
@@ -105,9 +108,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def check_compatible(checkpoint: dict[str, Any], config: TrainConfig) -> None:
-    """Refuse to continue from a checkpoint of another library version or another config, saying what differs."""
-    differences = [
+def check_compatible(checkpoint: dict[str, Any], config: TrainConfig, world_size: int = 1) -> None:
+    """Refuse to continue from a checkpoint of another library version, config or world size, saying what differs."""
+    saved_world_size = checkpoint.get("world_size", 1)
+    differences = [f"world_size {saved_world_size} in the checkpoint, {world_size} now"] if saved_world_size != world_size else []
+    differences += [
         f"{name} {saved!r} in the checkpoint, {current!r} now"
         for name, saved, current in _differences(checkpoint["versions"], library_versions())
     ]

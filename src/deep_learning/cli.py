@@ -116,11 +116,10 @@ def train(context: click.Context, resume: str, quiet: bool, **options: Any) -> N
 
             result = run_on_every_device(TrainConfig(**options), progress=progress)
         elif resume:
-            from deep_learning.experiment import resume_config, run_experiment
+            from deep_learning.experiment import resume_experiment
 
             given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
-            config, checkpoint = resume_config(resume, given)
-            result = run_experiment(config, resume=(resume, checkpoint), progress=progress)
+            result = resume_experiment(resume, given, progress=progress)
         else:
             from deep_learning.experiment import run_experiment
 

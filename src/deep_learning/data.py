@@ -212,7 +212,7 @@ def dataset_source(dataset: str) -> str:
 
 
 def make_loaders(
-    config: TrainConfig, splits: DataSplits, device: torch.device, cluster: Cluster | None = None
+    config: TrainConfig, splits: DataSplits, device: torch.device, cluster: Cluster | None = None, first_epoch: int = 1
 ) -> tuple[Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]]]:
     """Training batches shuffled from the global RNG (as in the chapter), ordered evaluation batches.
 
@@ -223,7 +223,7 @@ def make_loaders(
     train, val, test = splits.train, splits.val, splits.test
     sampler = None
     if cluster is not None:
-        sampler = ShuffledShards(train, cluster, seed=config.seed)
+        sampler = ShuffledShards(train, cluster, seed=config.seed, first_epoch=first_epoch)
         val, test = (utils.Subset(split, evaluation_shard(len(split), cluster)) for split in (val, test))
     sizes = ((train, config.batch_size, True), (val, config.val_batch_size, False), (test, config.val_batch_size, False))
     if config.loader == "dataloader":

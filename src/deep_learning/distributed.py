@@ -86,6 +86,11 @@ def reported_failure() -> str | None:
     return None
 
 
+def broadcast(values: list[object]) -> None:
+    """Replace `values` on every rank with rank 0's (in place)."""
+    dist.broadcast_object_list(values, src=0)
+
+
 def gather(value: object) -> list[object]:
     """Every rank's `value`, in rank order, on every rank."""
     gathered: list[object] = [None] * dist.get_world_size()

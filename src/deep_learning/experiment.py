@@ -95,29 +95,56 @@ def run_experiment(
     config: TrainConfig,
     data_root: str | Path | None = None,
     *,
-    resume: tuple[str, Path] | None = None,
     parent_run_id: str | None = None,
     progress: bool = False,
 ) -> ExperimentResult:
-    """Train and evaluate `config` as one MLflow run (a child of `parent_run_id` when given), or continue run
-    `resume` = (run_id, checkpoint path); `progress` rewrites a line on stdout during each training pass.
+    """Train and evaluate `config` as one MLflow run (a child of `parent_run_id` when given);
+    `progress` rewrites a line on stdout during each training pass.
 
     Under torchrun, every rank trains its shard with DistributedDataParallel and rank 0 alone tracks the run.
     """
     options = {"parent_run_id": parent_run_id, "progress": progress}
     if not distributed.launched_by_torchrun():
-        return _train(config, data_root, resume, resolve_device(config.device), None, **options)
-    if resume is not None:
-        raise ConfigError("--resume is not supported under torchrun yet: resume the run in a single process.")
-    cluster, device = distributed.start(config.device)
-    try:
+        return _train(config, data_root, resolve_device(config.device), None, resumed=None, **options)
+    return _on_every_rank(config.device, lambda cluster, device: (config, None), data_root, **options)
+
+
+def resume_experiment(run_id: str, overrides: dict[str, Any], data_root: str | Path | None = None, *, progress: bool = False) -> ExperimentResult:
+    """Continue run `run_id` from its last checkpoint, with the checkpoint's config (`overrides` must agree with it).
+
+    Under torchrun (same world size), rank 0 finds the checkpoint and hands it to the other ranks.
+    """
+    if not distributed.launched_by_torchrun():
+        config, path = resume_config(run_id, overrides)
+        checkpoint = load_checkpoint(path)
+        check_compatible(checkpoint, config)
+        return _train(config, data_root, resolve_device(config.device), None, resumed=(run_id, checkpoint), parent_run_id=None, progress=progress)
+
+    def share_checkpoint(cluster: Cluster, device: torch.device) -> tuple[TrainConfig, tuple[str, dict[str, Any]]]:
+        payload: list[Any] = [None, None]
         if cluster.is_main:
-            return _train(config, data_root, None, device, cluster, **options)
+            config, path = resume_config(run_id, overrides)
+            checkpoint = load_checkpoint(path)
+            check_compatible(checkpoint, config, cluster.world_size)
+            payload = [config.to_params(), checkpoint]
+        distributed.broadcast(payload)
+        return TrainConfig(**payload[0]), (run_id, payload[1])
+
+    return _on_every_rank(overrides.get("device", TrainConfig.device), share_checkpoint, data_root, parent_run_id=None, progress=progress)
+
+
+def _on_every_rank(device_name: str, prepare, data_root, *, parent_run_id: str | None, progress: bool) -> ExperimentResult:
+    """Join torchrun's process group, train on this rank, and leave; a failing rank leaves its reason for rank 0."""
+    cluster, device = distributed.start(device_name)
+    try:
+        config, resumed = prepare(cluster, device)
+        if cluster.is_main:
+            return _train(config, data_root, device, cluster, resumed=resumed, parent_run_id=parent_run_id, progress=progress)
         with contextlib.redirect_stdout(io.StringIO()):  # one copy of the epoch lines: rank 0's
-            return _train(config, data_root, None, device, cluster, parent_run_id=None, progress=False)
+            return _train(config, data_root, device, cluster, resumed=resumed, parent_run_id=None, progress=False)
     except BaseException as error:
-        if not cluster.is_main:
-            distributed.report_failure(cluster, first_line(error) if isinstance(error, Exception) else type(error).__name__)
+        if not cluster.is_main and not isinstance(error, KeyboardInterrupt):
+            distributed.report_failure(cluster, first_line(error))
         raise
     finally:
         distributed.stop()
@@ -171,20 +198,18 @@ def _distributed_failure(error: BaseException) -> DistributedFailure | None:
 def _train(
     config: TrainConfig,
     data_root: str | Path | None,
-    resume: tuple[str, Path] | None,
     device: torch.device,
     cluster: Cluster | None,
     *,
+    resumed: tuple[str, dict[str, Any]] | None,
     parent_run_id: str | None,
     progress: bool,
 ) -> ExperimentResult:
     is_main = cluster is None or cluster.is_main
-    checkpoint = None
-    if resume is not None:
-        checkpoint = load_checkpoint(resume[1])
-        check_compatible(checkpoint, config)
+    resume_run_id, checkpoint = resumed or (None, None)
     splits = load_splits(config, data_root)
-    train_dl, val_dl, test_dl = make_loaders(config, splits, device, cluster)
+    first_epoch = checkpoint["epoch"] + 1 if checkpoint else 1
+    train_dl, val_dl, test_dl = make_loaders(config, splits, device, cluster, first_epoch=first_epoch)
     world_size = cluster.world_size if cluster else 1
     run_name = f"{config.model}-{config.dataset}-{device.type}" + (f"-x{world_size}" if cluster else "")
 
@@ -210,14 +235,14 @@ def _train(
         "global_batch_size": config.batch_size * world_size,
     }
     tracked = tracking.tracked_run(
-        run_name, params, device_tags(description), resume_run_id=resume and resume[0], parent_run_id=parent_run_id, system_metrics=True
+        run_name, params, device_tags(description), resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True
     )
 
     with tracked if is_main else contextlib.nullcontext(Untracked()) as run:
         folder = Path(config.checkpoint_dir) / run.run_id
         checkpointer = Checkpointer(
             folder, keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=scaler,
-            config=config, device=device, history=history, on_saved=run.log_checkpoint,
+            config=config, device=device, history=history, on_saved=run.log_checkpoint, world_size=world_size,
         )
         action = f"Resuming run {run.run_id} after epoch {len(history)}" if history else f"MLflow run {run.run_id}"
         print(f"{action} ({run.run_name}) on {description['name']} [{device}]", flush=True)
