@@ -337,9 +337,11 @@ def tracked_run(
     uri = tracking_uri()
     client = open_client(uri)
     adopted = os.environ.get("MLFLOW_RUN_ID")
-    if parent_run_id is not None and experiment_id is None:
-        experiment_id = client.get_run(parent_run_id).info.experiment_id
     try:
+        if parent_run_id is not None and experiment_id is None:
+            experiment_id = client.get_run(parent_run_id).info.experiment_id
+        if experiment_id is None and not (resume_run_id or adopted or MLFLOW_EXPERIMENT_ID.get()) and MLFLOW_EXPERIMENT_NAME.get():
+            experiment_id = _experiment_named(client, MLFLOW_EXPERIMENT_NAME.get())
         # Short runs need samples more often than MLflow's default of one per 10 s.
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
         active = mlflow.start_run(
@@ -374,6 +376,19 @@ def tracked_run(
         with signals_deferred():
             run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
         run.close()
+
+
+def _experiment_named(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created if missing; safe when several runs start it at once."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id  # another run created it first
 
 
 def _log_params_and_tags(client: MlflowClient, run_id: str, params: dict[str, Any], tags: dict[str, str]) -> None:
