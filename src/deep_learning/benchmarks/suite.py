@@ -65,7 +65,7 @@ def benchmark_splits(quick: bool, data_root: Path | None) -> DataSplits:
 
 
 def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """Run every measurement and judge the issue's targets; the results as a JSON-ready dict."""
+    """Run every measurement and judge the project's speed targets; the results as a JSON-ready dict."""
     devices = benchmark_devices(options.devices)
     repeats = options.timed_repeats
     splits = benchmark_splits(options.quick, options.data_root)

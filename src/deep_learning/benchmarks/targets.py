@@ -1,4 +1,4 @@
-"""The issue's targets, judged against a benchmark's results: each PASS or MISS, and by how much."""
+"""The project's speed targets, judged against a benchmark's results: each PASS or MISS, and by how much."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Verdict:
         return f"{'PASS' if self.passed else 'MISS'} by {amount}"
 
     def goal(self) -> str:
-        """The bound as the issue states it: '>= 8x', '<= 0.7 s'."""
+        """The bound as the target states it: '>= 8x', '<= 0.7 s'."""
         return f"{'>=' if self.at_least else '<='} {format_value(self.bound, self.unit)}"
 
 
