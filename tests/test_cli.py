@@ -61,3 +61,13 @@ def test_data_import_of_the_wrong_folder_is_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "train-images-idx3-ubyte.gz is missing" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_error():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deep_learning", "devices"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env()
+    )
+    process.stdout.close()  # like `| head` exiting before the command writes
+    _, stderr = process.communicate(timeout=120)
+    assert stderr.decode() == ""
+    assert process.returncode == 141

@@ -46,12 +46,18 @@ def config_options(command: Callable) -> Callable:
 
 
 def user_errors(command: Callable) -> Callable:
-    """Turn errors into one line and an exit code: 1 for errors, 130 for Ctrl-C."""
+    """Turn errors into one line and an exit code: 1 for errors, 130 for Ctrl-C, 141 for a closed pipe."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            # The reader closed the pipe (`deep-learning runs | head -1`): stop quietly, as Unix tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except DeepLearningError as error:
             raise click.ClickException(str(error)) from None
         except Interrupted as interrupted:
