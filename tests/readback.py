@@ -27,6 +27,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURE_SIZES = {"learning_curves.png": ((800, 300), (3000, 2000)), "confusion_matrix.png": ((500, 500), (2000, 2000))}
 
 
+def logged_state_dict_bytes(client: MlflowClient, run_id: str) -> bytes:
+    """The bytes of a run's `state_dict.pt`."""
+    with tempfile.TemporaryDirectory() as folder:
+        return Path(client.download_artifacts(run_id, "state_dict.pt", folder)).read_bytes()
+
+
 def only_run(client: MlflowClient, experiment_name: str = "Default"):
     experiment = client.get_experiment_by_name(experiment_name)
     runs = client.search_runs([experiment.experiment_id])

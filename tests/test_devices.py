@@ -23,7 +23,7 @@ def test_cpu_is_always_available():
 @pytest.mark.skipif(torch.accelerator.is_available(), reason="needs a machine without an accelerator")
 @pytest.mark.parametrize("name", ["cuda", "cuda:0", "mps", "xpu"])
 def test_accelerator_missing_here_is_refused_with_the_available_list(name):
-    with pytest.raises(DeviceError, match=rf"not available on this machine; available: cpu"):
+    with pytest.raises(DeviceError, match="not available on this machine; available: cpu"):
         resolve_device(name)
 
 

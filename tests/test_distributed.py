@@ -20,7 +20,7 @@ from deep_learning.data import load_splits, make_loaders
 from deep_learning.experiment import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.training import evaluate
-from readback import EPOCH_METRICS, only_run
+from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run
 
 
 def torchrun(*args: str) -> list[str]:
@@ -125,8 +125,4 @@ def test_interrupted_torchrun_job_resumes_exactly_with_the_same_world_size(tmp_p
     for key in ("train_loss", "val_accuracy", "test_accuracy"):
         histories = [[(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)] for run in (first, second)]
         assert sorted(histories[0]) == sorted(histories[1]), key
-    weights = []
-    for run in (first, second):
-        with tempfile.TemporaryDirectory() as folder:
-            weights.append(Path(client.download_artifacts(run.info.run_id, "state_dict.pt", folder)).read_bytes())
-    assert weights[0] == weights[1]
+    assert logged_state_dict_bytes(client, first.info.run_id) == logged_state_dict_bytes(client, second.info.run_id)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from conftest import BIN, free_port, kill_mlflow_server, start_mlflow_server, st
 from deep_learning import tracking
 from deep_learning.checkpoints import load_checkpoint
 from deep_learning.cli import cli
-from readback import EPOCH_METRICS, only_run
+from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run
 
 LEARNED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "3000"]
@@ -43,11 +41,6 @@ def wait_for_line(process: subprocess.Popen, prefix: str) -> None:
 
 def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
     return {key: sorted((metric.step, metric.value) for metric in client.get_metric_history(run_id, key)) for key in LEARNED}
-
-
-def state_dict_bytes(client: MlflowClient, run_id: str) -> bytes:
-    with tempfile.TemporaryDirectory() as folder:
-        return Path(client.download_artifacts(run_id, "state_dict.pt", folder)).read_bytes()
 
 
 def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(store):
@@ -80,7 +73,7 @@ def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(store):
     assert [step for step, _ in histories(client, run_id)["train_loss"]] == [1, 2, 3, 4]
     for key in EPOCH_METRICS:
         assert [metric.step for metric in client.get_metric_history(run_id, key)] == [1, 2, 3, 4]
-    assert state_dict_bytes(client, run_id) == state_dict_bytes(client, second.info.run_id)
+    assert logged_state_dict_bytes(client, run_id) == logged_state_dict_bytes(client, second.info.run_id)
 
 
 def test_resume_of_unknown_run_or_run_without_checkpoint_is_one_line(store):

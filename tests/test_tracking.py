@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from mlflow import MlflowClient
 from conftest import subprocess_env
 from deep_learning import tracking
 from deep_learning.cli import cli
-from readback import EPOCH_METRICS, assert_complete_run, only_run
+from readback import EPOCH_METRICS, assert_complete_run, logged_state_dict_bytes, only_run
 
 SMALL = ["--epochs", "2", "--train-subset", "2000"]
 
@@ -24,11 +23,6 @@ SMALL = ["--epochs", "2", "--train-subset", "2000"]
 def train(*args: str):
     result = CliRunner().invoke(cli, ["train", *args], catch_exceptions=False)
     return result
-
-
-def _state_dict_bytes(client: MlflowClient, run_id: str) -> bytes:
-    with tempfile.TemporaryDirectory() as folder:
-        return Path(client.download_artifacts(run_id, "state_dict.pt", folder)).read_bytes()
 
 
 def test_a_run_logs_everything_and_its_model_loads_back(store, data_root):
@@ -50,7 +44,7 @@ def test_same_seed_same_run_other_seed_other_run(store):
          for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")}
         for run in runs
     ]
-    weights = [_state_dict_bytes(client, run.info.run_id) for run in runs]
+    weights = [logged_state_dict_bytes(client, run.info.run_id) for run in runs]
     assert learned[0] == learned[1] and weights[0] == weights[1]
     assert learned[0] != learned[2] and weights[0] != weights[2]
 

@@ -31,12 +31,18 @@ def library_versions() -> dict[str, str]:
     return {"deep_learning": __version__, "torch": str(torch.__version__)}
 
 
+def checkpoints_in(folder: Path) -> list[Path]:
+    """The epoch checkpoints in `folder`, oldest epoch first."""
+    if not folder.is_dir():
+        return []
+    found = [path for path in folder.iterdir() if CHECKPOINT_PATTERN.match(path.name)]
+    return sorted(found, key=lambda path: int(CHECKPOINT_PATTERN.match(path.name).group(1)))
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint of the highest epoch in `folder`, if any."""
-    if not folder.is_dir():
-        return None
-    found = [path for path in folder.iterdir() if CHECKPOINT_PATTERN.match(path.name)]
-    return max(found, key=lambda path: int(CHECKPOINT_PATTERN.match(path.name).group(1)), default=None)
+    found = checkpoints_in(folder)
+    return found[-1] if found else None
 
 
 class Checkpointer:
@@ -91,7 +97,7 @@ class Checkpointer:
         except OSError as error:
             raise CheckpointError(f"Cannot write checkpoint {path}: {error.strerror or error}. Free space or set --checkpoint-dir.") from None
         self.last_saved = path
-        stale = sorted(self.folder.glob("epoch-*.pt"))[: -self.keep]
+        stale = checkpoints_in(self.folder)[: -self.keep]
         for old in stale:
             old.unlink(missing_ok=True)
         self.on_saved(path, stale)

@@ -29,7 +29,6 @@ from deep_learning.devices import describe_device, device_tags, memory_metrics, 
 from deep_learning.distributed import Cluster
 from deep_learning.errors import (
     CheckpointError,
-    ConfigError,
     DeepLearningError,
     DistributedFailure,
     Interrupted,
