@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -178,6 +179,37 @@ def _run_four_at_once(tracking_uri: str, experiment: str) -> None:
     for run in runs:
         for key in EPOCH_METRICS:
             assert [metric.step for metric in client.get_metric_history(run.info.run_id, key)] == [1, 2]
+        assert len(run.inputs.dataset_inputs) == 3  # train, validation and test splits
+
+
+@pytest.mark.server
+def test_runs_logging_the_same_new_dataset_at_once_all_link_it(store, mlflow_server):
+    # Each round, four runs insert one dataset the experiment does not hold yet, released together:
+    # on a server's sqlite store about every other round one of them loses the insert race.
+    client = MlflowClient(mlflow_server)
+    experiment_id = client.create_experiment("dataset-race")
+    for round_number in range(8):
+        runs = [tracking.TrackedRun(client.create_run(experiment_id), client, mlflow_server) for _ in range(4)]
+        digests = {"train": f"round{round_number}"}
+        start = threading.Barrier(len(runs))
+        errors: list[Exception] = []
+
+        def log(run: tracking.TrackedRun) -> None:
+            start.wait()
+            try:
+                run.log_datasets("mnist", "https://example.org/mnist", digests)
+            except Exception as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=log, args=(run,)) for run in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors[0]
+        for run in runs:
+            (linked,) = client.get_run(run.run_id).inputs.dataset_inputs
+            assert linked.dataset.digest == f"round{round_number}"
 
 
 def test_four_concurrent_runs_into_one_new_sqlite_store(store):

@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import os
+import random
 import sys
 import tempfile
 import time
@@ -57,6 +58,7 @@ MAX_TAG_LENGTH = 5000
 # A server that is down should cost seconds, not MLflow's default minutes of retries, per call.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 RETRY_SECONDS = 2.0
+DATASET_RACE_ATTEMPTS = 5
 SYSTEM_METRICS_SECONDS = 1.0
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
 
@@ -109,6 +111,11 @@ def redacted(uri: str) -> str:
 def patience_seconds() -> float:
     """How long the end of a run waits for an unreachable tracking server ($DEEP_LEARNING_TRACKING_PATIENCE)."""
     return float(os.environ.get("DEEP_LEARNING_TRACKING_PATIENCE", "300"))
+
+
+def _lost_insert_race(error: MlflowException) -> bool:
+    message = str(error).lower()
+    return "unique constraint" in message or "integrityerror" in message
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -194,7 +201,16 @@ class TrackedRun:
             )
             for split, digest in digests.items()
         ]
-        self._client.log_inputs(self.run_id, datasets=inputs)
+        # Runs starting at once into one experiment may both insert the same dataset; the loser's
+        # insert fails on the store's unique constraint, and a retry finds the dataset and links it.
+        for attempt in range(DATASET_RACE_ATTEMPTS):
+            try:
+                self._client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as error:
+                if not _lost_insert_race(error) or attempt == DATASET_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.5))
 
     def log_checkpoint(self, path: Path, stale: list[Path]) -> None:
         """Log the epoch's checkpoint and delete the ones no longer kept; an unreachable server only delays this."""
