@@ -115,6 +115,8 @@ def assert_complete_run(uri: str, run, epochs: int, data_root: Path) -> dict[str
     with tracking_uri(uri):
         model = mlflow.pytorch.load_model(model_uri)
         predictor = mlflow.pyfunc.load_model(model_uri)
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(model_uri)).read_text().split()
+    assert {f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"} <= set(requirements)
     with torch.inference_mode():
         accuracy = (model(images).argmax(dim=1) == labels).float().mean().item()
     assert accuracy == run.data.metrics["test_accuracy"]

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 try:
@@ -59,6 +60,7 @@ MAX_TAG_LENGTH = 5000
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 RETRY_SECONDS = 2.0
 DATASET_RACE_ATTEMPTS = 5
+REQUIREMENTS_CHECK = "warn_dependency_requirement_mismatches"
 SYSTEM_METRICS_SECONDS = 1.0
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
 
@@ -250,17 +252,18 @@ class TrackedRun:
         def log_all() -> None:
             self._client.log_dict(self.run_id, description, DEVICE_ARTIFACT)
             self._client.log_artifact(self.run_id, str(path))
-            mlflow.pytorch.log_model(
-                cpu_model,
-                name=MODEL_ARTIFACT,
-                signature=infer_signature(example, output),
-                input_example=example,
-                pip_requirements=model_requirements(),
-                registered_model_name=registered_name or None,
-                # MLflow would load the model back and predict on the example (~30 ms a call);
-                # the tests load every logged model through pyfunc and check its test accuracy.
-                validate_serving_input=False,
-            )
+            with _requirements_check_skipped():
+                mlflow.pytorch.log_model(
+                    cpu_model,
+                    name=MODEL_ARTIFACT,
+                    signature=infer_signature(example, output),
+                    input_example=example,
+                    pip_requirements=model_requirements(),
+                    registered_model_name=registered_name or None,
+                    # MLflow would load the model back and predict on the example (~30 ms a call);
+                    # the tests load every logged model through pyfunc and check its test accuracy.
+                    validate_serving_input=False,
+                )
 
         try:
             self.with_patience(log_all)
@@ -315,6 +318,19 @@ def epoch_metrics(result: EpochResult) -> dict[str, float]:
         "epoch_seconds": result.epoch_seconds,
         "train_samples_per_second": result.train_samples_per_second,
     }
+
+
+@contextlib.contextmanager
+def _requirements_check_skipped() -> Iterator[None]:
+    """Skip MLflow's check of a model's pip requirements against this environment: it scans every installed
+    distribution (~0.4 s, the first time in a process), and `model_requirements` reads them from this environment."""
+    from mlflow.utils import environment
+
+    if not hasattr(environment, REQUIREMENTS_CHECK):  # another MLflow: keep its behaviour
+        yield
+        return
+    with mock.patch.object(environment, REQUIREMENTS_CHECK, lambda requirements: None):
+        yield
 
 
 def model_requirements() -> list[str]:
