@@ -79,6 +79,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
         results["sgemm"]["cpu"]["gflops"], results["flops"]["per_epoch"], results["memory"]["peak_rss_bytes"],
         results["startup"]["median_seconds"], *(results["mlflow"][key] for key in (
             "import_tracking_seconds", "first_run_seconds", "later_run_seconds", "log_model_first_seconds", "log_model_second_seconds",
+            "system_metrics_core_share",
         )),
     ]
     assert all(math.isfinite(value) and value > 0 for value in positive)
@@ -87,7 +88,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     assert set(targets) == {
         "speedup_batch_64", "speedup_batch_1024", "sgemm_share_batch_1024",
         "tracked_over_untracked_batch_64", "tracked_over_untracked_batch_1024", "mlflow_share_batch_64", "mlflow_share_batch_1024",
-        "run_fixed_seconds", "log_model_first_seconds", "log_model_second_seconds", "help_seconds",
+        "run_fixed_seconds", "log_model_first_seconds", "log_model_second_seconds", "system_metrics_cpu_share", "help_seconds",
     }
     assert all(target["verdict"].startswith(("PASS by", "MISS by")) for target in targets.values())
     assert judge(results) and results["targets"] == [verdict.as_dict() for verdict in judge(results)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -30,6 +31,8 @@ from deep_learning.model import build_model, count_parameters
 
 EXPERIMENT_NAME = "deep-learning-benchmark"
 LATER_RUNS = 3
+SAMPLER_START_SECONDS = 1.5  # MLflow's monitor takes its first sample and logs it
+SAMPLER_WINDOW_SECONDS = 5.0
 _STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 
 
@@ -68,7 +71,8 @@ def measure_mlflow_costs(repeats: int) -> dict[str, Any]:
 
 
 def measure_in_this_process() -> dict[str, float]:
-    """In a process that has not touched MLflow: import, the first and later runs' fixed cost, log_trained_model twice."""
+    """In a process that has not touched MLflow: import, the first and later runs' fixed cost, log_trained_model twice,
+    and the CPU that the system-metrics sampler of a run uses while the process does nothing else."""
     model = build_model()
     description = describe_device(torch.device("cpu"))
     tags = device_tags(description)
@@ -96,13 +100,25 @@ def measure_in_this_process() -> dict[str, float]:
             started = time.perf_counter()
             run.log_trained_model(model, example_batch, description, Path(folder))
             log_model_seconds.append(time.perf_counter() - started)
+    with tracking.tracked_run("system-metrics", params, tags, system_metrics=True):
+        time.sleep(SAMPLER_START_SECONDS)
+        cpu_before, started = _process_cpu_seconds(), time.perf_counter()
+        time.sleep(SAMPLER_WINDOW_SECONDS)
+        sampler_cpu_seconds = _process_cpu_seconds() - cpu_before
+        sampler_wall_seconds = time.perf_counter() - started
     return {
         "import_tracking_seconds": import_seconds,
         "first_run_seconds": run_seconds[0],
         "later_run_seconds": statistics.median(run_seconds[1:]),
         "log_model_first_seconds": log_model_seconds[0],
         "log_model_second_seconds": log_model_seconds[1],
+        "system_metrics_core_share": sampler_cpu_seconds / sampler_wall_seconds,
     }
+
+
+def _process_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

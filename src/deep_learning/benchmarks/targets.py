@@ -99,6 +99,9 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
                 costs["log_model_first_seconds"], 1.0, False, "s"),
         Verdict("log_model_second_seconds", "host", "log_trained_model, second call",
                 costs["log_model_second_seconds"], 0.1, False, "s"),
+        Verdict("system_metrics_cpu_share", "host",
+                "CPU used by a run's system-metrics sampler (1 s interval) as a share of the machine's CPU",
+                100 * costs["system_metrics_core_share"] / results["host"]["cpu_count"], 1.0, False, "%"),
         Verdict("help_seconds", "host", "`deep-learning --help` in a new process",
                 results["startup"]["median_seconds"], 0.3, False, "s"),
     ]
