@@ -5,17 +5,19 @@ Timings are never asserted (machines are noisy), only that every number is there
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from deep_learning.benchmarks import chapter
-from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS
+from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, WARMUP_EPOCHS, Contestant, race
 from deep_learning.benchmarks.machine import flops_per_sample
-from deep_learning.benchmarks.targets import Verdict, judge
+from deep_learning.benchmarks.targets import Verdict, judge, paired_ratio
 from deep_learning.cli import cli
 
 
@@ -56,6 +58,24 @@ def quick_run(data_root, tmp_path_factory):
         result = CliRunner().invoke(cli, ["bench", "--quick", "--device", "cpu", "--output", "out"], catch_exceptions=False)
         environment_after = (os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_EXPERIMENT_NAME"))
     return folder, user_store, result, environment_after
+
+
+def test_rounds_alternate_direction_and_ratios_pair_epochs_of_one_round():
+    order: list[str] = []
+    lineup = [
+        Contestant(torch.device("cpu"), "tensor", 64, loop, functools.partial(order.append, loop), stopwatch=None)
+        for loop in LOOPS
+    ]
+    race(lineup, repeats=3, progress=lambda line: None)
+    rounds = [list(LOOPS) if number % 2 == 0 else list(reversed(LOOPS)) for number in range(WARMUP_EPOCHS + 3)]
+    assert order == [loop for round_order in rounds for loop in round_order]
+    assert all(len(contestant.epoch_seconds) == 3 for contestant in lineup)
+
+    # Round 2 ran on a slower machine: the medians of the two contestants would differ by 20%, their rounds do not.
+    assert paired_ratio([1.0, 1.2, 1.02], [1.0, 1.0, 1.0]) == 1.02
+    assert paired_ratio([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) == 1.0
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])
 
 
 def test_quick_benchmark_writes_json_and_markdown(quick_run):

@@ -1,4 +1,4 @@
-"""The race: the chapter's loop, ours untracked and ours tracked, one epoch each in turn (A B C A B C ...).
+"""The race: the chapter's loop, ours untracked and ours tracked, one epoch each in turn (A B C C B A ...).
 
 Every contestant is a whole training set-up (model, optimizer, metrics, loaders) on one device,
 data path and batch size; an epoch is one call of its loop's `train_and_evaluate` with one epoch,
@@ -134,10 +134,11 @@ def _epoch_runner(
 
 
 def race(lineup: list[Contestant], repeats: int, progress: Callable[[str], None]) -> None:
-    """One untimed warm-up epoch of each contestant, then `repeats` timed rounds, each contestant in turn."""
+    """One untimed warm-up epoch of each contestant, then `repeats` timed rounds, each contestant in turn;
+    every other round runs the lineup backwards, so no contestant always follows the same one."""
     rounds = WARMUP_EPOCHS + repeats
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # the loops' epoch lines
         for round_number in range(rounds):
-            for contestant in lineup:
+            for contestant in (lineup if round_number % 2 == 0 else reversed(lineup)):
                 contestant.time_epoch(record=round_number >= WARMUP_EPOCHS)
             progress(f"  round {round_number + 1}/{rounds} ({'warm-up' if round_number < WARMUP_EPOCHS else 'timed'})")
