@@ -99,7 +99,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
         results["sgemm"]["cpu"]["gflops"], results["flops"]["per_epoch"], results["memory"]["peak_rss_bytes"],
         results["startup"]["median_seconds"], *(results["mlflow"][key] for key in (
             "import_tracking_seconds", "first_run_seconds", "later_run_seconds", "log_model_first_seconds", "log_model_second_seconds",
-            "system_metrics_core_share",
+            "epoch_metrics_cpu_seconds", "system_metrics_core_share",
         )),
     ]
     assert all(math.isfinite(value) and value > 0 for value in positive)

@@ -28,11 +28,13 @@ from deep_learning.data import IMAGE_SHAPE, TRAIN_VAL_SPLIT
 from deep_learning.devices import describe_device, device_tags
 from deep_learning.errors import BenchmarkError
 from deep_learning.model import build_model, count_parameters
+from deep_learning.training import EpochResult
 
 EXPERIMENT_NAME = "deep-learning-benchmark"
 LATER_RUNS = 3
 SAMPLER_START_SECONDS = 1.5  # MLflow's monitor takes its first sample and logs it
 SAMPLER_WINDOW_SECONDS = 5.0
+METRIC_WRITES = 20
 _STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 
 
@@ -72,7 +74,8 @@ def measure_mlflow_costs(repeats: int) -> dict[str, Any]:
 
 def measure_in_this_process() -> dict[str, float]:
     """In a process that has not touched MLflow: import, the first and later runs' fixed cost, log_trained_model twice,
-    and the CPU that the system-metrics sampler of a run uses while the process does nothing else."""
+    the CPU that sending one epoch's metrics takes, and the CPU that the system-metrics sampler of a run uses
+    while the process does nothing else."""
     model = build_model()
     description = describe_device(torch.device("cpu"))
     tags = device_tags(description)
@@ -100,6 +103,13 @@ def measure_in_this_process() -> dict[str, float]:
             started = time.perf_counter()
             run.log_trained_model(model, example_batch, description, Path(folder))
             log_model_seconds.append(time.perf_counter() - started)
+    metrics_cpu_seconds = []
+    with tracking.tracked_run("epoch-metrics", params, tags) as run:
+        for epoch in range(1, METRIC_WRITES + 1):
+            cpu_before = _process_cpu_seconds()
+            run.log_epoch(EpochResult(epoch, METRIC_WRITES, 0.3, 0.9, 0.3, 0.9, 0.5, 0.6, TRAIN_VAL_SPLIT[0]))
+            run.flush(wait_seconds=0)  # the sender thread's write, done
+            metrics_cpu_seconds.append(_process_cpu_seconds() - cpu_before)
     with tracking.tracked_run("system-metrics", params, tags, system_metrics=True):
         time.sleep(SAMPLER_START_SECONDS)
         cpu_before, started = _process_cpu_seconds(), time.perf_counter()
@@ -112,6 +122,7 @@ def measure_in_this_process() -> dict[str, float]:
         "later_run_seconds": statistics.median(run_seconds[1:]),
         "log_model_first_seconds": log_model_seconds[0],
         "log_model_second_seconds": log_model_seconds[1],
+        "epoch_metrics_cpu_seconds": statistics.median(metrics_cpu_seconds),
         "system_metrics_core_share": sampler_cpu_seconds / sampler_wall_seconds,
     }
 

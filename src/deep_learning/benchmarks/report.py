@@ -80,6 +80,7 @@ def costs_table(results: dict[str, Any]) -> str:
             ["a run's fixed cost, later runs in the same process", f"{costs['later_run_seconds']:.3f}"],
             ["`log_trained_model`, first call in a process", f"{costs['log_model_first_seconds']:.3f}"],
             ["`log_trained_model`, second call", f"{costs['log_model_second_seconds']:.3f}"],
+            ["sending one epoch's metrics to the store (the sender thread's CPU, which overlaps the next epoch)", f"{costs['epoch_metrics_cpu_seconds']:.4f}"],
             ["system-metrics sampler (1 s interval), CPU seconds per second of a run", f"{costs['system_metrics_core_share']:.4f}"],
             ["`deep-learning --help`", f"{results['startup']['median_seconds']:.3f}"],
             ["`mlflow run . --env-manager local` minus the same command run directly", overhead],
