@@ -43,6 +43,7 @@ from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.utils import environment as mlflow_environment
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from deep_learning.errors import InputError, TrackingError, first_line
@@ -324,12 +325,10 @@ def epoch_metrics(result: EpochResult) -> dict[str, float]:
 def _requirements_check_skipped() -> Iterator[None]:
     """Skip MLflow's check of a model's pip requirements against this environment: it scans every installed
     distribution (~0.4 s, the first time in a process), and `model_requirements` reads them from this environment."""
-    from mlflow.utils import environment
-
-    if not hasattr(environment, REQUIREMENTS_CHECK):  # another MLflow: keep its behaviour
+    if not hasattr(mlflow_environment, REQUIREMENTS_CHECK):  # another MLflow: keep its behaviour
         yield
         return
-    with mock.patch.object(environment, REQUIREMENTS_CHECK, lambda requirements: None):
+    with mock.patch.object(mlflow_environment, REQUIREMENTS_CHECK, lambda requirements: None):
         yield
 
 

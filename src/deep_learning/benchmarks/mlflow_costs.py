@@ -107,7 +107,10 @@ def measure_in_this_process() -> dict[str, float]:
     with tracking.tracked_run("epoch-metrics", params, tags) as run:
         for epoch in range(1, METRIC_WRITES + 1):
             cpu_before = _process_cpu_seconds()
-            run.log_epoch(EpochResult(epoch, METRIC_WRITES, 0.3, 0.9, 0.3, 0.9, 0.5, 0.6, TRAIN_VAL_SPLIT[0]))
+            run.log_epoch(EpochResult(
+                epoch=epoch, num_epochs=METRIC_WRITES, train_loss=0.3, train_metric=0.9, val_loss=0.3, val_metric=0.9,
+                train_seconds=0.5, epoch_seconds=0.6, num_train_samples=TRAIN_VAL_SPLIT[0],
+            ))
             run.flush(wait_seconds=0)  # the sender thread's write, done
             metrics_cpu_seconds.append(_process_cpu_seconds() - cpu_before)
     with tracking.tracked_run("system-metrics", params, tags, system_metrics=True):
