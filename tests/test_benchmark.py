@@ -82,9 +82,9 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     folder, _, result, _ = quick_run
     assert result.exit_code == 0, result.output
     results = json.loads((folder / "out" / "benchmark.json").read_text())
-    assert {"settings", "host", "devices", "flops", "sgemm", "epochs", "mlflow", "startup", "mlflow_run", "memory", "targets"} <= set(results)
+    assert {"settings", "host", "devices", "flops", "sgemm", "epochs", "host_reads", "cuda_epoch_syncs", "mlflow", "startup", "mlflow_run", "memory", "targets"} <= set(results)
     assert results["quick"] is True and results["mlflow_run"] == {"skipped": "--quick"}
-    assert results["settings"]["devices"] == ["cpu"]
+    assert results["settings"]["devices"] == ["cpu"] and results["cuda_epoch_syncs"] == {}
     assert results["settings"]["torch_threads"]["intra_op"] >= 1
     assert results["host"]["cpu_name"] and results["host"]["torch_num_threads"] >= 1
 
@@ -109,6 +109,11 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
         "speedup_batch_64", "speedup_batch_1024", "sgemm_share_batch_1024",
         "tracked_over_untracked_batch_64", "tracked_over_untracked_batch_1024", "mlflow_share_batch_64", "mlflow_share_batch_1024",
         "run_fixed_seconds", "log_model_first_seconds", "log_model_second_seconds", "system_metrics_cpu_share", "help_seconds",
+        "host_reads_per_batch_train", "host_reads_per_pass_train", "host_reads_per_batch_evaluate", "host_reads_per_pass_evaluate",
+    }
+    assert targets["host_reads_per_batch_train"]["passed"] and targets["host_reads_per_pass_train"]["passed"]
+    assert {(row["loop"], row["pass"]) for row in results["host_reads"]} == {
+        (loop, name) for loop in ("chapter", "ours") for name in ("train", "evaluate")
     }
     assert all(target["verdict"].startswith(("PASS by", "MISS by")) for target in targets.values())
     assert judge(results) and results["targets"] == [verdict.as_dict() for verdict in judge(results)]
@@ -117,6 +122,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     assert "noisy and preliminary" in markdown
     assert "| cpu | tensor | 1024 | tracked |" in markdown
     assert "| speedup_batch_64 | cpu |" in markdown and "benchmark.json" in result.output
+    assert "| cpu | ours | train | 0 | 1 |" in markdown
 
 
 def test_the_benchmark_leaves_the_users_mlflow_alone(quick_run):

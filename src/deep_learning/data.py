@@ -166,10 +166,10 @@ class TensorLoader:
         torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's worker base seed
         order = None
         if self.sampler is not None:
-            order = torch.tensor(list(self.sampler)).to(images.device)
+            order = _onto(torch.tensor(list(self.sampler)), images.device)
         elif self.shuffle:
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed
-            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed)).to(images.device)
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed, from the host's RNG
+            order = _onto(torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed)), images.device)
         count = len(order) if order is not None else len(self.dataset)
         for start in range(0, count, self.batch_size):
             if order is None:
@@ -177,6 +177,13 @@ class TensorLoader:
             else:
                 batch = order[start:start + self.batch_size]
                 yield images[batch], labels[batch]
+
+
+def _onto(indices: Tensor, device: torch.device) -> Tensor:
+    """Host indices on `device`; to CUDA through pinned memory, so that the copy does not wait for the GPU."""
+    if device.type == "cuda":
+        return indices.pin_memory().to(device, non_blocking=True)
+    return indices.to(device)
 
 
 def raw_tensors(dataset: utils.Dataset) -> tuple[Tensor, Tensor]:

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.optim as optim
 from torch.nn.parallel import DistributedDataParallel
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -37,7 +36,7 @@ from deep_learning.errors import (
     first_line,
 )
 from deep_learning.model import build_model, count_parameters
-from deep_learning.precision import grad_scaler, with_amp
+from deep_learning.precision import grad_scaler, sgd, with_amp
 from deep_learning.progress import TrainingProgress
 from deep_learning.reproducibility import set_seed
 from deep_learning.scoring import class_scores
@@ -215,7 +214,7 @@ def _train(
     set_seed(config.seed, deterministic=config.deterministic)
     model = build_model(config.model).to(device)
     loss_fn = nn.CrossEntropyLoss()
-    optimizer = optim.SGD(model.parameters(), lr=config.lr)
+    optimizer = sgd(model.parameters(), config.lr, config.amp)
     scaler = grad_scaler(device, config.amp)
     history: list[EpochResult] = []
     if checkpoint is not None:

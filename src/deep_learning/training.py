@@ -47,14 +47,18 @@ def _loss_accumulator(device: torch.device) -> Tensor:
     return torch.zeros((), dtype=dtype, device=device)
 
 
-def _average(total_loss: Tensor, num_batches: int) -> float:
-    totals = torch.stack([total_loss, torch.tensor(num_batches, dtype=total_loss.dtype, device=total_loss.device)])
+def _read_pass(total_loss: Tensor, num_batches: int, metric: Metric) -> tuple[float, float]:
+    """The pass's batch-averaged loss and its metric, read from the device in one transfer: the pass's only host sync."""
+    if num_batches == 0 and not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("the dataloader yielded no batches")
+    totals = torch.stack([total_loss, total_loss.new_full((), num_batches)])  # filled on the device: no copy from the host
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)  # every rank's batches: the loss of the whole split
-    total, count = totals.tolist()
+    score = metric.compute().to(totals.dtype).reshape(1)  # float32 widens exactly, so the value is .item()'s
+    total, count, value = torch.cat([totals, score]).tolist()
     if count == 0:
         raise ValueError("the dataloader yielded no batches")
-    return total / count
+    return total / count, value
 
 
 def train(
@@ -94,7 +98,7 @@ def train(
         metric.update(logits.detach(), y)
         if on_batch is not None:
             on_batch(loss.detach(), len(y))
-    return _average(total_loss, num_batches), metric.compute().item()
+    return _read_pass(total_loss, num_batches, metric)
 
 
 def evaluate(
@@ -117,7 +121,7 @@ def evaluate(
             total_loss += loss_fn(logits, y)
             num_batches += 1
             metric.update(logits, y)
-    return _average(total_loss, num_batches), metric.compute().item()
+    return _read_pass(total_loss, num_batches, metric)
 
 
 def train_and_evaluate(

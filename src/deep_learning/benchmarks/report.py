@@ -68,6 +68,24 @@ def targets_table(results: dict[str, Any]) -> str:
     )
 
 
+def host_reads_table(results: dict[str, Any]) -> str:
+    """Each loop's reads of device data by the host, per batch and per pass; CUDA's own sync count where measured."""
+    def syncs(row: dict[str, Any], key: str) -> str:
+        return format_value(row["cuda_syncs"][key], "syncs") if "cuda_syncs" in row else ""
+
+    return _table(
+        ["device", "loop", "pass", "host reads per batch", "host reads per pass", "CUDA syncs per batch", "CUDA syncs per pass", "what reads, in the 8-batch pass"],
+        [
+            [
+                row["device"], row["loop"], row["pass"], f"{row['per_batch']:g}", f"{row['per_pass']:g}",
+                syncs(row, "per_batch"), syncs(row, "per_pass"),
+                ", ".join(f"{kind} x{count}" for kind, count in sorted(row["kinds"].items())),
+            ]
+            for row in results["host_reads"]
+        ],
+    )
+
+
 def costs_table(results: dict[str, Any]) -> str:
     """The costs outside the loop, in seconds."""
     costs, mlflow_run = results["mlflow"], results["mlflow_run"]
@@ -121,6 +139,12 @@ def markdown(results: dict[str, Any]) -> str:
         targets_table(results),
         "## Epoch time",
         epochs_table(results),
+        "## Host reads",
+        "Every read of device data back to the host, counted from the operations on any device (on CUDA each one "
+        "is a sync that stalls the kernel queue), over passes of 4 and 8 batches of 64; what grows between them is per batch.",
+        host_reads_table(results),
+        *(f"Synchronizing CUDA calls in one whole epoch at batch 64 on {device}: the chapter's loop {syncs['chapter']:,}, ours {syncs['untracked']:,}."
+          for device, syncs in results["cuda_epoch_syncs"].items()),
         "## Costs outside the loop",
         costs_table(results),
         "## Machine",

@@ -13,7 +13,7 @@ import torch.utils.data as utils
 
 from deep_learning import tracking
 from deep_learning.benchmarks.commands import measure_help, measure_mlflow_run
-from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, WARMUP_EPOCHS, contestants, race
+from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, WARMUP_EPOCHS, Contestant, contestants, race
 from deep_learning.benchmarks.machine import (
     flops_per_sample,
     peak_device_memory,
@@ -23,9 +23,10 @@ from deep_learning.benchmarks.machine import (
     torch_threads,
 )
 from deep_learning.benchmarks.mlflow_costs import measure_mlflow_costs, scratch_store
+from deep_learning.benchmarks.syncs import cuda_syncs, host_reads
 from deep_learning.benchmarks.targets import judge
 from deep_learning.config import TrainConfig
-from deep_learning.data import DataSplits, load_splits
+from deep_learning.data import DataSplits, load_splits, make_loaders
 from deep_learning.devices import describe_device, device_tags, get_default_device, resolve_device
 from deep_learning.reproducibility import set_seed
 
@@ -64,6 +65,15 @@ def benchmark_splits(quick: bool, data_root: Path | None) -> DataSplits:
     return DataSplits(train=splits.train, val=utils.Subset(splits.val, range(QUICK_VAL_SAMPLES)), test=splits.test)
 
 
+def cuda_epoch_syncs(lineup: list[Contestant]) -> dict[str, int]:
+    """Synchronizing CUDA calls in one whole epoch at batch 64: the chapter's loop on its DataLoader, ours on the tensor path."""
+    epochs = {
+        contestant.loop: contestant.run_epoch for contestant in lineup
+        if contestant.batch_size == 64 and (contestant.loop, contestant.loader) in (("chapter", "dataloader"), ("untracked", "tensor"))
+    }
+    return {loop: cuda_syncs(run_epoch) for loop, run_epoch in epochs.items()}
+
+
 def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Run every measurement and judge the project's speed targets; the results as a JSON-ready dict."""
     devices = benchmark_devices(options.devices)
@@ -77,7 +87,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         descriptions = {str(device): describe_device(device) for device in devices}
         progress(f"SGEMM rate on {', '.join(descriptions)}")
         sgemm = {str(device): sgemm_gflops(device) for device in devices}
-        epochs = []
+        epochs, reads, epoch_syncs = [], [], {}
         params = {"quick": options.quick, "repeats": repeats, "train_samples": len(splits.train), "torch_threads": threads["intra_op"]}
         with tracking.tracked_run("benchmark", params, device_tags(host)) as run:
             for device in devices:
@@ -86,6 +96,11 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
                 progress(f"Epochs on {device}: {len(lineup)} loops, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
                 race(lineup, repeats, progress)
                 epochs += [contestant.summary(flops_per_epoch) for contestant in lineup]
+                progress(f"Host reads per pass on {device}")
+                reads += host_reads(device, make_loaders(TrainConfig(), splits, device)[0])
+                if device.type == "cuda":
+                    progress(f"Synchronizing CUDA calls in one epoch at batch 64 on {device}")
+                    epoch_syncs[str(device)] = cuda_epoch_syncs(lineup)
         peak_allocated = {str(device): peak for device in devices if (peak := peak_device_memory(device)) is not None}
         progress(f"MLflow's fixed costs in {repeats} fresh process(es)")
         mlflow_costs = measure_mlflow_costs(repeats)
@@ -116,6 +131,8 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         "flops": {"per_train_sample": flops["train"], "per_val_sample": flops["evaluate"], "per_epoch": flops_per_epoch},
         "sgemm": sgemm,
         "epochs": epochs,
+        "host_reads": reads,
+        "cuda_epoch_syncs": epoch_syncs,
         "mlflow": mlflow_costs,
         "startup": startup,
         "mlflow_run": mlflow_run,

@@ -49,6 +49,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:.2f} s"
     if unit == "%":
         return f"{value:.1f}%"
+    if unit in ("reads", "syncs"):
+        return f"{value:g}"
     return f"{value:.3f}"
 
 
@@ -97,6 +99,12 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
                 f"time in MLflow calls per epoch / epoch time (tensor path, batch {batch_size})",
                 100 * tracked["median_tracking_seconds"] / tracked["median_epoch_seconds"], 1.0, False, "%",
             ))
+    verdicts += _host_read_verdicts(results["host_reads"])
+    verdicts += [
+        Verdict("cuda_syncs_per_epoch", device, "synchronizing CUDA calls in one epoch of our untracked loop (tensor path, batch 64): "
+                "one per pass, as train and evaluate each return their floats", syncs["untracked"], 2.0, False, "syncs")
+        for device, syncs in results["cuda_epoch_syncs"].items()
+    ]
     costs = results["mlflow"]
     verdicts += [
         Verdict("run_fixed_seconds", "host", "fixed cost of a run (first in a fresh process, existing sqlite store)",
@@ -111,4 +119,23 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
         Verdict("help_seconds", "host", "`deep-learning --help` in a new process",
                 results["startup"]["median_seconds"], 0.3, False, "s"),
     ]
+    return verdicts
+
+
+def _host_read_verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
+    """Our loop's passes: no host read per batch, one per pass (train and evaluate each return their floats)."""
+    verdicts = []
+    for row in rows:
+        if row["loop"] != "ours":
+            continue
+        name, device = row["pass"], row["device"]
+        verdicts += [
+            Verdict(f"host_reads_per_batch_{name}", device, f"reads of device data by the host per batch, {name} pass",
+                    row["per_batch"], 0.0, False, "reads"),
+            Verdict(f"host_reads_per_pass_{name}", device, f"reads of device data by the host per {name} pass, besides the batches'",
+                    row["per_pass"], 1.0, False, "reads"),
+        ]
+        if "cuda_syncs" in row:
+            verdicts.append(Verdict(f"cuda_syncs_per_batch_{name}", device, f"synchronizing CUDA calls per batch, {name} pass (sync debug mode)",
+                                    row["cuda_syncs"]["per_batch"], 0.0, False, "syncs"))
     return verdicts

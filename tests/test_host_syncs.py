@@ -1,0 +1,99 @@
+"""No host sync on the hot path: our passes read device data back to the host once, never per batch.
+
+Counted from the operations themselves (see deep_learning.benchmarks.syncs), so these run on the CPU;
+on a CUDA machine the runtime's own sync count is checked too.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+
+from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads, cuda_syncs, host_reads
+from deep_learning.config import TrainConfig
+from deep_learning.data import load_splits, make_loaders
+from deep_learning.experiment import accuracy_metric
+from deep_learning.model import build_model
+from deep_learning.precision import grad_scaler, sgd, with_amp
+from deep_learning.reproducibility import set_seed
+from deep_learning.training import train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def train_dl(data_root):
+    config = TrainConfig(train_subset=1000)
+    return make_loaders(config, load_splits(config, data_root), CPU)[0]
+
+
+@pytest.fixture(params=[True, False], ids=["deterministic", "nondeterministic"])
+def algorithms(request):
+    """torchmetrics counts classes differently when deterministic algorithms are off (bincount, a read on CUDA)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(request.param)
+    yield request.param
+    torch.use_deterministic_algorithms(previous)
+
+
+def test_our_passes_read_once_while_the_chapters_reads_every_batch(train_dl, algorithms):
+    rows = {(row["loop"], row["pass"]): row for row in host_reads(CPU, train_dl)}
+    for name in ("train", "evaluate"):
+        ours = rows["ours", name]
+        assert (ours["per_batch"], ours["per_pass"], ours["kinds"]) == (0, 1, {"tolist": 1}), ours
+    # The counter sees what the chapter's loop reads: loss.item() every training step, and torchmetrics'
+    # bincount every update when deterministic algorithms are off.
+    chapter_train = rows["chapter", "train"]
+    assert chapter_train["per_batch"] == (1 if algorithms else 2), chapter_train
+    assert chapter_train["kinds"]["item"] == COUNTED_BATCHES[1] + 1
+
+
+def _reads_per_pass(train_dl, amp: str, optimizer_for) -> list[int]:
+    counts = []
+    for length in COUNTED_BATCHES:
+        set_seed(0)
+        model = build_model()
+        batches = list(itertools.islice(train_dl, length))
+        optimizer, scaler = optimizer_for(model), grad_scaler(CPU, amp)
+        counts.append(count_host_reads(
+            lambda: train(with_amp(model, CPU, amp), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, grad_scaler=scaler)
+        ).total())
+    return counts
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_steps_read_nothing_per_batch(train_dl, amp):
+    assert _reads_per_pass(train_dl, amp, lambda model: sgd(model.parameters(), 0.1, amp)) == [1, 1]
+
+
+def test_the_fused_sgd_is_what_spares_fp16_a_read_every_step(train_dl):
+    # GradScaler.step reads its inf flag back every step unless the optimizer unscales on the device.
+    plain = _reads_per_pass(train_dl, "fp16", lambda model: torch.optim.SGD(model.parameters(), lr=0.1))
+    assert plain == [1 + length for length in COUNTED_BATCHES]
+
+
+def test_fused_fp16_sgd_updates_exactly_as_the_unfused_one(train_dl):
+    weights = {}
+    for fused in (False, True):
+        set_seed(0)
+        model = build_model()
+        optimizer = sgd(model.parameters(), 0.1, "fp16") if fused else torch.optim.SGD(model.parameters(), lr=0.1)
+        batches = list(itertools.islice(train_dl, COUNTED_BATCHES[1]))
+        train(with_amp(model, CPU, "fp16"), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, grad_scaler=grad_scaler(CPU, "fp16"))
+        weights[fused] = model.state_dict()
+    assert all(torch.equal(weights[False][name], weights[True][name]) for name in weights[False])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_steps_make_no_synchronizing_call(data_root):
+    device = torch.device("cuda")
+    config = TrainConfig(train_subset=1000)
+    cuda_train_dl = make_loaders(config, load_splits(config, data_root), device)[0]
+    rows = {(row["loop"], row["pass"]): row for row in host_reads(device, cuda_train_dl)}
+    assert rows["ours", "train"]["cuda_syncs"]["per_batch"] == 0
+    assert rows["ours", "evaluate"]["cuda_syncs"]["per_batch"] == 0
+    assert rows["chapter", "train"]["cuda_syncs"]["per_batch"] >= 1  # loss.item() every step: the count sees syncs
+    assert cuda_syncs(lambda: torch.ones(1, device=device).item()) == 1
