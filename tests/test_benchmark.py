@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from deep_learning.benchmarks import chapter
-from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, WARMUP_EPOCHS, Contestant, race
+from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, OPTIONS, WARMUP_EPOCHS, Contestant, race
 from deep_learning.benchmarks.machine import flops_per_sample
 from deep_learning.benchmarks.targets import Verdict, judge, paired_ratio
 from deep_learning.cli import cli
@@ -90,7 +90,10 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
 
     cells = {(row["loader"], row["batch_size"], row["loop"]) for row in results["epochs"]}
     assert cells == {(loader, batch, loop) for loader in ("dataloader", "tensor") for batch in BATCH_SIZES for loop in LOOPS}
-    for row in results["epochs"]:
+    options = {(row["loader"], row["batch_size"], row["loop"]) for row in results["options"]}
+    assert options == {("tensor", batch, option) for batch in BATCH_SIZES for option in OPTIONS}
+    assert results["settings"]["options"] == list(OPTIONS)
+    for row in results["epochs"] + results["options"]:
         assert len(row["epoch_seconds"]) == results["settings"]["repeats"] == 1
         assert row["median_epoch_seconds"] > 0 and row["gflops"] > 0
         assert (row["median_tracking_seconds"] > 0) == (row["loop"] == "tracked")
@@ -122,7 +125,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     assert "noisy and preliminary" in markdown
     assert "| cpu | tensor | 1024 | tracked |" in markdown
     assert "| speedup_batch_64 | cpu |" in markdown and "benchmark.json" in result.output
-    assert "| cpu | ours | train | 0 | 1 |" in markdown
+    assert "| cpu | ours | train | 0 | 1 |" in markdown and "| cpu | 1024 | compile-amp-bf16 |" in markdown
 
 
 def test_the_benchmark_leaves_the_users_mlflow_alone(quick_run):

@@ -60,6 +60,8 @@ def test_config_params_are_every_field():
         ({"lr": float("nan")}, "lr must be a finite number above 0"),
         ({"dataset": "nope"}, "dataset must be one of mnist, fashion-mnist"),
         ({"train_subset": -5}, "train_subset must be 0"),
+        ({"compile": True, "compile_mode": "fast"}, "compile_mode must be one of default, reduce-overhead, max-autotune"),
+        ({"compile_mode": "reduce-overhead"}, "compile_mode 'reduce-overhead' needs compile true"),
     ],
 )
 def test_invalid_values_are_refused_with_what_is_expected(changes, message):

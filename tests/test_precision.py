@@ -22,13 +22,14 @@ from readback import only_run
 
 
 def test_compile_with_bf16_runs_learns_and_logs_the_plain_state_dict(store):
-    result = CliRunner().invoke(
-        cli, ["train", "--epochs", "1", "--train-subset", "2000", "--compile", "true", "--amp", "bf16"], catch_exceptions=False
-    )
+    # reduce-overhead: CUDA graphs on CUDA; on the CPU torch.compile runs it as its default mode.
+    options = ["--compile", "true", "--compile-mode", "reduce-overhead", "--amp", "bf16"]
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--train-subset", "2000", *options], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     client = MlflowClient(store)
     run = only_run(client)
-    assert (run.data.params["compile"], run.data.params["amp"]) == ("True", "bf16")
+    params = run.data.params
+    assert (params["compile"], params["compile_mode"], params["amp"]) == ("True", "reduce-overhead", "bf16")
     assert run.data.metrics["val_accuracy"] > 0.5
     with tempfile.TemporaryDirectory() as folder:
         state_dict = torch.load(Path(client.download_artifacts(run.info.run_id, "state_dict.pt", folder)), weights_only=True)

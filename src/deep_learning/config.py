@@ -17,6 +17,7 @@ DATASETS = ("mnist", "fashion-mnist")
 MODELS = ("mlp",)
 LOADERS = ("tensor", "dataloader")
 AMP_MODES = ("off", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
 ALL_DEVICES = "all"  # `train --device all`: one run per available device, under one parent run
 
 
@@ -41,6 +42,7 @@ class TrainConfig:
     train_subset: int = field(default=0, metadata=_help("Train on the first N samples of the training split (0: all 50,000)."))
     loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
     compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))
+    compile_mode: str = field(default="default", metadata=_help("torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs on CUDA) or max-autotune."))
     amp: str = field(default="off", metadata=_help("Mixed precision: off, bf16 or fp16 (autocast; fp16 adds a GradScaler)."))
     checkpoint_dir: str = field(default="checkpoints", metadata=_help("Local folder for per-epoch checkpoints (one subfolder per run)."))
     keep_checkpoints: int = field(default=1, metadata=_help("How many of the latest epoch checkpoints to keep, locally and in the run."))
@@ -71,6 +73,10 @@ def _problems(config: TrainConfig):
         yield f"train_subset must be 0 (all) or a positive integer, not {config.train_subset!r}"
     if config.loader not in LOADERS:
         yield f"loader must be one of {', '.join(LOADERS)}, not {config.loader!r}"
+    if config.compile_mode not in COMPILE_MODES:
+        yield f"compile_mode must be one of {', '.join(COMPILE_MODES)}, not {config.compile_mode!r}"
+    elif config.compile_mode != "default" and not config.compile:
+        yield f"compile_mode {config.compile_mode!r} needs compile true"
     if config.amp not in AMP_MODES:
         yield f"amp must be one of {', '.join(AMP_MODES)}, not {config.amp!r}"
     if not config.device.strip():

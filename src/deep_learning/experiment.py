@@ -64,6 +64,12 @@ def accuracy_metric() -> MulticlassAccuracy:
     return MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro", validate_args=False)
 
 
+def with_options(model: nn.Module, device: torch.device, config: TrainConfig) -> nn.Module:
+    """The model as the loop calls it: under autocast with `amp`, then compiled with `compile`."""
+    model = with_amp(model, device, config.amp)
+    return torch.compile(model, mode=config.compile_mode) if config.compile else model
+
+
 def resume_config(run_id: str, overrides: dict[str, Any]) -> tuple[TrainConfig, Path]:
     """The config of the run to resume (its checkpoint's, with `overrides`) and its latest checkpoint."""
     params = tracking.get_run(run_id).params
@@ -260,9 +266,7 @@ def _train(
         training_model = model
         if cluster:
             training_model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
-        training_model = with_amp(training_model, device, config.amp)
-        if config.compile:
-            training_model = torch.compile(training_model)
+        training_model = with_options(training_model, device, config)
         try:
             history += train_and_evaluate(
                 model=training_model,

@@ -25,12 +25,22 @@ from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.config import LOADERS, TrainConfig
 from deep_learning.data import DataSplits, make_loaders
-from deep_learning.experiment import accuracy_metric
+from deep_learning.experiment import accuracy_metric, with_options
 from deep_learning.model import build_model
+from deep_learning.precision import grad_scaler, sgd
 from deep_learning.reproducibility import set_seed
 from deep_learning.training import EpochResult, train_and_evaluate
 
 LOOPS = ("chapter", "untracked", "tracked")
+# The options the chapter leaves out, each raced against our plain untracked loop (tensor path).
+OPTIONS = {
+    "plain": {},
+    "compile": {"compile": True},
+    "amp-bf16": {"amp": "bf16"},
+    "amp-fp16": {"amp": "fp16"},
+    "compile-amp-bf16": {"compile": True, "amp": "bf16"},
+}
+CUDA_OPTIONS = {"compile-reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead"}}  # CUDA graphs
 BATCH_SIZES = (64, 1024)
 WARMUP_EPOCHS = 1
 
@@ -102,6 +112,27 @@ def contestants(
                 set_seed(seed, deterministic=config.deterministic)
                 run_epoch, stopwatch = _epoch_runner(loop, train_dl, val_dl, device, config.lr, log_epoch)
                 lineup.append(Contestant(device, loader, batch_size, loop, run_epoch, stopwatch))
+    return lineup
+
+
+def option_contestants(device: torch.device, splits: DataSplits, seed: int = TrainConfig.seed) -> list[Contestant]:
+    """Our untracked loop on the tensor path, plain and with each option (compile, mixed precision), at each batch size."""
+    options = OPTIONS | (CUDA_OPTIONS if device.type == "cuda" else {})
+    lineup = []
+    for batch_size in BATCH_SIZES:
+        base = TrainConfig(batch_size=batch_size)
+        train_dl, val_dl, _ = make_loaders(base, splits, device)
+        for name, changes in options.items():
+            config = dataclasses.replace(base, **changes)
+            set_seed(seed, deterministic=config.deterministic)
+            model = build_model().to(device)
+            run_epoch = functools.partial(
+                train_and_evaluate, model=with_options(model, device, config), train_dl=train_dl, val_dl=val_dl,
+                loss_fn=nn.CrossEntropyLoss(), optimizer=sgd(model.parameters(), config.lr, config.amp),
+                metric=accuracy_metric(), val_metric=accuracy_metric(), num_epochs=1, device=device,
+                grad_scaler=grad_scaler(device, config.amp),
+            )
+            lineup.append(Contestant(device, base.loader, batch_size, name, run_epoch, None))
     return lineup
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deep_learning.benchmarks.targets import format_value
+from deep_learning.benchmarks.targets import format_value, paired_ratio
 from deep_learning.errors import BenchmarkError
 
 JSON_NAME = "benchmark.json"
@@ -47,6 +47,23 @@ def epochs_table(results: dict[str, Any]) -> str:
                 format_value(chapter[row["device"], row["batch_size"]] / row["median_epoch_seconds"], "x"),
                 f"{row['gflops']:.1f}",
                 f"{1000 * row['median_tracking_seconds']:.2f}" if row["loop"] == "tracked" else "",
+            ]
+            for row in rows
+        ],
+    )
+
+
+def options_table(results: dict[str, Any]) -> str:
+    """Our untracked loop with each option against itself plain: median epoch, speed-up (median of per-round ratios), GFLOP/s."""
+    rows = results["options"]
+    plain = {(row["device"], row["batch_size"]): row["epoch_seconds"] for row in rows if row["loop"] == "plain"}
+    return _table(
+        ["device", "batch", "option", "median epoch (s)", "speed-up over plain", "GFLOP/s"],
+        [
+            [
+                row["device"], str(row["batch_size"]), row["loop"], f"{row['median_epoch_seconds']:.3f}",
+                format_value(paired_ratio(plain[row["device"], row["batch_size"]], row["epoch_seconds"]), "x"),
+                f"{row['gflops']:.1f}",
             ]
             for row in rows
         ],
@@ -139,6 +156,10 @@ def markdown(results: dict[str, Any]) -> str:
         targets_table(results),
         "## Epoch time",
         epochs_table(results),
+        "## Options",
+        "Our untracked loop on the tensor path with each option the chapter leaves out (`--compile`, `--amp`), raced "
+        "against itself plain in the same interleaved rounds. Compilation happens in the warm-up epoch, which is not timed.",
+        options_table(results),
         "## Host reads",
         "Every read of device data back to the host, counted from the operations on any device (on CUDA each one "
         "is a sync that stalls the kernel queue), over passes of 4 and 8 batches of 64; what grows between them is per batch.",

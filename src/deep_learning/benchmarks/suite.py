@@ -13,7 +13,7 @@ import torch.utils.data as utils
 
 from deep_learning import tracking
 from deep_learning.benchmarks.commands import measure_help, measure_mlflow_run
-from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, WARMUP_EPOCHS, Contestant, contestants, race
+from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, WARMUP_EPOCHS, Contestant, contestants, option_contestants, race
 from deep_learning.benchmarks.machine import (
     flops_per_sample,
     peak_device_memory,
@@ -87,7 +87,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         descriptions = {str(device): describe_device(device) for device in devices}
         progress(f"SGEMM rate on {', '.join(descriptions)}")
         sgemm = {str(device): sgemm_gflops(device) for device in devices}
-        epochs, reads, epoch_syncs = [], [], {}
+        epochs, option_rows, reads, epoch_syncs = [], [], [], {}
         params = {"quick": options.quick, "repeats": repeats, "train_samples": len(splits.train), "torch_threads": threads["intra_op"]}
         with tracking.tracked_run("benchmark", params, device_tags(host)) as run:
             for device in devices:
@@ -96,6 +96,10 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
                 progress(f"Epochs on {device}: {len(lineup)} loops, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
                 race(lineup, repeats, progress)
                 epochs += [contestant.summary(flops_per_epoch) for contestant in lineup]
+                option_lineup = option_contestants(device, splits)
+                progress(f"Options on {device}: {len(option_lineup)} loops, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
+                race(option_lineup, repeats, progress)
+                option_rows += [contestant.summary(flops_per_epoch) for contestant in option_lineup]
                 progress(f"Host reads per pass on {device}")
                 reads += host_reads(device, make_loaders(TrainConfig(), splits, device)[0])
                 if device.type == "cuda":
@@ -124,6 +128,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
             "batch_sizes": list(BATCH_SIZES),
             "val_batch_size": TrainConfig.val_batch_size,
             "loops": list(LOOPS),
+            "options": list(dict.fromkeys(row["loop"] for row in option_rows)),
             "torch_threads": threads,
         },
         "host": host,
@@ -131,6 +136,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         "flops": {"per_train_sample": flops["train"], "per_val_sample": flops["evaluate"], "per_epoch": flops_per_epoch},
         "sgemm": sgemm,
         "epochs": epochs,
+        "options": option_rows,
         "host_reads": reads,
         "cuda_epoch_syncs": epoch_syncs,
         "mlflow": mlflow_costs,
