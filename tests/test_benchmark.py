@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from deep_learning.benchmarks import chapter
 from deep_learning.benchmarks.loops import BATCH_SIZES, LOOPS, OPTIONS, WARMUP_EPOCHS, Contestant, race
 from deep_learning.benchmarks.machine import flops_per_sample
+from deep_learning.benchmarks.report import markdown
 from deep_learning.benchmarks.targets import Verdict, judge, paired_ratio
 from deep_learning.cli import cli
 
@@ -132,3 +133,39 @@ def test_the_benchmark_leaves_the_users_mlflow_alone(quick_run):
     folder, user_store, _, environment_after = quick_run
     assert environment_after == (str(folder), user_store, None)
     assert not (folder / "user.db").exists() and not (folder / "mlruns").exists()
+
+
+def test_accelerator_results_are_judged_with_the_gpu_targets(quick_run):
+    # The quick run's CPU rows, copied as if a CUDA device had been benchmarked too: the accelerator
+    # branches of the judge and the report run here, on a machine without one.
+    folder, _, _, _ = quick_run
+    results = json.loads((folder / "out" / "benchmark.json").read_text())
+    gpu = "cuda:0"
+
+    def on_gpu(rows, **changes):
+        return [{**row, "device": gpu, **changes} for row in rows]
+
+    options_64 = [row for row in results["options"] if row["batch_size"] == 64]
+    fastest = min(row["median_epoch_seconds"] for row in options_64) / 2  # CUDA graphs, twice as fast as any
+    graphs = {**options_64[0], "device": gpu, "loop": "compile-reduce-overhead", "median_epoch_seconds": fastest}
+    results |= {
+        "settings": {**results["settings"], "devices": ["cpu", gpu]},
+        "devices": {**results["devices"], gpu: {**results["devices"]["cpu"], "name": "NVIDIA H200"}},
+        "sgemm": {**results["sgemm"], gpu: results["sgemm"]["cpu"]},
+        "epochs": results["epochs"] + on_gpu(results["epochs"]),
+        "options": results["options"] + on_gpu(results["options"]) + [graphs],
+        "host_reads": results["host_reads"] + on_gpu(results["host_reads"], cuda_syncs={"per_batch": 0.0, "per_pass": 1.0}),
+        "cuda_epoch_syncs": {gpu: {"chapter": 1722, "untracked": 3}},
+    }
+    verdicts = {(verdict.name, verdict.device): verdict for verdict in judge(results)}
+
+    assert verdicts["speedup_batch_64", "cpu"].bound == 8.0 and verdicts["speedup_batch_64", gpu].bound == 10.0
+    assert "compile-reduce-overhead" in verdicts["compiled_epoch_batch_64", gpu].measured
+    assert verdicts["compiled_epoch_batch_64", gpu].value == fastest and ("compiled_epoch_batch_64", "cpu") not in verdicts
+    assert verdicts["cuda_syncs_per_batch_train", gpu].passed and ("cuda_syncs_per_batch_train", "cpu") not in verdicts
+    assert verdicts["cuda_syncs_per_epoch", gpu].sentence() == "MISS by 1"
+
+    results["targets"] = [verdict.as_dict() for verdict in verdicts.values()]
+    summary = markdown(results)
+    assert "on cuda:0: the chapter's loop 1,722, ours 3." in summary
+    assert f"| {gpu} | ours | train | 0 | 1 | 0 | 1 |" in summary and f"| {gpu} | 64 | compile-reduce-overhead | {fastest:.3f} |" in summary
