@@ -122,9 +122,10 @@ def check_compatible(checkpoint: dict[str, Any], config: TrainConfig, world_size
         f"{name} {saved!r} in the checkpoint, {current!r} now"
         for name, saved, current in _differences(checkpoint["versions"], library_versions())
     ]
+    saved_config = TrainConfig().to_params() | checkpoint["config"]  # a field added since then ran as its default
     differences += [
         f"{name}={saved!r} in the checkpoint, {current!r} now"
-        for name, saved, current in _differences(checkpoint["config"], config.to_params())
+        for name, saved, current in _differences(saved_config, config.to_params())
         if name not in RESUMABLE_DIFFERENCES
     ]
     if differences:
@@ -140,7 +141,10 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]):
 def restore(checkpoint: dict[str, Any], *, model, optimizer, grad_scaler, device: torch.device) -> list[EpochResult]:
     """Load model, optimizer, scaler and RNG states from a checkpoint; return the history so far."""
     model.load_state_dict(checkpoint["model"])
+    kernels = [group.get("fused") for group in optimizer.param_groups]
     optimizer.load_state_dict(checkpoint["optimizer"])
+    for group, fused in zip(optimizer.param_groups, kernels):
+        group["fused"] = fused  # which kernel steps is this version's choice (see precision.sgd), not the run's state
     if grad_scaler is not None and checkpoint["grad_scaler"] is not None:
         grad_scaler.load_state_dict(checkpoint["grad_scaler"])
     restore_rng_state(checkpoint["rng"], device)
