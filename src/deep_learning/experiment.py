@@ -18,12 +18,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torchmetrics.classification import MulticlassAccuracy
 
 from deep_learning import distributed, tracking
 from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
-from deep_learning.data import DATASET_CLASSES, NUM_CLASSES, dataset_source, load_splits, make_loaders, split_digest
+from deep_learning.data import DATASET_CLASSES, dataset_source, load_splits, make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.distributed import Cluster
 from deep_learning.errors import (
@@ -35,6 +34,7 @@ from deep_learning.errors import (
     TrainingDiverged,
     first_line,
 )
+from deep_learning.metrics import Accuracy
 from deep_learning.model import build_model, count_parameters
 from deep_learning.precision import grad_scaler, sgd, with_amp
 from deep_learning.progress import TrainingProgress
@@ -59,9 +59,9 @@ class ExperimentResult:
         return f"Run {self.run_id} finished; to browse it: {self.where_to_look}"
 
 
-def accuracy_metric() -> MulticlassAccuracy:
+def accuracy_metric() -> Accuracy:
     """The accuracy every run logs: the fraction of correct predictions, without per-batch host syncs."""
-    return MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro", validate_args=False)
+    return Accuracy()
 
 
 def with_options(model: nn.Module, device: torch.device, config: TrainConfig) -> nn.Module:
