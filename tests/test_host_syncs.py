@@ -33,10 +33,10 @@ def train_dl(data_root):
 @pytest.fixture(params=[True, False], ids=["deterministic", "nondeterministic"])
 def algorithms(request):
     """torchmetrics counts classes differently when deterministic algorithms are off (bincount, a read on CUDA)."""
-    previous = torch.are_deterministic_algorithms_enabled()
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(request.param)
     yield request.param
-    torch.use_deterministic_algorithms(previous)
+    torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
 def test_our_passes_read_once_while_the_chapters_reads_every_batch(train_dl, algorithms):

@@ -49,10 +49,11 @@ def _loss_accumulator(device: torch.device) -> Tensor:
 
 def _read_pass(total_loss: Tensor, num_batches: int, metric: Metric) -> tuple[float, float]:
     """The pass's batch-averaged loss and its metric, read from the device in one transfer: the pass's only host sync."""
-    if num_batches == 0 and not (dist.is_available() and dist.is_initialized()):
+    distributed = dist.is_available() and dist.is_initialized()
+    if num_batches == 0 and not distributed:
         raise ValueError("the dataloader yielded no batches")
     totals = torch.stack([total_loss, total_loss.new_full((), num_batches)])  # filled on the device: no copy from the host
-    if dist.is_available() and dist.is_initialized():
+    if distributed:
         dist.all_reduce(totals)  # every rank's batches: the loss of the whole split
     score = metric.compute().to(totals.dtype).reshape(1)  # float32 widens exactly, so the value is .item()'s
     total, count, value = torch.cat([totals, score]).tolist()
