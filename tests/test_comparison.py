@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import pytest
 from mlflow import MlflowClient
@@ -16,7 +17,7 @@ from PIL import Image
 
 from commands import SMALL, assert_one_line_error, invoke, train_run
 from conftest import BIN, REPO, subprocess_env
-from deep_learning.comparison import compare_runs, select_latest_per_device_and_config
+from deep_learning.comparison import compare_runs, histories_to_read, render, runs_table, select_latest_per_device_and_config
 from deep_learning.records import RunRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -171,6 +172,69 @@ def test_speedup_is_over_the_cpu_run_and_agreement_is_measured_from_it():
     assert rows["max_abs_diff.val_loss"][1:] == (0.0, None)
     assert rows["params.lr"] == ("0.1", "0.1", "0.05") and "params.device" in rows
     assert select_latest_per_device_and_config([cuda, cpu, other_config]) == [cpu, cuda, other_config]
+
+
+def _scored(run_id: str, metrics: Sequence[str], device_type: str = "cpu") -> RunRecord:
+    """A finished run of one config that logged the loss and `metrics` on every split, with two epochs of history."""
+    keys = [f"{split}_{name}" for split in ("train", "val", "test") for name in ("loss", *metrics)]
+    histories = {key: {1: 0.5, 2: 0.25 + len(key) / 100} for key in keys}
+    return RunRecord(
+        run_id=run_id, run_name=f"mlp-mnist-{device_type}", experiment_id="0", status="FINISHED",
+        start_time_ms=int(run_id, 16), end_time_ms=int(run_id, 16) + 5000,
+        params={"lr": "0.1", "seed": "42", "epochs": "2"},
+        metrics={
+            **{key: history[2] for key, history in histories.items()},
+            "epoch_seconds": 1.5, "train_samples_per_second": 1000.0, "cuda_max_allocated_megabytes": 12.0,
+            "test_accuracy_class_3": 0.9, "system/cpu_utilization_percentage": 50.0,
+        },
+        tags={"device.type": device_type, "device.name": device_type.upper()},
+        histories={**histories, "epoch_seconds": {1: 1.0, 2: 2.0}},
+    )
+
+
+def test_the_histories_to_read_are_the_learning_metrics_the_run_logged_and_its_speed():
+    run = _scored("1" * 32, ["iou", "accuracy"])
+    assert run.metric_names() == ["accuracy", "iou"]
+    assert histories_to_read(run) == (
+        "train_loss", "train_accuracy", "train_iou", "val_loss", "val_accuracy", "val_iou", "test_loss", "test_accuracy", "test_iou",
+        "epoch_seconds", "train_samples_per_second",
+    )
+
+
+def test_runs_with_different_metrics_compare_on_the_union_with_gaps():
+    both, accuracy_only = _scored("1" * 32, ["accuracy", "f1"]), _scored("2" * 32, ["accuracy"], "cuda")
+    comparison = compare_runs([both, accuracy_only])
+    rows = {row.name: row.values for row in comparison.rows}
+    learned = [name for name in rows if name.split("_")[0] in ("train", "val", "test")]
+    assert learned == [f"{split}_{name}" for split in ("train", "val", "test") for name in ("loss", "accuracy", "f1")]
+    assert rows["val_f1"] == (both.metrics["val_f1"], None)
+    assert rows["val_accuracy"] == (both.metrics["val_accuracy"], accuracy_only.metrics["val_accuracy"])
+    # One config and seed: each metric's agreement is measured from the CPU run, and a run that lacks the metric has none.
+    assert rows["max_abs_diff.val_f1"] == (0.0, None)
+    assert rows["max_abs_diff.val_accuracy"] == (0.0, 0.0)
+    assert [name for name in rows if name.startswith("max_abs_diff.")] == [f"max_abs_diff.{name}" for name in learned]
+    table = {line.split()[0]: line.split()[1:] for line in render(comparison, "table").splitlines()[2:]}
+    assert table["val_f1"] == [f"{both.metrics['val_f1']:.4f}", "-"]
+    assert table["max_abs_diff.test_f1"] == ["0", "-"]
+
+
+def test_a_run_without_accuracy_compares_and_lists():
+    iou, accuracy = _scored("1" * 32, ["iou"]), _scored("2" * 32, ["accuracy"])
+    rows = {row.name: row.values for row in compare_runs([iou]).rows}
+    assert [name for name in rows if name.startswith("test_")] == ["test_loss", "test_iou"]
+    assert rows["test_iou"] == (iou.metrics["test_iou"],)
+
+    header, rule, *lines = runs_table([iou]).splitlines()
+    assert header.split() == ["run_id", "run_name", "status", "device", "dataset", "epochs", "lr", "batch_size", "seed",
+                              "val_iou", "test_iou", "epoch_seconds", "duration"]
+    assert lines[0].split()[-4:] == [f"{iou.metrics['val_iou']:.4f}", f"{iou.metrics['test_iou']:.4f}", "1.50", "5.0s"]
+
+    header, rule, *lines = runs_table([accuracy, iou]).splitlines()
+    assert header.split()[-6:] == ["val_accuracy", "test_accuracy", "val_iou", "test_iou", "epoch_seconds", "duration"]
+    assert [line.split()[-6:-2] for line in lines] == [
+        [f"{accuracy.metrics['val_accuracy']:.4f}", f"{accuracy.metrics['test_accuracy']:.4f}", "-", "-"],
+        ["-", "-", f"{iou.metrics['val_iou']:.4f}", f"{iou.metrics['test_iou']:.4f}"],
+    ]
 
 
 @pytest.mark.parametrize("command", [["runs"], ["compare"]])

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deep_learning.errors import InputError
-from deep_learning.records import TRAINING, RunRecord
+from deep_learning.records import TRAINING, RunRecord, learning_metric_keys, metric_names, sort_metric_names
 
-LEARNING_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
-HISTORIES = (*LEARNING_METRICS, "epoch_seconds", "train_samples_per_second")
+SPEED_METRICS = ("epoch_seconds", "train_samples_per_second")
 DEVICE_TAGS = ("device.type", "device.name", "torch.version", "torch.cuda_version")
 LISTED_PARAMS = ("dataset", "epochs", "lr", "batch_size", "seed")
 FORMATS = ("table", "markdown", "csv", "json")
@@ -47,6 +46,17 @@ class Comparison:
     @property
     def run_ids(self) -> list[str]:
         return [run.run_id for run in self.runs]
+
+
+def histories_to_read(run: RunRecord) -> tuple[str, ...]:
+    """The metric histories `compare_runs` needs of a run: the learning metrics it logged, and its speed."""
+    logged = [key for key in learning_metric_keys(run.metric_names()) if key in run.metrics]
+    return (*logged, *SPEED_METRICS)
+
+
+def learning_metrics(runs: Sequence[RunRecord]) -> list[str]:
+    """The keys of the losses and of every metric any of the runs logged: train_loss, train_accuracy, train_f1, val_loss, ..."""
+    return learning_metric_keys(metric_names(key for run in runs for key in run.metrics))
 
 
 def select_latest_per_device_and_config(runs: Sequence[RunRecord]) -> list[RunRecord]:
@@ -86,7 +96,7 @@ def compare_runs(runs: Sequence[RunRecord]) -> Comparison:
     rows = [Row("run_name", tuple(run.run_name for run in runs)), Row("status", tuple(run.status for run in runs))]
     rows += [Row(tag, tuple(run.tags.get(tag) for run in runs)) for tag in DEVICE_TAGS]
     rows += [Row(f"params.{name}", tuple(run.params.get(name) for run in runs)) for name in differing_params(runs)]
-    rows += [Row(metric, tuple(run.metrics.get(metric) for run in runs), "metric") for metric in LEARNING_METRICS]
+    rows += [Row(metric, tuple(run.metrics.get(metric) for run in runs), "metric") for metric in learning_metrics(runs)]
     epoch_seconds = [run.mean("epoch_seconds") for run in runs]
     rows.append(Row("mean_epoch_seconds", tuple(epoch_seconds), "seconds"))
     rows.append(Row("mean_train_samples_per_second", tuple(run.mean("train_samples_per_second") for run in runs), "rate"))
@@ -132,7 +142,7 @@ def agreement_rows(runs: Sequence[RunRecord]) -> list[Row]:
             ),
             "difference",
         )
-        for metric in LEARNING_METRICS
+        for metric in learning_metrics(runs)
     ]
 
 
@@ -211,8 +221,14 @@ def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str
 
 
 def runs_table(runs: Sequence[RunRecord]) -> str:
-    """The runs as a text table: id, name, status, device, key params, final accuracies, speed and duration."""
-    header = ["run_id", "run_name", "status", "device", *LISTED_PARAMS, "val_accuracy", "test_accuracy", "epoch_seconds", "duration"]
+    """The runs as a text table: id, name, status, device, key params, final scores, speed and duration.
+
+    The scores are val_<m> and test_<m> for each metric that is some run's first (accuracy when logged), so runs
+    of one metric set get one pair of columns; "-" where a run did not log one.
+    """
+    headline = sort_metric_names(name for run in runs for name in run.metric_names()[:1])
+    scores = [f"{split}_{name}" for name in headline for split in ("val", "test")]
+    header = ["run_id", "run_name", "status", "device", *LISTED_PARAMS, *scores, "epoch_seconds", "duration"]
     lines = [
         [
             run.run_id,
@@ -220,8 +236,7 @@ def runs_table(runs: Sequence[RunRecord]) -> str:
             run.status,
             run.device,
             *(run.params.get(name, "-") for name in LISTED_PARAMS),
-            _shown(run.metrics.get("val_accuracy"), "metric"),
-            _shown(run.metrics.get("test_accuracy"), "metric"),
+            *(_shown(run.metrics.get(score), "metric") for score in scores),
             _shown(run.mean("epoch_seconds"), "seconds"),
             format_duration(run.duration_seconds),
         ]
@@ -247,7 +262,7 @@ def curve_label(run: RunRecord) -> str:
 
 
 def plot_curves(runs: Sequence[RunRecord], path: Path) -> Path:
-    """A PNG of every run's per-epoch loss and accuracy, train solid and validation dashed, labelled by device."""
+    """A PNG of every run's per-epoch loss and metrics, train solid and validation dashed, labelled by device."""
     from deep_learning.figures import plot_learning_curves
 
     return plot_learning_curves([(curve_label(run), run.histories) for run in runs], path)

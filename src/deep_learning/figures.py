@@ -5,6 +5,7 @@ matplotlib draws with its Agg canvas only, so no display is needed; import this 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,12 +14,24 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from deep_learning.records import metric_names
+
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from deep_learning.training import EpochResult
 
 LEARNING_CURVES_FILE = "learning_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 DPI = 100
+CURVE_SPLITS = ("train", "val")
+# Sizes in inches: panels stay legible at up to three a row, and the smallest figure is still 800 pixels wide.
+PANELS_PER_ROW = 3
+PANEL_WIDTH, PANEL_HEIGHT, LEGEND_HEIGHT, MIN_WIDTH = 5.5, 4.5, 0.8, 8.0
+MATRIX_INCHES_PER_CLASS, MIN_MATRIX_SIDE, MAX_MATRIX_SIDE = 0.35, 7.0, 16.0
+# Past this many classes a cell is too small for its count.
+MAX_COUNTED_CLASSES = 20
+MIN_TICK_FONTSIZE, MAX_TICK_FONTSIZE = 4.0, 10.0
 
 # A curve set: a label (empty for a single run) and metric histories by their logged names, {step: value}.
 Curves = tuple[str, dict[str, dict[int, float]]]
@@ -30,53 +43,82 @@ def _figure(width: float, height: float) -> Figure:
     return figure
 
 
-def plot_learning_curves(curve_sets: Sequence[Curves], path: Path) -> Path:
-    """A PNG of per-epoch loss and accuracy in two panels, train solid and validation dashed, one colour per curve set."""
-    figure = _figure(13, 5)
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
-    for axes, quantity in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+def learning_curves_figure(curve_sets: Sequence[Curves]) -> Figure:
+    """Per-epoch loss and each metric the histories hold (train_<m>, val_<m>), one panel each, up to three a row."""
+    quantities = ["loss", *metric_names((key for _, histories in curve_sets for key in histories), splits=CURVE_SPLITS)]
+    columns = min(len(quantities), PANELS_PER_ROW)
+    rows = math.ceil(len(quantities) / columns)
+    figure = _figure(max(MIN_WIDTH, PANEL_WIDTH * columns), PANEL_HEIGHT * rows + LEGEND_HEIGHT)
+    for position, quantity in enumerate(quantities, 1):
+        axes = figure.add_subplot(rows, columns, position)
         for index, (label, histories) in enumerate(curve_sets):
-            for split, line_style in (("train", "-"), ("val", "--")):
+            for split, line_style in zip(CURVE_SPLITS, ("-", "--")):
                 history = histories.get(f"{split}_{quantity}", {})
                 steps = sorted(history)
                 axes.plot(
                     steps, [history[step] for step in steps], line_style, marker="o",
                     color=f"C{index % 10}", label=f"{label} {split}".strip(),
                 )
-        axes.set(title=quantity.capitalize(), xlabel="epoch", ylabel=quantity)
+        axes.set(title=quantity, xlabel="epoch", ylabel=quantity)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
-    figure.legend(*loss_axes.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
-    figure.savefig(path, dpi=DPI)
+    figure.legend(*figure.axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
+    return figure
+
+
+def plot_learning_curves(curve_sets: Sequence[Curves], path: Path) -> Path:
+    """A PNG of the learning curves: train solid and validation dashed, one colour per curve set."""
+    learning_curves_figure(curve_sets).savefig(path, dpi=DPI)
     return path
 
 
 def epoch_histories(history: Sequence[EpochResult]) -> dict[str, dict[int, float]]:
-    """A run's per-epoch train and validation loss and accuracy, under the names the run logs them by."""
-    return {
-        "train_loss": {result.epoch: result.train_loss for result in history},
-        "train_accuracy": {result.epoch: result.train_metric for result in history},
-        "val_loss": {result.epoch: result.val_loss for result in history},
-        "val_accuracy": {result.epoch: result.val_metric for result in history},
-    }
+    """A run's per-epoch train and validation losses and metrics, under the names the run logs them by."""
+    histories: dict[str, dict[int, float]] = {}
+    for result in history:
+        for key, value in result.learning_metrics().items():
+            histories.setdefault(key, {})[result.epoch] = value
+    return histories
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> Path:
-    """A PNG of a confusion matrix (rows: true class, columns: predicted class), each cell labelled with its count."""
-    figure = _figure(8, 7)
+def confusion_matrix_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> Figure:
+    """A confusion matrix (rows: true class, columns: predicted class), its cells labelled with counts when few enough."""
+    num_classes = len(class_names)
+    side = min(max(MATRIX_INCHES_PER_CLASS * num_classes + 3, MIN_MATRIX_SIDE), MAX_MATRIX_SIDE)
+    figure = _figure(side + 1, side)
     axes = figure.subplots()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, shrink=0.8)
+    if num_classes <= MAX_COUNTED_CLASSES:
+        _label_counts(axes, matrix)
+    _label_classes(axes, class_names, side)
+    axes.set(title=title, xlabel="predicted class", ylabel="true class")
+    return figure
+
+
+def _label_classes(axes: Axes, class_names: Sequence[str], side: float) -> None:
+    # A class's share of the axes (about three quarters of the figure), in points: its label fills most of it, and where
+    # even the smallest legible font would not fit, only every k-th class is named.
+    fontsize = min(0.8 * 0.75 * side * 72 / max(len(class_names), 1), MAX_TICK_FONTSIZE)
+    ticks = range(0, len(class_names), math.ceil(MIN_TICK_FONTSIZE / fontsize))
+    labels = [class_names[tick] for tick in ticks]
+    fontsize = max(fontsize, MIN_TICK_FONTSIZE)
+    rotation = 45 if len(class_names) <= MAX_COUNTED_CLASSES else 90
+    axes.set_xticks(ticks, labels, rotation=rotation, ha="right", rotation_mode="anchor", fontsize=fontsize)
+    axes.set_yticks(ticks, labels, fontsize=fontsize)
+
+
+def _label_counts(axes: Axes, matrix: Sequence[Sequence[int]]) -> None:
     darkest = max(max(row) for row in matrix) or 1
     for true_class, row in enumerate(matrix):
         for predicted_class, count in enumerate(row):
             color = "white" if count > darkest / 2 else "black"
             axes.text(predicted_class, true_class, str(count), ha="center", va="center", fontsize="small", color=color)
-    ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=45, ha="right", rotation_mode="anchor")
-    axes.set_yticks(ticks, class_names)
-    axes.set(title=title, xlabel="predicted class", ylabel="true class")
-    figure.savefig(path, dpi=DPI)
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> Path:
+    """A PNG of a confusion matrix, sized by its number of classes."""
+    confusion_matrix_figure(matrix, class_names, title).savefig(path, dpi=DPI)
     return path
 
 

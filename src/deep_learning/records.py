@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 KIND_TAG = "deep_learning.kind"
 SOURCE_RUN_TAG = "deep_learning.source_run_id"
 COMPARED_RUNS_TAG = "deep_learning.compared_run_ids"
 SWEPT_DEVICES_TAG = "deep_learning.devices"
+MODEL_FORMAT_TAG = "deep_learning.model_format"  # pt2 (torch.export) or pickle
 TRAINING = "training"
 COMPARISON = "comparison"
 EVALUATION = "evaluation"
 DEVICE_SWEEP = "device-sweep"
+SPLITS = ("train", "val", "test")
+# Logged under a split's prefix but not a metric a user chose: the loss, the speed, and evaluation's per-class scores.
+NOT_METRICS = ("loss", "samples_per_second")
+PER_CLASS = re.compile(r"_class_\d+$")
+
+
+def metric_names(keys: Iterable[str], splits: Sequence[str] = SPLITS) -> list[str]:
+    """The learning metrics named by logged keys such as val_f1 (f1): accuracy first, then the others alphabetically.
+
+    MLflow does not keep the order metrics were logged in, so the order is one every store and run agrees on.
+    """
+    parts = (key.partition("_") for key in keys)
+    return sort_metric_names(
+        name for split, _, name in parts if split in splits and name and name not in NOT_METRICS and not PER_CLASS.search(name)
+    )
+
+
+def sort_metric_names(names: Iterable[str]) -> list[str]:
+    """Metric names without repeats, accuracy first (the chapter's metric), then the others alphabetically."""
+    return sorted(set(names), key=lambda name: (name != "accuracy", name))
+
+
+def learning_metric_keys(names: Sequence[str], splits: Sequence[str] = SPLITS) -> list[str]:
+    """The logged keys of the loss and of the named metrics, split by split: train_loss, train_<name>..., val_loss, ..."""
+    return [f"{split}_{name}" for split in splits for name in ("loss", *names)]
 
 
 @dataclass(frozen=True)
@@ -50,6 +78,10 @@ class RunRecord:
         """Wall-clock time from start to end (to now while the run is still going)."""
         end = self.end_time_ms if self.end_time_ms is not None else time.time() * 1000
         return (end - self.start_time_ms) / 1000
+
+    def metric_names(self) -> list[str]:
+        """The names of the learning metrics the run logged (accuracy, f1, iou, ...), accuracy first, then alphabetical."""
+        return metric_names(self.metrics)
 
     def mean(self, metric: str) -> float | None:
         """The mean of a metric's history over its steps, or None when it was not read or not logged."""
