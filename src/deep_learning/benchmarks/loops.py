@@ -25,7 +25,8 @@ from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.config import LOADERS, TrainConfig
 from deep_learning.data import DataSplits, make_loaders
-from deep_learning.experiment import accuracy_metric, with_options
+from deep_learning.metrics import accuracy_metric
+from deep_learning.precision import with_options
 from deep_learning.model import build_model
 from deep_learning.precision import grad_scaler, sgd
 from deep_learning.reproducibility import set_seed
@@ -110,7 +111,7 @@ def contestants(
             train_dl, val_dl, _ = make_loaders(config, splits, device)
             for loop in LOOPS:
                 set_seed(seed, deterministic=config.deterministic)
-                run_epoch, stopwatch = _epoch_runner(loop, train_dl, val_dl, device, config.lr, log_epoch)
+                run_epoch, stopwatch = epoch_runner(loop, train_dl, val_dl, device, config.lr, log_epoch)
                 lineup.append(Contestant(device, loader, batch_size, loop, run_epoch, stopwatch))
     return lineup
 
@@ -127,7 +128,7 @@ def option_contestants(device: torch.device, splits: DataSplits, seed: int = Tra
             set_seed(seed, deterministic=config.deterministic)
             model = build_model().to(device)
             run_epoch = functools.partial(
-                train_and_evaluate, model=with_options(model, device, config), train_dl=train_dl, val_dl=val_dl,
+                train_and_evaluate, model=with_options(model, device, config.amp, config.compile, config.compile_mode), train_dl=train_dl, val_dl=val_dl,
                 loss_fn=nn.CrossEntropyLoss(), optimizer=sgd(model.parameters(), config.lr, config.amp),
                 metric=accuracy_metric(), val_metric=accuracy_metric(), num_epochs=1, device=device,
                 grad_scaler=grad_scaler(device, config.amp),
@@ -136,15 +137,17 @@ def option_contestants(device: torch.device, splits: DataSplits, seed: int = Tra
     return lineup
 
 
-def _epoch_runner(
+def epoch_runner(
     loop: str,
     train_dl: Iterable,
     val_dl: Iterable,
     device: torch.device,
     lr: float,
     log_epoch: Callable[[EpochResult], None],
+    build: Callable[[], nn.Module] = build_model,
 ) -> tuple[Callable[[], object], TimedLogEpoch | None]:
-    model = build_model()
+    """One epoch of `loop` (chapter, untracked or tracked) with a fresh model from `build`, and the tracked loop's stopwatch."""
+    model = build()
     training = {
         "model": model,
         "train_dl": train_dl,

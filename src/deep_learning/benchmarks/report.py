@@ -70,6 +70,30 @@ def options_table(results: dict[str, Any]) -> str:
     )
 
 
+def models_table(results: dict[str, Any]) -> str:
+    """The CNN in the chapter's loop and ours: median epoch, our speed-up over the chapter's, GFLOP/s."""
+    rows = results["models"]["epochs"]
+    chapter = {(row["device"], row["batch_size"]): row["median_epoch_seconds"] for row in rows if row["loop"] == "chapter"}
+    return _table(
+        ["device", "model", "data path", "batch", "loop", "median epoch (s)", "speed-up over the chapter", "GFLOP/s"],
+        [
+            [
+                row["device"], row["model"], row["loader"], str(row["batch_size"]), row["loop"], f"{row['median_epoch_seconds']:.3f}",
+                format_value(chapter[row["device"], row["batch_size"]] / row["median_epoch_seconds"], "x"), f"{row['gflops']:.1f}",
+            ]
+            for row in rows
+        ],
+    )
+
+
+def metric_updates_table(results: dict[str, Any]) -> str:
+    """What updating the metrics of a pass costs per batch of 64: accuracy alone and four metrics."""
+    return _table(
+        ["device", "metrics", "per batch (µs)"],
+        [[row["device"], ", ".join(row["names"]), f"{row['microseconds_per_batch']:.1f}"] for row in results["models"]["metric_updates"]],
+    )
+
+
 def targets_table(results: dict[str, Any]) -> str:
     """Each target: what was measured, its value, the goal, PASS or MISS and by how much."""
     return _table(
@@ -160,6 +184,12 @@ def markdown(results: dict[str, Any]) -> str:
         "Our untracked loop on the tensor path with each option the chapter leaves out (`--compile`, `--amp`), raced "
         "against itself plain in the same interleaved rounds. Compilation happens in the warm-up epoch, which is not timed.",
         options_table(results),
+        "## The CNN",
+        f"The built-in `cnn` (two conv-ReLU-pool blocks, a linear head) in the chapter's loop on its DataLoader and in ours on the "
+        f"tensor path, untracked, on the first {results['models']['train_samples']:,} training samples, interleaved as above; "
+        "then the cost of updating a pass's metrics per batch of 64, accuracy alone and four metrics.",
+        models_table(results),
+        metric_updates_table(results),
         "## Host reads",
         "Every read of device data back to the host, counted from the operations on any device (on CUDA each one "
         "is a sync that stalls the kernel queue), over passes of 4 and 8 batches of 64; what grows between them is per batch.",

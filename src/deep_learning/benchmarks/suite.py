@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from deep_learning.benchmarks.machine import (
     torch_threads,
 )
 from deep_learning.benchmarks.mlflow_costs import measure_mlflow_costs, scratch_store
+from deep_learning.benchmarks.models import MODEL, cnn_contestants, cnn_splits, metric_update_costs
 from deep_learning.benchmarks.syncs import cuda_syncs, host_reads
 from deep_learning.benchmarks.targets import judge
 from deep_learning.config import TrainConfig
@@ -62,7 +64,7 @@ def benchmark_splits(quick: bool, data_root: Path | None) -> DataSplits:
     splits = load_splits(TrainConfig(train_subset=QUICK_TRAIN_SAMPLES if quick else 0), data_root)
     if not quick:
         return splits
-    return DataSplits(train=splits.train, val=utils.Subset(splits.val, range(QUICK_VAL_SAMPLES)), test=splits.test)
+    return dataclasses.replace(splits, val=utils.Subset(splits.val, range(QUICK_VAL_SAMPLES)))
 
 
 def cuda_epoch_syncs(lineup: list[Contestant]) -> dict[str, int]:
@@ -81,13 +83,16 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
     splits = benchmark_splits(options.quick, options.data_root)
     flops = flops_per_sample()
     flops_per_epoch = len(splits.train) * flops["train"] + len(splits.val) * flops["evaluate"]
+    cnn_data = cnn_splits(splits, options.quick)
+    cnn_flops = flops_per_sample(MODEL)
+    cnn_flops_per_epoch = len(cnn_data.train) * cnn_flops["train"] + len(cnn_data.val) * cnn_flops["evaluate"]
     with torch_threads(options.threads) as threads, scratch_store():
         set_seed(TrainConfig.seed, deterministic=TrainConfig.deterministic)  # a run's settings, before any device work
         host = describe_device(torch.device("cpu"))
         descriptions = {str(device): describe_device(device) for device in devices}
         progress(f"SGEMM rate on {', '.join(descriptions)}")
         sgemm = {str(device): sgemm_gflops(device) for device in devices}
-        epochs, option_rows, reads, epoch_syncs = [], [], [], {}
+        epochs, option_rows, cnn_rows, metric_rows, reads, epoch_syncs = [], [], [], [], [], {}
         params = {"quick": options.quick, "repeats": repeats, "train_samples": len(splits.train), "torch_threads": threads["intra_op"]}
         with tracking.tracked_run("benchmark", params, device_tags(host)) as run:
             for device in devices:
@@ -100,6 +105,11 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
                 progress(f"Options on {device}: {len(option_lineup)} loops, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
                 race(option_lineup, repeats, progress)
                 option_rows += [contestant.summary(flops_per_epoch) for contestant in option_lineup]
+                cnn_lineup = cnn_contestants(device, cnn_data)
+                progress(f"The {MODEL} on {device}: {len(cnn_lineup)} loops on {len(cnn_data.train):,} samples, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
+                race(cnn_lineup, repeats, progress)
+                cnn_rows += [contestant.summary(cnn_flops_per_epoch) | {"model": MODEL} for contestant in cnn_lineup]
+                metric_rows += metric_update_costs(device)
                 progress(f"Host reads per pass on {device}")
                 reads += host_reads(device, make_loaders(TrainConfig(), splits, device)[0])
                 if device.type == "cuda":
@@ -137,6 +147,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         "sgemm": sgemm,
         "epochs": epochs,
         "options": option_rows,
+        "models": {"train_samples": len(cnn_data.train), "epochs": cnn_rows, "metric_updates": metric_rows},
         "host_reads": reads,
         "cuda_epoch_syncs": epoch_syncs,
         "mlflow": mlflow_costs,
