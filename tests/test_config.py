@@ -8,12 +8,14 @@ import pytest
 import yaml
 
 from conftest import REPO
-from deep_learning.cli import cli, option_name
+from deep_learning.cli import cli
+from deep_learning.config import option_name
 from deep_learning.config import TrainConfig
 from deep_learning.errors import ConfigError
 
 FIELDS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-RUN_CONTROL = {"resume": ""}  # which run to continue: an option and an MLproject parameter, not a hyperparameter
+# Which run to continue, and which file to read settings from: options and MLproject parameters, not hyperparameters.
+RUN_CONTROL = {"resume": "", "config": ""}
 # How `train` prints, not what a run computes: options of the CLI only, neither config fields nor MLproject parameters.
 CLI_ONLY = {"quiet": False}
 
@@ -26,7 +28,9 @@ def test_cli_options_are_the_config_fields_with_their_defaults():
     options = {param.name: param for param in cli.commands["train"].params if param.name != "help"}
     assert set(options) == set(FIELDS) | set(RUN_CONTROL) | set(CLI_ONLY)
     for name, default in {**FIELDS, **RUN_CONTROL, **CLI_ONLY}.items():
-        assert options[name].default == default, name
+        # A repeatable option (--model-arg k=v ...) collects a tuple; none given is the field's empty default.
+        assert options[name].default == (() if options[name].multiple else default), name
+        assert not options[name].multiple or default == "", name
         assert option_name(name) in options[name].opts
 
 

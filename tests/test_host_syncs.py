@@ -11,15 +11,16 @@ import itertools
 import pytest
 import torch
 import torch.nn as nn
+from torchmetrics import MetricCollection
 
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads, cuda_syncs, host_reads
 from deep_learning.config import TrainConfig
 from deep_learning.data import load_splits, make_loaders
-from deep_learning.experiment import accuracy_metric
+from deep_learning.metrics import METRIC_NAMES, accuracy_metric, build_metrics
 from deep_learning.model import build_model
 from deep_learning.precision import grad_scaler, sgd, with_amp
 from deep_learning.reproducibility import set_seed
-from deep_learning.training import train
+from deep_learning.training import evaluate, train
 
 CPU = torch.device("cpu")
 
@@ -97,3 +98,26 @@ def test_cuda_training_steps_make_no_synchronizing_call(data_root):
     assert rows["ours", "evaluate"]["cuda_syncs"]["per_batch"] == 0
     assert rows["chapter", "train"]["cuda_syncs"]["per_batch"] >= 1  # loss.item() every step: the count sees syncs
     assert cuda_syncs(lambda: torch.ones(1, device=device).item()) == 1
+
+
+@pytest.mark.parametrize("model_name", ["cnn", "transformer"])
+def test_new_models_with_every_metric_read_once_per_pass(train_dl, model_name, algorithms):
+    # Every built-in metric in one collection, as `--metrics` builds it: one read per pass, none per batch,
+    # with deterministic algorithms (torchmetrics' f1/precision/recall use bincount, a read, without them).
+    metrics = MetricCollection(build_metrics(METRIC_NAMES, 10), compute_groups=False)
+    counts = []
+    for length in COUNTED_BATCHES:
+        set_seed(0)
+        model = build_model(model_name)
+        batches = list(itertools.islice(train_dl, length))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        counts.append((
+            count_host_reads(lambda: train(model, batches, nn.CrossEntropyLoss(), optimizer, metrics, CPU)),
+            count_host_reads(lambda: evaluate(model, batches, nn.CrossEntropyLoss(), metrics, CPU)),
+        ))
+    for train_reads, evaluate_reads in counts:
+        for reads in (train_reads, evaluate_reads):
+            if algorithms:
+                assert dict(reads) == {"tolist": 1}, reads
+            else:
+                assert reads["tolist"] == 1 and set(reads) <= {"tolist", "bincount"}, reads

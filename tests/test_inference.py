@@ -127,7 +127,7 @@ def test_a_state_dict_saved_on_another_device_type_loads_on_the_cpu(location, st
 
     loaded = load_model(str(path), CPU)
     assert {tensor.device.type for tensor in loaded.model.state_dict().values()} == {"cpu"}
-    evaluation = evaluate_model(loaded.model, "mnist", CPU, batch_size=128)
+    evaluation = evaluate_model(loaded, "mnist", CPU)
     assert evaluation.accuracy == source.data.metrics["test_accuracy"]
 
 

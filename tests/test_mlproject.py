@@ -42,7 +42,7 @@ def test_mlflow_run_trains_and_logs_one_complete_run(tmp_path, data_root):
     [
         ("epochs=0", "Error: epochs must be a positive integer, not 0"),
         ("lr=nan", "Error: lr must be a finite number above 0, not nan"),
-        ("dataset=nope", "'nope' is not one of 'mnist', 'fashion-mnist'"),
+        ("dataset=nope", "Error: dataset must be one of mnist, fashion-mnist, imagefolder:DIR or an import path"),
         pytest.param(
             "device=cuda", "Error: Device 'cuda' is not available on this machine; available: cpu",
             marks=pytest.mark.skipif(torch.accelerator.is_available(), reason="this machine has an accelerator"),

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from deep_learning.cli import cli
 from deep_learning.config import TrainConfig
 from deep_learning.data import load_splits, make_loaders
-from deep_learning.experiment import accuracy_metric
+from deep_learning.metrics import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.precision import Autocast, grad_scaler, with_amp
 from deep_learning.reproducibility import set_seed

@@ -16,7 +16,7 @@ import torch
 import torch.utils.data as utils
 
 from conftest import subprocess_env
-from deep_learning.experiment import accuracy_metric
+from deep_learning.metrics import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.progress import CLEAR_TO_END_OF_LINE, REFRESH_SECONDS, TrainingProgress
 from deep_learning.reproducibility import set_seed

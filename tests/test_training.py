@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.utils.data as utils
 
-from deep_learning.experiment import accuracy_metric
+from deep_learning.metrics import accuracy_metric
 from deep_learning.model import build_model, count_parameters
 from deep_learning.reproducibility import set_seed
 from deep_learning.training import EpochResult, evaluate, train, train_and_evaluate

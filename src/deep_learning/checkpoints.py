@@ -61,6 +61,7 @@ class Checkpointer:
         history: list[EpochResult],
         on_saved: Callable[[Path, list[Path]], None],
         world_size: int = 1,
+        params: dict[str, Any] | None = None,
     ) -> None:
         self.folder = folder
         self.keep = keep
@@ -72,6 +73,7 @@ class Checkpointer:
         self.history = list(history)
         self.on_saved = on_saved
         self.world_size = world_size
+        self.params = dict(params or {})
         self.last_saved: Path | None = None
 
     def __call__(self, result: EpochResult) -> None:
@@ -80,6 +82,7 @@ class Checkpointer:
             "format": FORMAT,
             "versions": library_versions(),
             "config": self.config.to_params(),
+            "params": self.params,
             "world_size": self.world_size,
             "epoch": result.epoch,
             "model": {key: value.detach().cpu() for key, value in self.model.state_dict().items()},
@@ -114,8 +117,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def check_compatible(checkpoint: dict[str, Any], config: TrainConfig, world_size: int = 1) -> None:
-    """Refuse to continue from a checkpoint of another library version, config or world size, saying what differs."""
+def check_compatible(checkpoint: dict[str, Any], config: TrainConfig, world_size: int = 1, params: dict[str, Any] | None = None) -> None:
+    """Refuse to continue from a checkpoint of another library version, config, recipe params or world size, saying what differs."""
     saved_world_size = checkpoint.get("world_size", 1)
     differences = [f"world_size {saved_world_size} in the checkpoint, {world_size} now"] if saved_world_size != world_size else []
     differences += [
@@ -127,6 +130,10 @@ def check_compatible(checkpoint: dict[str, Any], config: TrainConfig, world_size
         f"{name}={saved!r} in the checkpoint, {current!r} now"
         for name, saved, current in _differences(saved_config, config.to_params())
         if name not in RESUMABLE_DIFFERENCES
+    ]
+    differences += [
+        f"{name}={saved!r} in the checkpoint, {current!r} now"
+        for name, saved, current in _differences(checkpoint.get("params", {}), dict(params or {}))
     ]
     if differences:
         raise CheckpointError("Cannot resume: " + "; ".join(differences) + ". Resume with the original settings.")

@@ -18,31 +18,60 @@ import click
 
 from deep_learning import __version__
 from deep_learning.comparison import FORMATS
-from deep_learning.config import ALL_DEVICES, AMP_MODES, DATASETS, LOADERS, MODELS, TrainConfig
+from deep_learning.config import ALL_DEVICES, AMP_MODES, DATASETS, LOADERS, TrainConfig, option_name, read_config_file
 from deep_learning.errors import DeepLearningError, InputError, Interrupted, first_line
 
-_CHOICES = {"dataset": DATASETS, "model": MODELS, "loader": LOADERS, "amp": AMP_MODES}
+_CHOICES = {"loader": LOADERS, "amp": AMP_MODES}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
-
-
-def option_name(field_name: str) -> str:
-    """The CLI spelling of a config field: batch_size -> --batch-size."""
-    return "--" + field_name.replace("_", "-")
+# Given once per argument (--model-arg dim=64 --model-arg depth=2); the field holds them as one JSON object.
+_REPEATED = {"model_args": "--model-arg"}
 
 
 def config_options(command: Callable) -> Callable:
     """Add one option per TrainConfig field, with the field's default and help."""
     for field in reversed(dataclasses.fields(TrainConfig)):
         choices = _CHOICES.get(field.name)
+        names = [_REPEATED[field.name], option_name(field.name)] if field.name in _REPEATED else [option_name(field.name)]
         command = click.option(
-            option_name(field.name),
+            *names,
             field.name,
             type=click.Choice(choices) if choices else _TYPES[type(field.default)],
-            default=field.default,
-            show_default=True,
+            default=() if field.name in _REPEATED else field.default,
+            multiple=field.name in _REPEATED,
+            show_default=field.name not in _REPEATED,
             help=field.metadata["help"],
         )(command)
     return command
+
+
+def resolved_config(context: click.Context, config_file: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a run: the config file's, overridden by the options given on the command line."""
+    from deep_learning.factories import parse_assignments
+
+    settings = read_config_file(config_file) if config_file else {}
+    given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    model_args = given.pop("model_args", ())
+    settings.update(given)
+    if model_args:
+        settings["model_args"] = {**_as_mapping(settings.get("model_args")), **_model_arguments(model_args, parse_assignments)}
+    return settings
+
+
+def _as_mapping(model_args: Any) -> dict[str, Any]:
+    if not model_args:
+        return {}
+    return json.loads(model_args) if isinstance(model_args, str) else dict(model_args)
+
+
+def _model_arguments(given: tuple[str, ...], parse_assignments: Callable) -> dict[str, Any]:
+    """--model-arg values: key=value each, or a JSON object (as the MLproject passes them)."""
+    arguments: dict[str, Any] = {}
+    for value in given:
+        if value.strip().startswith("{"):
+            arguments.update(_as_mapping(value))
+        elif value.strip():
+            arguments.update(parse_assignments([value], "--model-arg"))
+    return arguments
 
 
 def user_errors(command: Callable) -> Callable:
@@ -96,12 +125,13 @@ def cli() -> None:
 
 @cli.command()
 @config_options
+@click.option("--config", default="", metavar="FILE", help="YAML or TOML file of these options by field name (a run's config.yaml); options given here override it.")
 @click.option("--resume", metavar="RUN_ID", default="", help="Continue this run from its last checkpoint (options given must match it).")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="Print only errors and the final line: no progress, no epoch lines.")
 @click.pass_context
 @user_errors
-def train(context: click.Context, resume: str, quiet: bool, **options: Any) -> None:
-    """Train and evaluate the chapter's model as one MLflow run.
+def train(context: click.Context, config: str, resume: str, quiet: bool, **options: Any) -> None:
+    """Train and evaluate a model (the chapter's MLP on MNIST by default) as one MLflow run.
 
     The run goes to MLFLOW_TRACKING_URI (default: sqlite:///mlflow.db here) and to the
     experiment MLFLOW_EXPERIMENT_NAME; under `mlflow run` it adopts that run. Every epoch
@@ -112,7 +142,8 @@ def train(context: click.Context, resume: str, quiet: bool, **options: Any) -> N
     """
     from deep_learning.interruption import signals_interrupt_runs
 
-    sweep = options["device"].strip().lower() == ALL_DEVICES
+    settings = resolved_config(context, config, options)
+    sweep = str(settings.get("device", TrainConfig.device)).strip().lower() == ALL_DEVICES
     if sweep and resume:
         raise InputError("--device all starts new runs: to continue one of its runs, give --resume RUN_ID without --device all.")
     progress = not quiet and sys.stdout.isatty()
@@ -120,16 +151,15 @@ def train(context: click.Context, resume: str, quiet: bool, **options: Any) -> N
         if sweep:
             from deep_learning.sweep import run_on_every_device
 
-            result = run_on_every_device(TrainConfig(**options), progress=progress)
+            result = run_on_every_device(TrainConfig(**settings), progress=progress)
         elif resume:
             from deep_learning.experiment import resume_experiment
 
-            given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
-            result = resume_experiment(resume, given, progress=progress)
+            result = resume_experiment(resume, settings, progress=progress)
         else:
             from deep_learning.experiment import run_experiment
 
-            result = run_experiment(TrainConfig(**options), progress=progress)
+            result = run_experiment(TrainConfig(**settings), progress=progress)
     if result.run_id:  # under torchrun, rank 0's
         click.echo(result.summary())
 
@@ -253,7 +283,7 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
     if not ids:
         experiment_id, _ = tracking.find_experiment(experiment)
         ids = [run.run_id for run in comparison.select_latest_per_device_and_config(tracking.list_runs(experiment_id, finished_only=True))]
-    result = comparison.compare_runs([tracking.get_run(run_id, histories=comparison.HISTORIES) for run_id in ids])
+    result = comparison.compare_runs([tracking.get_run(run_id, histories=comparison.histories_to_read) for run_id in ids])
     click.echo(comparison.render(result, output_format), nl=False)
     if output is None and not log:
         return
@@ -270,7 +300,7 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
 @cli.command()
 @click.argument("model")
 @device_option
-@click.option("--dataset", type=click.Choice(DATASETS), help="Whose test split to score on (default: the dataset the model was trained on, else mnist).")
+@click.option("--dataset", help="Whose test split to score on: mnist, fashion-mnist, imagefolder:DIR, package.module:factory (default: the dataset the model was trained on, else mnist).")
 @click.option("--log", is_flag=True, help="Record the evaluation in a new MLflow run tagged with the run that trained the model.")
 @user_errors
 def evaluate(model: str, device: str, dataset: str | None, log: bool) -> None:
@@ -283,21 +313,22 @@ def evaluate(model: str, device: str, dataset: str | None, log: bool) -> None:
     from deep_learning import tracking
     from deep_learning.devices import describe_device, device_tags, resolve_device
     from deep_learning.inference import evaluate_model, load_model
+    from deep_learning.recipe import short_name
     from deep_learning.records import SOURCE_RUN_TAG
 
     target = resolve_device(device)
     loaded = load_model(model, target)
     dataset = dataset or loaded.trained_with("dataset")
     click.echo(f"Model: {loaded.origin}, on {target}")
-    evaluation = evaluate_model(loaded.model, dataset, target, int(loaded.trained_with("val_batch_size")))
+    evaluation = evaluate_model(loaded, dataset, target)
     click.echo(evaluation.report(), nl=False)
     if log:
         source = loaded.source_run
         logged = tracking.log_evaluation(
-            f"evaluate-{loaded.trained_with('model')}-{dataset}-{target.type}",
+            f"evaluate-{short_name(loaded.trained_with('model'))}-{short_name(dataset)}-{target.type}",
             params={"model": model, "dataset": dataset, "device": device},
             metrics=evaluation.metrics(),
-            report=dataclasses.asdict(evaluation),
+            report=evaluation.to_report(),
             tags={**device_tags(describe_device(target)), **({SOURCE_RUN_TAG: source.run_id} if source else {})},
             experiment_id=source.experiment_id if source else None,
         )
@@ -314,21 +345,21 @@ def predict(model: str, images: tuple[Path, ...], device: str, output_format: st
     """Predict the class of each image with MODEL: the class and its probability, one line per image.
 
     IMAGES are PNG or JPEG files (anything Pillow reads) or IDX files, gzip'd or not; an IDX file of
-    many images gives one line per image, named FILE[INDEX]. Images that are not 28x28 grayscale are
-    converted to grayscale and resized to 28x28 (bilinear, antialiased); nothing is inverted or
-    centred, so digits should be light on a dark background, as in MNIST.
+    many images gives one line per image, named FILE[INDEX]. Images are converted to the model's
+    input as its run recorded it (data_spec.json): grayscale or RGB, resized to its height and width
+    (bilinear, antialiased). Nothing is inverted or centred: for MNIST, digits should be light on a
+    dark background.
 
     MODEL is given as for `evaluate`: a run id, runs:/RUN_ID/model, models:/NAME/VERSION or a
     state_dict.pt path.
     """
-    from deep_learning.data import DATASET_CLASSES
     from deep_learning.devices import resolve_device
     from deep_learning.inference import load_model, predict as predict_classes, read_images
 
     target = resolve_device(device)
     loaded = load_model(model, target)
-    names, pixels = read_images(images)
-    predictions = predict_classes(loaded.model, names, pixels, target, DATASET_CLASSES[loaded.trained_with("dataset")].classes)
+    names, pixels = read_images(images, loaded.spec)
+    predictions = predict_classes(loaded.model, names, pixels, target, loaded.spec.class_names)
     if output_format == "json":
         click.echo(json.dumps([dataclasses.asdict(prediction) for prediction in predictions], indent=2))
         return

@@ -7,14 +7,18 @@ This module imports neither torch nor mlflow, so the CLI can build its options i
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from deep_learning.errors import ConfigError
+from deep_learning.errors import ConfigError, first_line
+from deep_learning.factories import is_import_path
 
-DATASETS = ("mnist", "fashion-mnist")
-MODELS = ("mlp",)
+DATASETS = ("mnist", "fashion-mnist")  # built in; also imagefolder:DIR and package.module:factory
+IMAGE_FOLDER = "imagefolder:"
+MODELS = ("mlp", "cnn", "transformer")  # built in; also package.module:factory
 LOADERS = ("tensor", "dataloader")
 AMP_MODES = ("off", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
@@ -29,8 +33,10 @@ def _help(text: str) -> dict[str, str]:
 class TrainConfig:
     """One training run: the chapter's defaults (MNIST, MLP 784-128-10, SGD lr 0.1, 5 epochs)."""
 
-    dataset: str = field(default="mnist", metadata=_help("Dataset to train on."))
-    model: str = field(default="mlp", metadata=_help("Model architecture."))
+    dataset: str = field(default="mnist", metadata=_help("mnist, fashion-mnist, imagefolder:DIR (DIR/train/<class>/*.png), or package.module:factory returning the splits."))
+    model: str = field(default="mlp", metadata=_help("mlp (the chapter's), cnn, transformer, or package.module:factory building an nn.Module."))
+    model_args: str = field(default="", metadata=_help("Arguments of the model's factory: key=value (repeatable; JSON values) or a JSON object."))
+    metrics: str = field(default="accuracy", metadata=_help("Metrics to log, comma-separated: accuracy, f1, precision, recall, auroc, top5."))
     epochs: int = field(default=5, metadata=_help("Number of training epochs."))
     lr: float = field(default=0.1, metadata=_help("SGD learning rate."))
     batch_size: int = field(default=64, metadata=_help("Training batch size."))
@@ -40,6 +46,8 @@ class TrainConfig:
     deterministic: bool = field(default=True, metadata=_help("Use deterministic algorithms where possible."))
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu); all: one run per available device, compared."))
     train_subset: int = field(default=0, metadata=_help("Train on the first N samples of the training split (0: all 50,000)."))
+    val_fraction: float = field(default=0.0, metadata=_help("Share of the training data held out for validation (and test) where the dataset has no such split (0: MNIST's 10,000 of 60,000, else 0.1)."))
+    image_size: int = field(default=0, metadata=_help("Resize images of an image folder to N x N (0: keep their size)."))
     loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
     compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))
     compile_mode: str = field(default="default", metadata=_help("torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs on CUDA) or max-autotune."))
@@ -49,6 +57,8 @@ class TrainConfig:
     register_model: str = field(default="", metadata=_help("Register the logged model under this name in the model registry (empty: don't)."))
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model_args, str):  # a mapping, from a config file or fit()
+            object.__setattr__(self, "model_args", json.dumps(dict(self.model_args), sort_keys=True) if self.model_args else "")
         problems = list(_problems(self))
         if problems:
             raise ConfigError("; ".join(problems))
@@ -57,20 +67,49 @@ class TrainConfig:
         """The config as MLflow params: field name to value."""
         return dataclasses.asdict(self)
 
+    @property
+    def model_arguments(self) -> dict[str, Any]:
+        """`model_args` as keyword arguments for the model's factory."""
+        return json.loads(self.model_args) if self.model_args else {}
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics to log, in order."""
+        return tuple(name.strip() for name in self.metrics.split(",") if name.strip())
+
+
+def option_name(field_name: str) -> str:
+    """The CLI spelling of a config field: batch_size -> --batch-size."""
+    return "--" + field_name.replace("_", "-")
+
 
 def _problems(config: TrainConfig):
-    if config.dataset not in DATASETS:
-        yield f"dataset must be one of {', '.join(DATASETS)}, not {config.dataset!r}"
-    if config.model not in MODELS:
-        yield f"model must be one of {', '.join(MODELS)}, not {config.model!r}"
+    # The names' form only: whether an import path imports is for the recipe to find out.
+    if not (config.dataset in DATASETS or config.dataset.startswith(IMAGE_FOLDER) or is_import_path(config.dataset)):
+        yield f"dataset must be one of {', '.join(DATASETS)}, {IMAGE_FOLDER}DIR or an import path package.module:factory, not {config.dataset!r}"
+    if not (config.model in MODELS or is_import_path(config.model)):
+        yield f"model must be one of {', '.join(MODELS)} or an import path package.module:factory, not {config.model!r}"
+    try:
+        arguments = config.model_arguments
+    except ValueError:
+        yield f"model_args must be a JSON object, not {config.model_args!r}"
+    else:
+        if not isinstance(arguments, dict):
+            yield f"model_args must be a JSON object, not {config.model_args!r}"
+    if not config.metric_names:
+        yield "metrics must name at least one metric"
     for name in ("epochs", "batch_size", "val_batch_size", "keep_checkpoints"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             yield f"{name} must be a positive integer, not {value!r}"
     if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr) or config.lr <= 0:
         yield f"lr must be a finite number above 0, not {config.lr!r}"
-    if isinstance(config.train_subset, bool) or not isinstance(config.train_subset, int) or config.train_subset < 0:
-        yield f"train_subset must be 0 (all) or a positive integer, not {config.train_subset!r}"
+    for name in ("train_subset", "image_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            yield f"{name} must be 0 or a positive integer, not {value!r}"
+    if not isinstance(config.val_fraction, (int, float)) or not 0 <= config.val_fraction < 1:
+        yield f"val_fraction must be 0 (the dataset's own) or a number between 0 and 1, not {config.val_fraction!r}"
     if config.loader not in LOADERS:
         yield f"loader must be one of {', '.join(LOADERS)}, not {config.loader!r}"
     if config.compile_mode not in COMPILE_MODES:
@@ -81,3 +120,28 @@ def _problems(config: TrainConfig):
         yield f"amp must be one of {', '.join(AMP_MODES)}, not {config.amp!r}"
     if not config.device.strip():
         yield "device must not be empty"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings a YAML or TOML file holds, by TrainConfig field name (a run's logged config.yaml reads back)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            settings = tomllib.loads(text)
+        else:
+            import yaml
+
+            settings = yaml.safe_load(text) or {}
+    except (OSError, ValueError, ImportError) as error:  # yaml's and tomllib's errors are ValueErrors
+        raise ConfigError(f"Cannot read config file {path}: {first_line(error)}") from None
+    except Exception as error:  # yaml.YAMLError
+        raise ConfigError(f"{path} is not a YAML or TOML file of settings: {first_line(error)}") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path} holds a {type(settings).__name__}, not settings by name (key: value).")
+    unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"{path} has settings no run knows: {', '.join(unknown)} (`deep-learning train --help` lists them).")
+    return settings

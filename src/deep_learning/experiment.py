@@ -1,8 +1,9 @@
-"""One tracked training run: config -> data, model, device -> the chapter's loop -> MLflow.
+"""One tracked training run: config and recipe -> data, model, device -> the chapter's loop -> MLflow.
 
-Each epoch is checked (a NaN or infinite loss stops the run), checkpointed, then logged; a run
-resumed from its last checkpoint ends exactly as if it had never stopped. At the end come the test
-score, the model, and the figures of the learning curves and the test confusion matrix.
+The runner assembles what the recipe builds, then hands `train_and_evaluate` one per-epoch hook
+made of three callbacks: the finite check (a NaN or infinite loss stops the run), the checkpointer
+and the tracker. A run resumed from its last checkpoint ends exactly as if it had never stopped.
+At the end come the test scores, the model, and the figures of the learning curves and the confusion matrix.
 """
 
 from __future__ import annotations
@@ -11,106 +12,112 @@ import contextlib
 import io
 import math
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from deep_learning import distributed, tracking
 from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
-from deep_learning.data import DATASET_CLASSES, dataset_source, load_splits, make_loaders, split_digest
+from deep_learning.data import make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.distributed import Cluster
-from deep_learning.errors import (
-    CheckpointError,
-    DeepLearningError,
-    DistributedFailure,
-    Interrupted,
-    TrackingError,
-    TrainingDiverged,
-    first_line,
-)
-from deep_learning.metrics import Accuracy
-from deep_learning.model import build_model, count_parameters
-from deep_learning.precision import grad_scaler, sgd, with_amp
+from deep_learning.errors import CheckpointError, DeepLearningError, DistributedFailure, Interrupted, TrackingError, TrainingDiverged, first_line
+from deep_learning.model import count_parameters
+from deep_learning.precision import grad_scaler, with_options
 from deep_learning.progress import TrainingProgress
+from deep_learning.recipe import Recipe, check_model_output, recipe_from_config
 from deep_learning.reproducibility import set_seed
 from deep_learning.scoring import class_scores
+from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult, evaluate, train_and_evaluate
+
+EXAMPLE_SAMPLES = 2
+
+Resumed = tuple[str, dict[str, Any]]  # the run id and its checkpoint
 
 
 @dataclass(frozen=True)
 class ExperimentResult:
-    """What a tracked run produced."""
+    """What a tracked run produced: its id and name, every epoch, and the test scores by their logged names."""
 
     run_id: str
     run_name: str
     history: list[EpochResult]
-    test_loss: float
-    test_accuracy: float
+    test_metrics: dict[str, float]
     where_to_look: str
+
+    @property
+    def test_loss(self) -> float | None:
+        return self.test_metrics.get("test_loss")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.test_metrics.get("test_accuracy")
 
     def summary(self) -> str:
         """The line that ends a run's output: where to browse it."""
         return f"Run {self.run_id} finished; to browse it: {self.where_to_look}"
 
 
-def accuracy_metric() -> Accuracy:
-    """The accuracy every run logs: the fraction of correct predictions, without per-batch host syncs."""
-    return Accuracy()
+@dataclass
+class Assembly:
+    """What a run trains: the recipe's objects, placed on the device, with the history a resumed run brings."""
 
+    config: TrainConfig
+    recipe: Recipe
+    device: torch.device
+    cluster: Cluster | None
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    loaders: tuple[Any, Any, Any]
+    history: list[EpochResult]
+    description: dict[str, Any]
+    extra_params: dict[str, str]
 
-def with_options(model: nn.Module, device: torch.device, config: TrainConfig) -> nn.Module:
-    """The model as the loop calls it: under autocast with `amp`, then compiled with `compile`."""
-    model = with_amp(model, device, config.amp)
-    return torch.compile(model, mode=config.compile_mode) if config.compile else model
+    @property
+    def is_main(self) -> bool:
+        return self.cluster is None or self.cluster.is_main
 
-
-def resume_config(run_id: str, overrides: dict[str, Any]) -> tuple[TrainConfig, Path]:
-    """The config of the run to resume (its checkpoint's, with `overrides`) and its latest checkpoint."""
-    params = tracking.get_run(run_id).params
-    folder = Path(overrides.get("checkpoint_dir", params.get("checkpoint_dir", TrainConfig.checkpoint_dir))) / run_id
-    path = latest_checkpoint(folder) or tracking.download_latest_checkpoint(run_id, folder)
-    if path is None:
-        raise CheckpointError(f"Run {run_id} has no checkpoint to resume from (none in {folder} nor in the run).")
-    saved = load_checkpoint(path)["config"]
-    unknown = sorted(set(saved) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise CheckpointError(f"Cannot resume: the checkpoint holds settings this version does not know ({', '.join(unknown)}).")
-    return TrainConfig(**{**saved, **overrides}), path
-
-
-def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
-    """Stop at the first epoch whose loss is NaN or infinite (read once per epoch, never per batch)."""
-    kept = f" The last good checkpoint is {last_checkpoint}." if last_checkpoint else ""
-    for name, value in (("train loss", result.train_loss), ("validation loss", result.val_loss)):
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"The {name} is {value} at epoch {result.epoch}: training diverged; lower the learning rate (--lr) and run again.{kept}",
-                result.epoch,
-            )
+    @property
+    def world_size(self) -> int:
+        return self.cluster.world_size if self.cluster else 1
 
 
 def run_experiment(
     config: TrainConfig,
     data_root: str | Path | None = None,
     *,
+    recipe: Recipe | None = None,
+    resume_run_id: str | None = None,
     parent_run_id: str | None = None,
     progress: bool = False,
 ) -> ExperimentResult:
-    """Train and evaluate `config` as one MLflow run (a child of `parent_run_id` when given);
-    `progress` rewrites a line on stdout during each training pass.
+    """Train and evaluate `config` (with `recipe`, else the one the config names) as one MLflow run, a child of
+    `parent_run_id` when given; `resume_run_id` continues that run from its last checkpoint. `progress` rewrites a
+    line on stdout during each training pass.
 
     Under torchrun, every rank trains its shard with DistributedDataParallel and rank 0 alone tracks the run.
     """
+    recipe = recipe or recipe_from_config(config, data_root)
     options = {"parent_run_id": parent_run_id, "progress": progress}
     if not distributed.launched_by_torchrun():
-        return _train(config, data_root, resolve_device(config.device), None, resumed=None, **options)
-    return _on_every_rank(config.device, lambda cluster, device: (config, None), data_root, **options)
+        resumed = (resume_run_id, checkpoint_to_resume(resume_run_id, config.checkpoint_dir)) if resume_run_id else None
+        return _train(config, recipe, resolve_device(config.device), None, resumed=resumed, **options)
+
+    def on_rank(cluster: Cluster) -> tuple[TrainConfig, Resumed | None]:
+        if not resume_run_id:
+            return config, None
+        payload = [checkpoint_to_resume(resume_run_id, config.checkpoint_dir) if cluster.is_main else None]
+        distributed.broadcast(payload)  # rank 0 finds the checkpoint and hands it to the other ranks
+        return config, (resume_run_id, payload[0])
+
+    return _on_every_rank(config.device, on_rank, recipe, **options)
 
 
 def resume_experiment(run_id: str, overrides: dict[str, Any], data_root: str | Path | None = None, *, progress: bool = False) -> ExperimentResult:
@@ -119,72 +126,62 @@ def resume_experiment(run_id: str, overrides: dict[str, Any], data_root: str | P
     Under torchrun (same world size), rank 0 finds the checkpoint and hands it to the other ranks.
     """
     if not distributed.launched_by_torchrun():
-        config, path = resume_config(run_id, overrides)
-        checkpoint = load_checkpoint(path)
-        check_compatible(checkpoint, config)
-        return _train(config, data_root, resolve_device(config.device), None, resumed=(run_id, checkpoint), parent_run_id=None, progress=progress)
+        config, checkpoint = resume_config(run_id, overrides)
+        return _train(config, recipe_from_config(config, data_root), resolve_device(config.device), None,
+                      resumed=(run_id, checkpoint), parent_run_id=None, progress=progress)
 
-    def share_checkpoint(cluster: Cluster, device: torch.device) -> tuple[TrainConfig, tuple[str, dict[str, Any]]]:
+    def on_rank(cluster: Cluster) -> tuple[TrainConfig, Resumed]:
         payload: list[Any] = [None, None]
         if cluster.is_main:
-            config, path = resume_config(run_id, overrides)
-            checkpoint = load_checkpoint(path)
-            check_compatible(checkpoint, config, cluster.world_size)
+            config, checkpoint = resume_config(run_id, overrides)
             payload = [config.to_params(), checkpoint]
         distributed.broadcast(payload)
         return TrainConfig(**payload[0]), (run_id, payload[1])
 
-    return _on_every_rank(overrides.get("device", TrainConfig.device), share_checkpoint, data_root, parent_run_id=None, progress=progress)
+    return _on_every_rank(overrides.get("device", TrainConfig.device), on_rank, None, parent_run_id=None, progress=progress, data_root=data_root)
 
 
-def _on_every_rank(device_name: str, prepare, data_root, *, parent_run_id: str | None, progress: bool) -> ExperimentResult:
+def _checkpoint_path(run_id: str, checkpoint_dir: str) -> Path:
+    folder = Path(checkpoint_dir) / run_id
+    path = latest_checkpoint(folder) or tracking.download_latest_checkpoint(run_id, folder)
+    if path is None:
+        raise CheckpointError(f"Run {run_id} has no checkpoint to resume from (none in {folder} nor in the run).")
+    return path
+
+
+def resume_config(run_id: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config of the run to resume (its checkpoint's, with `overrides`) and its latest checkpoint."""
+    params = tracking.get_run(run_id).params
+    checkpoint = load_checkpoint(_checkpoint_path(run_id, overrides.get("checkpoint_dir", params.get("checkpoint_dir", TrainConfig.checkpoint_dir))))
+    saved = checkpoint["config"]
+    unknown = sorted(set(saved) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise CheckpointError(f"Cannot resume: the checkpoint holds settings this version does not know ({', '.join(unknown)}).")
+    return TrainConfig(**{**saved, **overrides}), checkpoint
+
+
+def checkpoint_to_resume(run_id: str, checkpoint_dir: str) -> dict[str, Any]:
+    """The latest checkpoint of run `run_id`: local, else downloaded from the run (whether it fits is checked when it is restored)."""
+    tracking.get_run(run_id)  # an unknown run is named as such
+    return load_checkpoint(_checkpoint_path(run_id, checkpoint_dir))
+
+
+def _on_every_rank(device_name: str, prepare, recipe: Recipe | None, *, parent_run_id: str | None, progress: bool, data_root=None) -> ExperimentResult:
     """Join torchrun's process group, train on this rank, and leave; a failing rank leaves its reason for rank 0."""
     cluster, device = distributed.start(device_name)
     try:
-        config, resumed = prepare(cluster, device)
+        config, resumed = prepare(cluster)
+        recipe = recipe or recipe_from_config(config, data_root)
         if cluster.is_main:
-            return _train(config, data_root, device, cluster, resumed=resumed, parent_run_id=parent_run_id, progress=progress)
+            return _train(config, recipe, device, cluster, resumed=resumed, parent_run_id=parent_run_id, progress=progress)
         with contextlib.redirect_stdout(io.StringIO()):  # one copy of the epoch lines: rank 0's
-            return _train(config, data_root, device, cluster, resumed=resumed, parent_run_id=None, progress=False)
+            return _train(config, recipe, device, cluster, resumed=resumed, parent_run_id=None, progress=False)
     except BaseException as error:
         if not cluster.is_main and not isinstance(error, KeyboardInterrupt):
             distributed.report_failure(cluster, first_line(error))
         raise
     finally:
         distributed.stop()
-
-
-class Untracked:
-    """What ranks other than 0 report to: nothing, so that only rank 0 touches MLflow."""
-
-    run_id = run_name = tracking_uri = ""
-
-    def log_epoch(self, result: EpochResult, extra: dict[str, float] | None = None) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        pass
-
-    def log_datasets(self, name: str, source_url: str, digests: dict[str, str]) -> None:
-        pass
-
-    def log_checkpoint(self, path: Path, stale: list[Path]) -> None:
-        pass
-
-    def logged_epochs(self) -> set[int]:
-        return set()
-
-    def flush(self, wait_seconds: float) -> bool:
-        return True
-
-    def log_trained_model(self, *args: Any) -> None:
-        pass
-
-    def where_to_look(self) -> str:
-        return ""
-
-    def log_files(self, paths: Any) -> None:
-        pass
 
 
 def _distributed_failure(error: BaseException) -> DistributedFailure | None:
@@ -199,114 +196,180 @@ def _distributed_failure(error: BaseException) -> DistributedFailure | None:
     return None
 
 
-def _train(
-    config: TrainConfig,
-    data_root: str | Path | None,
-    device: torch.device,
-    cluster: Cluster | None,
-    *,
-    resumed: tuple[str, dict[str, Any]] | None,
-    parent_run_id: str | None,
-    progress: bool,
-) -> ExperimentResult:
-    is_main = cluster is None or cluster.is_main
-    resume_run_id, checkpoint = resumed or (None, None)
-    splits = load_splits(config, data_root)
-    first_epoch = checkpoint["epoch"] + 1 if checkpoint else 1
-    train_dl, val_dl, test_dl = make_loaders(config, splits, device, cluster, first_epoch=first_epoch)
-    world_size = cluster.world_size if cluster else 1
-    run_name = f"{config.model}-{config.dataset}-{device.type}" + (f"-x{world_size}" if cluster else "")
+def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
+    """Stop at the first epoch whose loss is NaN or infinite (read once per epoch, never per batch)."""
+    kept = f" The last good checkpoint is {last_checkpoint}." if last_checkpoint else ""
+    for name, value in (("train loss", result.train_loss), ("validation loss", result.val_loss)):
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"The {name} is {value} at epoch {result.epoch}: training diverged; lower the learning rate (--lr) and run again.{kept}",
+                result.epoch,
+            )
 
+
+def example_batch(recipe: Recipe) -> torch.Tensor:
+    """The first samples of the test split (else validation): what checks the model and shows its input to MLflow."""
+    split = recipe.data.test if recipe.data.test is not None else recipe.data.val
+    return torch.stack([split[index][0] for index in range(min(EXAMPLE_SAMPLES, len(split)))])
+
+
+def assemble(config: TrainConfig, recipe: Recipe, device: torch.device, cluster: Cluster | None, checkpoint: dict[str, Any] | None) -> Assembly:
+    """Build the recipe's loaders, seeded model, optimizer and scaler on `device`; restore them from `checkpoint` when resuming."""
+    first_epoch = checkpoint["epoch"] + 1 if checkpoint else 1
+    loaders = make_loaders(config, recipe.data, device, cluster, first_epoch=first_epoch)
     set_seed(config.seed, deterministic=config.deterministic)
-    model = build_model(config.model).to(device)
-    loss_fn = nn.CrossEntropyLoss()
-    optimizer = sgd(model.parameters(), config.lr, config.amp)
+    model = recipe.build_model().to(device)
+    check_model_output(model, example_batch(recipe).to(device), recipe.data.spec.num_classes, recipe.model_name)
+    optimizer = recipe.build_optimizer(model.parameters())
     scaler = grad_scaler(device, config.amp)
-    history: list[EpochResult] = []
+    extra_params = recipe.extra_params(model, optimizer)
+    history = []
     if checkpoint is not None:
+        check_compatible(checkpoint, config, cluster.world_size if cluster else 1, extra_params)
         history = restore(checkpoint, model=model, optimizer=optimizer, grad_scaler=scaler, device=device)
     description = describe_device(device)
     if cluster:
         description["ranks"] = distributed.gather(description | {"rank": cluster.rank})
-    params = {
+    return Assembly(config, recipe, device, cluster, model, optimizer, scaler, loaders, history, description, extra_params)
+
+
+def run_params(assembly: Assembly) -> dict[str, Any]:
+    """What a run logs as params: the config, the recipe's own, the data sizes and the job's shape."""
+    config, recipe, cluster = assembly.config, assembly.recipe, assembly.cluster
+    return {
         **config.to_params(),
-        "num_train_samples": len(splits.train),
-        "num_val_samples": len(splits.val),
-        "num_parameters": count_parameters(model),
-        "world_size": world_size,
+        **assembly.extra_params,
+        "num_train_samples": len(recipe.data.train),
+        "num_val_samples": len(recipe.data.val),
+        "num_parameters": count_parameters(assembly.model),
+        "world_size": assembly.world_size,
         "backend": cluster.backend if cluster else "none",
         "nnodes": cluster.nnodes if cluster else 1,
-        "global_batch_size": config.batch_size * world_size,
+        "global_batch_size": config.batch_size * assembly.world_size,
     }
-    tracked = tracking.tracked_run(
-        run_name, params, device_tags(description), resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True
-    )
 
-    with tracked if is_main else contextlib.nullcontext(Untracked()) as run:
+
+def _train(
+    config: TrainConfig,
+    recipe: Recipe,
+    device: torch.device,
+    cluster: Cluster | None,
+    *,
+    resumed: Resumed | None,
+    parent_run_id: str | None,
+    progress: bool,
+) -> ExperimentResult:
+    resume_run_id, checkpoint = resumed or (None, None)
+    assembly = assemble(config, recipe, device, cluster, checkpoint)
+    run_name = f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else "")
+    tracked = tracking.tracked_run(
+        run_name, run_params(assembly), device_tags(assembly.description),
+        resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True,
+    )
+    with tracked if assembly.is_main else contextlib.nullcontext(Tracker()) as run:
         folder = Path(config.checkpoint_dir) / run.run_id
         checkpointer = Checkpointer(
-            folder, keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=scaler,
-            config=config, device=device, history=history, on_saved=run.log_checkpoint, world_size=world_size,
+            folder, keep=config.keep_checkpoints, model=assembly.model, optimizer=assembly.optimizer, grad_scaler=assembly.scaler,
+            config=config, device=device, history=assembly.history, on_saved=run.log_checkpoint, world_size=assembly.world_size,
+            params=assembly.extra_params,
         )
-        action = f"Resuming run {run.run_id} after epoch {len(history)}" if history else f"MLflow run {run.run_id}"
-        print(f"{action} ({run.run_name}) on {description['name']} [{device}]", flush=True)
-        digests = {"training": split_digest(splits.train), "validation": split_digest(splits.val), "test": split_digest(splits.test)} if is_main else {}
-        run.log_datasets(config.dataset, dataset_source(config.dataset), digests)
-        logged = run.logged_epochs()
-        for result in history:
-            if result.epoch not in logged:
-                run.log_epoch(result)
-
-        def after_epoch(result: EpochResult) -> None:
-            check_finite(result, checkpointer.last_saved)
-            if is_main:
-                checkpointer(result)
-            run.log_epoch(result, memory_metrics(device))
-
-        training_model = model
-        if cluster:
-            training_model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
-        training_model = with_options(training_model, device, config)
+        _open(assembly, run)
+        training_model = _for_the_loop(assembly)
         try:
-            history += train_and_evaluate(
-                model=training_model,
-                train_dl=train_dl,
-                val_dl=val_dl,
-                loss_fn=loss_fn,
-                optimizer=optimizer,
-                metric=accuracy_metric(),
-                val_metric=accuracy_metric(),
-                num_epochs=config.epochs,
-                device=device,
-                on_epoch=after_epoch,
-                grad_scaler=scaler,
-                start_epoch=len(history) + 1,
-                on_batch=TrainingProgress(len(train_dl), len(history) + 1, config.epochs) if progress else None,
-            )
-            test_loss, test_accuracy = evaluate(training_model, test_dl, loss_fn, accuracy_metric().to(device), device)
+            history = assembly.history + _epochs(assembly, training_model, run, checkpointer, progress)
+            test_metrics = _finish(assembly, training_model, run, history, folder)
         except BaseException as error:
-            failure = _distributed_failure(error) if cluster else None
-            if failure is not None:
-                raise failure from None
-            if not isinstance(error, KeyboardInterrupt):
-                raise
-            interrupted = error if isinstance(error, Interrupted) else Interrupted(signal.SIGINT)
-            interrupted.run_id, interrupted.epoch = run.run_id, len(checkpointer.history)
-            interrupted.checkpoint = str(checkpointer.last_saved or latest_checkpoint(folder) or "")
-            raise interrupted from None
-        print(f"Test | loss: {test_loss:.4f} | accuracy: {test_accuracy:.4f}", flush=True)
-        run.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy}, step=config.epochs)
-        if not run.flush(wait_seconds=tracking.patience_seconds()):
-            unsent = run.save_pending(folder)
-            raise TrackingError(
-                f"The tracking server {run.tracking_uri} stopped answering: unsent metrics are in {unsent} "
-                f"(send them later with `deep-learning sync {unsent}`); checkpoints are in {folder}."
-            )
-        example_batch = torch.stack([splits.test[index][0] for index in range(2)])
-        run.log_trained_model(model, example_batch, description, folder, config.register_model)
-        confusion_matrix = class_scores(training_model, test_dl, device).confusion_matrix  # on every rank: counts are summed across them
-        if is_main:
-            from deep_learning.figures import plot_run  # matplotlib loads only when a run has something to draw
+            raise _reason_to_stop(error, run, checkpointer, cluster is not None) from None
+    return ExperimentResult(run.run_id, run.run_name, history, test_metrics, run.where_to_look())
 
-            run.log_files(plot_run(history, confusion_matrix, DATASET_CLASSES[config.dataset].classes, folder))
-    return ExperimentResult(run.run_id, run.run_name, history, test_loss, test_accuracy, run.where_to_look())
+
+def _open(assembly: Assembly, run: Tracker) -> None:
+    """Say where the run goes, and record its data and any epochs a resumed run brings."""
+    data = assembly.recipe.data
+    action = f"Resuming run {run.run_id} after epoch {len(assembly.history)}" if assembly.history else f"MLflow run {run.run_id}"
+    print(f"{action} ({run.run_name}) on {assembly.description['name']} [{assembly.device}]", flush=True)
+    if not assembly.is_main:
+        return
+    splits = {"training": data.train, "validation": data.val, "test": data.test}
+    run.log_datasets(assembly.recipe.dataset_name, data.source, {name: split_digest(split) for name, split in splits.items() if split is not None})
+    logged = run.logged_epochs()
+    for result in assembly.history:
+        if result.epoch not in logged:
+            run.log_epoch(result)
+
+
+def _for_the_loop(assembly: Assembly) -> torch.nn.Module:
+    """The model as the loop calls it: wrapped for DDP under torchrun, then under autocast and compiled as the config asks."""
+    model, device, config = assembly.model, assembly.device, assembly.config
+    if assembly.cluster:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type != "cpu" else None)
+    return with_options(model, device, config.amp, config.compile, config.compile_mode)
+
+
+def _after_each_epoch(assembly: Assembly, run: Tracker, checkpointer: Checkpointer) -> Callable[[EpochResult], None]:
+    """The per-epoch hook: the finite check, then the checkpoint (rank 0's), then the tracker."""
+
+    def after_epoch(result: EpochResult) -> None:
+        check_finite(result, checkpointer.last_saved)
+        if assembly.is_main:
+            checkpointer(result)
+        run.log_epoch(result, memory_metrics(assembly.device))
+
+    return after_epoch
+
+
+def _epochs(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, checkpointer: Checkpointer, progress: bool) -> list[EpochResult]:
+    """Train and validate the epochs left."""
+    config, recipe = assembly.config, assembly.recipe
+    train_dl, val_dl, _ = assembly.loaders
+    first_epoch = len(assembly.history) + 1
+    return train_and_evaluate(
+        model=training_model, train_dl=train_dl, val_dl=val_dl, loss_fn=recipe.loss_fn, optimizer=assembly.optimizer,
+        metric=recipe.metrics(), val_metric=recipe.metrics(), num_epochs=config.epochs, device=assembly.device,
+        on_epoch=_after_each_epoch(assembly, run, checkpointer), grad_scaler=assembly.scaler, start_epoch=first_epoch,
+        on_batch=TrainingProgress(len(train_dl), first_epoch, config.epochs) if progress else None,
+    )
+
+
+def _reason_to_stop(error: BaseException, run: Tracker, checkpointer: Checkpointer, distributed_job: bool) -> BaseException:
+    """The error to end the run with: a failing rank named, an interruption with what it kept, else the error itself."""
+    failure = _distributed_failure(error) if distributed_job else None
+    if failure is not None:
+        return failure
+    if not isinstance(error, KeyboardInterrupt):
+        return error
+    interrupted = error if isinstance(error, Interrupted) else Interrupted(signal.SIGINT)
+    interrupted.run_id, interrupted.epoch = run.run_id, len(checkpointer.history)
+    interrupted.checkpoint = str(checkpointer.last_saved or latest_checkpoint(checkpointer.folder) or "")
+    return interrupted
+
+
+def _finish(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, history: list[EpochResult], folder: Path) -> dict[str, float]:
+    """Score the test split, send every metric, then log the model and the figures; return the test scores."""
+    config, recipe, device = assembly.config, assembly.recipe, assembly.device
+    _, val_dl, test_dl = assembly.loaders
+    test_metrics: dict[str, float] = {}
+    if test_dl is not None:
+        loss, scores = evaluate(training_model, test_dl, recipe.loss_fn, recipe.metrics().to(device), device)
+        test_metrics = {"test_loss": loss, **{f"test_{name}": value for name, value in scores.items()}}
+        print("Test | " + " | ".join(f"{name.removeprefix('test_')}: {value:.4f}" for name, value in test_metrics.items()), flush=True)
+        run.log_metrics(test_metrics, step=config.epochs)
+    if not run.flush(wait_seconds=tracking.patience_seconds()):
+        unsent = run.save_pending(folder)
+        raise TrackingError(
+            f"The tracking server {run.tracking_uri} stopped answering: unsent metrics are in {unsent} "
+            f"(send them later with `deep-learning sync {unsent}`); checkpoints are in {folder}."
+        )
+    records = {
+        tracking.DEVICE_ARTIFACT: assembly.description,
+        tracking.CONFIG_ARTIFACT: config.to_params(),
+        tracking.DATA_SPEC_ARTIFACT: recipe.data.spec.to_dict(),
+    }
+    run.log_trained_model(assembly.model, example_batch(recipe), records, folder, config.register_model)
+    scored = test_dl if test_dl is not None else val_dl
+    confusion_matrix = class_scores(training_model, scored, device, recipe.data.spec.num_classes).confusion_matrix  # on every rank: counts are summed
+    if assembly.is_main:
+        from deep_learning.figures import plot_run  # matplotlib loads only when a run has something to draw
+
+        run.log_files(plot_run(history, confusion_matrix, recipe.data.spec.class_names, folder))
+    return test_metrics

@@ -14,18 +14,24 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def signals_interrupt_runs() -> Iterator[None]:
-    """Turn the first SIGINT/SIGTERM into `Interrupted`, so the run can be marked KILLED; the next one exits now."""
+def signals_interrupt_runs(signals: tuple[int, ...] = HANDLED_SIGNALS) -> Iterator[None]:
+    """Turn the first of `signals` (SIGINT, SIGTERM) into `Interrupted`, so the run can be marked KILLED; the next one exits now.
+
+    Signal handlers belong to the main thread: elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def exit_now(signal_number: int, frame) -> None:
         os._exit(128 + signal_number)
 
     def interrupt(signal_number: int, frame) -> None:
-        for handled in HANDLED_SIGNALS:
+        for handled in signals:
             signal.signal(handled, exit_now)
         raise Interrupted(signal_number)
 
-    previous = {handled: signal.signal(handled, interrupt) for handled in HANDLED_SIGNALS}
+    previous = {handled: signal.signal(handled, interrupt) for handled in signals}
     try:
         yield
     finally:

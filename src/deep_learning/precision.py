@@ -1,4 +1,4 @@
-"""Mixed precision: a model wrapper whose forward runs under autocast and, for float16, a gradient scaler and the optimizer that suits it."""
+"""How the loop runs a model: under autocast (and, for float16, a gradient scaler and the optimizer that suits it), compiled or not."""
 
 from __future__ import annotations
 
@@ -47,3 +47,9 @@ def sgd(parameters: Iterable[nn.Parameter], lr: float, amp: str) -> optim.SGD:
     and the updates are the same bit for bit.
     """
     return optim.SGD(parameters, lr=lr, fused=True if amp == "fp16" else None)
+
+
+def with_options(model: nn.Module, device: torch.device, amp: str, compile: bool, compile_mode: str) -> nn.Module:
+    """The model as the loop calls it: under autocast with `amp`, then compiled with `compile`."""
+    model = with_amp(model, device, amp)
+    return torch.compile(model, mode=compile_mode) if compile else model

@@ -11,7 +11,6 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from deep_learning.data import NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -22,12 +21,12 @@ class ClassScores:
     confusion_matrix: list[list[int]]
 
 
-def class_scores(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> ClassScores:
+def class_scores(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device, num_classes: int) -> ClassScores:
     """One pass without gradients over `batches`, read from the device once at the end."""
     scores = MetricCollection(
         {
-            "per_class_accuracy": MulticlassAccuracy(NUM_CLASSES, average=None),
-            "confusion_matrix": MulticlassConfusionMatrix(NUM_CLASSES),
+            "per_class_accuracy": MulticlassAccuracy(num_classes, average=None),
+            "confusion_matrix": MulticlassConfusionMatrix(num_classes),
         }
     ).to(device)
     model.eval()

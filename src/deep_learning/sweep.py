@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deep_learning import tracking
-from deep_learning.comparison import HISTORIES, Comparison, compare_runs, plot_curves, render, write_table
+from deep_learning.comparison import Comparison, compare_runs, histories_to_read, plot_curves, render, write_table
 from deep_learning.config import ALL_DEVICES, TrainConfig
 from deep_learning.devices import available_devices
 from deep_learning.experiment import ExperimentResult, run_experiment
+from deep_learning.recipe import short_name
 from deep_learning.records import DEVICE_SWEEP, KIND_TAG, SWEPT_DEVICES_TAG
 
 
@@ -39,12 +40,12 @@ def run_on_every_device(config: TrainConfig, data_root: str | Path | None = None
     devices = available_devices()
     tags = {KIND_TAG: DEVICE_SWEEP, SWEPT_DEVICES_TAG: ",".join(devices)}
     params = dataclasses.replace(config, device=ALL_DEVICES).to_params()
-    with tracking.tracked_run(f"{config.model}-{config.dataset}-all-devices", params, tags) as parent:
+    with tracking.tracked_run(f"{short_name(config.model)}-{short_name(config.dataset)}-all-devices", params, tags) as parent:
         runs = [
             run_experiment(dataclasses.replace(config, device=device), data_root, parent_run_id=parent.run_id, progress=progress)
             for device in devices
         ]
-        comparison = compare_runs([tracking.get_run(run.run_id, histories=HISTORIES) for run in runs])
+        comparison = compare_runs([tracking.get_run(run.run_id, histories=histories_to_read) for run in runs])
         print(render(comparison, "table"), end="", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -19,11 +20,10 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 try:
@@ -36,6 +36,7 @@ import numpy as np
 import requests
 import torch
 from mlflow import MlflowClient
+from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunStatus, RunTag
@@ -48,11 +49,14 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from deep_learning.errors import InputError, TrackingError, first_line
 from deep_learning.interruption import signals_deferred
-from deep_learning.records import COMPARED_RUNS_TAG, COMPARISON, EVALUATION, KIND_TAG, RunRecord
+from deep_learning.records import COMPARED_RUNS_TAG, COMPARISON, EVALUATION, KIND_TAG, MODEL_FORMAT_TAG, RunRecord
+from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult
 
 STATE_DICT_ARTIFACT = "state_dict.pt"
 DEVICE_ARTIFACT = "device.json"
+CONFIG_ARTIFACT = "config.yaml"  # the resolved config, which `train --config` reads back
+DATA_SPEC_ARTIFACT = "data_spec.json"  # input shape and dtype, classes: what evaluate and predict rebuild from
 MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACTS = "checkpoints"
 EVALUATION_ARTIFACT = "evaluation.json"
@@ -63,6 +67,7 @@ RETRY_SECONDS = 2.0
 DATASET_RACE_ATTEMPTS = 5
 REQUIREMENTS_CHECK = "warn_dependency_requirement_mismatches"
 SYSTEM_METRICS_SECONDS = 1.0
+PICKLE_FREE_FORMAT = "pt2"  # torch.export's
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
 
 
@@ -127,7 +132,7 @@ def _unreachable(error: BaseException) -> bool:
     return isinstance(error, MlflowException) and "failed with exception" in str(error)
 
 
-class TrackedRun:
+class TrackedRun(Tracker):
     """An active MLflow run that the training loop reports to."""
 
     def __init__(self, run: mlflow.ActiveRun, client: MlflowClient, uri: str) -> None:
@@ -199,7 +204,7 @@ class TrackedRun:
         """Record each split the run used as an MLflow dataset input (name, split, content digest)."""
         inputs = [
             DatasetInput(
-                MetaDataset(HTTPDatasetSource(source_url), name=f"{name}-{split}", digest=digest)._to_mlflow_entity(),
+                MetaDataset(_dataset_source(source_url), name=f"{name}-{split}", digest=digest)._to_mlflow_entity(),
                 tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)],
             )
             for split, digest in digests.items()
@@ -233,38 +238,30 @@ class TrackedRun:
             self.with_patience(lambda: self._client.log_artifact(self.run_id, str(path)))
 
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
-        """Log a dict as a JSON artifact."""
-        self._client.log_dict(self.run_id, data, artifact_file)
+        """Log a dict as a JSON artifact, or YAML for a .yaml name."""
+        self.with_patience(lambda: self._client.log_dict(self.run_id, data, artifact_file))
 
     def log_trained_model(
-        self, model: torch.nn.Module, example_batch: torch.Tensor, description: dict[str, Any], folder: Path, registered_name: str = ""
+        self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
     ) -> None:
-        """Log device.json, the CPU `state_dict.pt` (first saved in `folder`) and a model that loads on any device;
-        register it as `registered_name` when given."""
+        """Log the run's `records` (device.json, config.yaml, ...: file name to content), the CPU `state_dict.pt`
+        (first saved in `folder`) and a model that loads on any device; register it as `registered_name` when given."""
         cpu_state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / STATE_DICT_ARTIFACT
         torch.save(cpu_state, path)
         cpu_model = copy.deepcopy(model).to("cpu").eval()
-        example = example_batch.detach().cpu().numpy().astype(np.float32)
+        example = example_batch.detach().cpu().numpy()
         with torch.inference_mode():
             output = cpu_model(torch.from_numpy(example)).numpy()
 
         def log_all() -> None:
-            self._client.log_dict(self.run_id, description, DEVICE_ARTIFACT)
+            for artifact_file, record in records.items():
+                self._client.log_dict(self.run_id, record, artifact_file)
             self._client.log_artifact(self.run_id, str(path))
             with _requirements_check_skipped():
-                mlflow.pytorch.log_model(
-                    cpu_model,
-                    name=MODEL_ARTIFACT,
-                    signature=infer_signature(example, output),
-                    input_example=example,
-                    pip_requirements=model_requirements(),
-                    registered_model_name=registered_name or None,
-                    # MLflow would load the model back and predict on the example (~30 ms a call);
-                    # the tests load every logged model through pyfunc and check its test accuracy.
-                    validate_serving_input=False,
-                )
+                model_format = _log_model(cpu_model, example, infer_signature(example, output), registered_name)
+            self._client.set_tag(self.run_id, MODEL_FORMAT_TAG, model_format)
 
         try:
             self.with_patience(log_all)
@@ -309,13 +306,17 @@ class TrackedRun:
         return path
 
 
+def _dataset_source(source: str):
+    """An http(s) URL as MLflow's HTTP source; a folder or a user's factory as a code source naming it."""
+    if urlsplit(source).scheme in ("http", "https"):
+        return HTTPDatasetSource(source)
+    return CodeDatasetSource({"source": source})
+
+
 def epoch_metrics(result: EpochResult) -> dict[str, float]:
-    """The metrics a run logs for one epoch, by their contract names."""
+    """The metrics a run logs for one epoch, by their contract names: losses and metrics, then speed."""
     return {
-        "train_loss": result.train_loss,
-        "train_accuracy": result.train_metric,
-        "val_loss": result.val_loss,
-        "val_accuracy": result.val_metric,
+        **result.learning_metrics(),
         "epoch_seconds": result.epoch_seconds,
         "train_samples_per_second": result.train_samples_per_second,
     }
@@ -325,11 +326,49 @@ def epoch_metrics(result: EpochResult) -> dict[str, float]:
 def _requirements_check_skipped() -> Iterator[None]:
     """Skip MLflow's check of a model's pip requirements against this environment: it scans every installed
     distribution (~0.4 s, the first time in a process), and `model_requirements` reads them from this environment."""
-    if not hasattr(mlflow_environment, REQUIREMENTS_CHECK):  # another MLflow: keep its behaviour
+    check = getattr(mlflow_environment, REQUIREMENTS_CHECK, None)
+    if check is None:  # another MLflow: keep its behaviour
         yield
         return
-    with mock.patch.object(mlflow_environment, REQUIREMENTS_CHECK, lambda requirements: None):
+    setattr(mlflow_environment, REQUIREMENTS_CHECK, lambda requirements: None)
+    try:
         yield
+    finally:
+        setattr(mlflow_environment, REQUIREMENTS_CHECK, check)
+
+
+def _log_model(model: torch.nn.Module, example: np.ndarray, signature, registered_name: str) -> str:
+    """Log the model pickle-free with torch.export ("pt2"); a model that does not export is logged in MLflow's
+    pickle format instead, with a warning saying why. Return the format used."""
+    options = {
+        "name": MODEL_ARTIFACT,
+        "signature": signature,
+        "input_example": example,
+        "pip_requirements": model_requirements(),
+        "registered_model_name": registered_name or None,
+        # MLflow would load the model back and predict on the example (~30 ms a call);
+        # the tests load every logged model through pyfunc and check its test score.
+        "validate_serving_input": False,
+    }
+    try:
+        mlflow.pytorch.log_model(model, serialization_format=PICKLE_FREE_FORMAT, **options)
+        return PICKLE_FREE_FORMAT
+    except Exception as error:
+        if not _export_failed(error):
+            raise
+        print(
+            f"Warning: torch.export cannot export {type(model).__name__} ({first_line(error)[:200]}); the model is logged in "
+            f"MLflow's pickle format, which runs pickled code when loaded. state_dict.pt holds the weights without pickled code.",
+            file=sys.stderr, flush=True,
+        )
+    options.pop("validate_serving_input")  # the pickle format hands unknown options to torch.save
+    mlflow.pytorch.log_model(model, serialization_format="pickle", **options)
+    return "pickle"
+
+
+def _export_failed(error: BaseException) -> bool:
+    """True when torch.export could not trace the model (as opposed to the store failing)."""
+    return not isinstance(error, MlflowException) and not _unreachable(error)
 
 
 def model_requirements() -> list[str]:
@@ -484,7 +523,7 @@ def find_experiment(name: str | None = None) -> tuple[str, str]:
     return experiment.experiment_id, experiment.name
 
 
-def list_runs(experiment_id: str, *, limit: int | None = None, finished_only: bool = False, histories: Sequence[str] = ()) -> list[RunRecord]:
+def list_runs(experiment_id: str, *, limit: int | None = None, finished_only: bool = False, histories: Histories = ()) -> list[RunRecord]:
     """The experiment's training runs, newest first, with the named metric histories; comparison and evaluation runs are left out."""
     uri = tracking_uri()
     client = MlflowClient(uri)
@@ -506,8 +545,8 @@ def list_runs(experiment_id: str, *, limit: int | None = None, finished_only: bo
                 return records
 
 
-def get_run(run_id: str, histories: Sequence[str] = ()) -> RunRecord:
-    """One run by id, with the named metric histories."""
+def get_run(run_id: str, histories: Histories = ()) -> RunRecord:
+    """One run by id, with the named metric histories (or those a function of the run names)."""
     uri = tracking_uri()
     client = open_client(uri)
     with _reading(f"run {run_id}", uri):
@@ -520,8 +559,11 @@ def get_run(run_id: str, histories: Sequence[str] = ()) -> RunRecord:
         return _record(client, run, histories)
 
 
-def _record(client: MlflowClient, run: Run, histories: Sequence[str]) -> RunRecord:
-    return RunRecord(
+Histories = Sequence[str] | Callable[[RunRecord], Sequence[str]]  # metric keys, or a function of the run naming them
+
+
+def _record(client: MlflowClient, run: Run, histories: Histories) -> RunRecord:
+    record = RunRecord(
         run_id=run.info.run_id,
         run_name=run.info.run_name,
         experiment_id=run.info.experiment_id,
@@ -531,8 +573,9 @@ def _record(client: MlflowClient, run: Run, histories: Sequence[str]) -> RunReco
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
         tags=dict(run.data.tags),
-        histories={key: _history(client, run.info.run_id, key) for key in histories},
     )
+    keys = histories(record) if callable(histories) else histories
+    return dataclasses.replace(record, histories={key: _history(client, record.run_id, key) for key in keys})
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:

@@ -17,28 +17,47 @@ import torch.nn as nn
 import torch.optim as optim
 import torch.utils.data as utils
 from torch import Tensor
-from torchmetrics import Metric
+from torchmetrics import Metric, MetricCollection
 
 from deep_learning.devices import get_default_device
 
 
 @dataclass(frozen=True)
 class EpochResult:
-    """What one epoch of train_and_evaluate measured."""
+    """What one epoch of train_and_evaluate measured: the losses, and each metric by its name."""
 
     epoch: int
     num_epochs: int
     train_loss: float
-    train_metric: float
+    train_metrics: dict[str, float]
     val_loss: float
-    val_metric: float
+    val_metrics: dict[str, float]
     train_seconds: float
     epoch_seconds: float
     num_train_samples: int
 
     @property
+    def train_metric(self) -> float:
+        """The first training metric: what the chapter's line prints as `metric`."""
+        return next(iter(self.train_metrics.values()))
+
+    @property
+    def val_metric(self) -> float:
+        """The first validation metric: the chapter's `val_metric`."""
+        return next(iter(self.val_metrics.values()))
+
+    @property
     def train_samples_per_second(self) -> float:
         return self.num_train_samples / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+    def learning_metrics(self) -> dict[str, float]:
+        """Losses and metrics by the names runs log them: train_loss, train_<metric>, val_loss, val_<metric>."""
+        return {
+            "train_loss": self.train_loss,
+            **{f"train_{name}": value for name, value in self.train_metrics.items()},
+            "val_loss": self.val_loss,
+            **{f"val_{name}": value for name, value in self.val_metrics.items()},
+        }
 
 
 def _loss_accumulator(device: torch.device) -> Tensor:
@@ -47,19 +66,43 @@ def _loss_accumulator(device: torch.device) -> Tensor:
     return torch.zeros((), dtype=dtype, device=device)
 
 
-def _read_pass(total_loss: Tensor, num_batches: int, metric: Metric) -> tuple[float, float]:
-    """The pass's batch-averaged loss and its metric, read from the device in one transfer: the pass's only host sync."""
+Score = float | dict[str, float]  # one metric's value, or a collection's values by name
+
+
+def _read_pass(total_loss: Tensor, num_batches: int, metric: Metric | MetricCollection) -> tuple[float, Score]:
+    """The pass's batch-averaged loss and its metrics, read from the device in one transfer: the pass's only host sync.
+
+    A metric collection's values come back by name; a metric whose value is a vector (per class, say)
+    comes back as `name_0`, `name_1`, ...
+    """
     distributed = dist.is_available() and dist.is_initialized()
     if num_batches == 0 and not distributed:
         raise ValueError("the dataloader yielded no batches")
     totals = torch.stack([total_loss, total_loss.new_full((), num_batches)])  # filled on the device: no copy from the host
     if distributed:
         dist.all_reduce(totals)  # every rank's batches: the loss of the whole split
-    score = metric.compute().to(totals.dtype).reshape(1)  # float32 widens exactly, so the value is .item()'s
-    total, count, value = torch.cat([totals, score]).tolist()
+    computed = metric.compute()
+    values = computed if isinstance(computed, dict) else {"metric": computed}
+    # float32 widens exactly to float64, so each value is what .item() would read
+    flat = [value.detach().to(totals.dtype).reshape(-1) for value in values.values()]
+    total, count, *scores = torch.cat([totals, *flat]).tolist()
     if count == 0:
         raise ValueError("the dataloader yielded no batches")
-    return total / count, value
+    if not isinstance(computed, dict) and len(scores) == 1:
+        return total / count, scores[0]
+    return total / count, _named(values, flat, scores)
+
+
+def _named(values: dict[str, Tensor], flat: list[Tensor], scores: list[float]) -> dict[str, float]:
+    named, position = {}, 0
+    for name, tensor in zip(values, flat):
+        size = tensor.numel()
+        if size == 1:
+            named[name] = scores[position]
+        else:
+            named.update({f"{name}_{index}": scores[position + index] for index in range(size)})
+        position += size
+    return named
 
 
 def train(
@@ -67,13 +110,13 @@ def train(
     dataloader: utils.DataLoader[tuple[Tensor, Tensor]],
     loss_fn: nn.Module,
     optimizer: optim.Optimizer,
-    metric: Metric,
+    metric: Metric | MetricCollection,
     device: torch.device,
     *,
     grad_scaler: torch.amp.GradScaler | None = None,
     on_batch: Callable[[Tensor, int], None] | None = None,
-) -> tuple[float, float]:
-    """Train one epoch; return the batch-averaged loss and the epoch's metric (fp16 passes a GradScaler).
+) -> tuple[float, Score]:
+    """Train one epoch; return the batch-averaged loss and the epoch's metric (a MetricCollection's by name; fp16 passes a GradScaler).
 
     `on_batch` is called after each step with the batch's detached loss, still on the device, and its size.
     """
@@ -106,10 +149,10 @@ def evaluate(
     model: nn.Module,
     dataloader: utils.DataLoader[tuple[Tensor, Tensor]],
     loss_fn: nn.Module,
-    metric: Metric,
+    metric: Metric | MetricCollection,
     device: torch.device,
-) -> tuple[float, float]:
-    """Evaluate without gradients; return the batch-averaged loss and the metric."""
+) -> tuple[float, Score]:
+    """Evaluate without gradients; return the batch-averaged loss and the metric (a MetricCollection's by name)."""
     model.eval()
     metric.reset()
     total_loss = _loss_accumulator(device)
@@ -131,8 +174,8 @@ def train_and_evaluate(
     val_dl: utils.DataLoader[tuple[Tensor, Tensor]],
     loss_fn: nn.Module,
     optimizer: optim.Optimizer,
-    metric: Metric,
-    val_metric: Metric,
+    metric: Metric | MetricCollection,
+    val_metric: Metric | MetricCollection,
     num_epochs: int,
     device: torch.device | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
@@ -175,9 +218,9 @@ def train_and_evaluate(
             epoch=epoch,
             num_epochs=num_epochs,
             train_loss=loss,
-            train_metric=score,
+            train_metrics=_by_name(score),
             val_loss=val_loss,
-            val_metric=val_score,
+            val_metrics=_by_name(val_score),
             train_seconds=trained - started,
             epoch_seconds=time.perf_counter() - started,
             num_train_samples=num_train_samples,
@@ -185,13 +228,26 @@ def train_and_evaluate(
         history.append(result)
         if on_epoch is not None:
             on_epoch(result)  # before the line, so that a printed epoch is a recorded one
-        w = len(str(num_epochs))
-        print(
-            f'Epoch [{epoch:{w}d}/{num_epochs:{w}d}] '
-            f'| loss: {loss:.4f} '
-            f'| metric: {score:.4f} '
-            f'| val_loss: {val_loss:.4f} '
-            f'| val_metric: {val_score:.4f}',
-            flush=True,
-        )
+        print(epoch_line(result), flush=True)
     return history
+
+
+def _by_name(score: Score) -> dict[str, float]:
+    return score if isinstance(score, dict) else {"metric": score}
+
+
+def epoch_line(result: EpochResult) -> str:
+    """The chapter's line for an epoch; with several metrics, each by its name."""
+    w = len(str(result.num_epochs))
+    head = f'Epoch [{result.epoch:{w}d}/{result.num_epochs:{w}d}] '
+    if len(result.train_metrics) == 1 and len(result.val_metrics) == 1:
+        return (
+            head
+            + f'| loss: {result.train_loss:.4f} '
+            f'| metric: {result.train_metric:.4f} '
+            f'| val_loss: {result.val_loss:.4f} '
+            f'| val_metric: {result.val_metric:.4f}'
+        )
+    train = "".join(f"| {name}: {value:.4f} " for name, value in result.train_metrics.items())
+    val = " ".join(f"| val_{name}: {value:.4f}" for name, value in result.val_metrics.items())
+    return head + f"| loss: {result.train_loss:.4f} {train}| val_loss: {result.val_loss:.4f} {val}"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import deep_learning
-from deep_learning.cli import option_name
+from deep_learning.config import option_name
 from deep_learning.errors import BenchmarkError
 
 MLFLOW_RUN_TRAIN_SUBSET = 1000

@@ -101,14 +101,14 @@ def measure_in_this_process() -> dict[str, float]:
     for _ in range(2):
         with tracking.tracked_run("log-model", params, tags) as run, tempfile.TemporaryDirectory() as folder:
             started = time.perf_counter()
-            run.log_trained_model(model, example_batch, description, Path(folder))
+            run.log_trained_model(model, example_batch, {tracking.DEVICE_ARTIFACT: description}, Path(folder))
             log_model_seconds.append(time.perf_counter() - started)
     metrics_cpu_seconds = []
     with tracking.tracked_run("epoch-metrics", params, tags) as run:
         for epoch in range(1, METRIC_WRITES + 1):
             cpu_before = _process_cpu_seconds()
             run.log_epoch(EpochResult(
-                epoch=epoch, num_epochs=METRIC_WRITES, train_loss=0.3, train_metric=0.9, val_loss=0.3, val_metric=0.9,
+                epoch=epoch, num_epochs=METRIC_WRITES, train_loss=0.3, train_metrics={"accuracy": 0.9}, val_loss=0.3, val_metrics={"accuracy": 0.9},
                 train_seconds=0.5, epoch_seconds=0.6, num_train_samples=TRAIN_VAL_SPLIT[0],
             ))
             run.flush(wait_seconds=0)  # the sender thread's write, done

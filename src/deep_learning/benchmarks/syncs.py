@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
-from deep_learning.experiment import accuracy_metric
+from deep_learning.metrics import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.training import evaluate, train
 
