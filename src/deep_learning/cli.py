@@ -19,7 +19,8 @@ import click
 from deep_learning import __version__
 from deep_learning.comparison import FORMATS
 from deep_learning.config import ALL_DEVICES, AMP_MODES, DATASETS, LOADERS, TrainConfig, option_name, read_config_file
-from deep_learning.errors import DeepLearningError, InputError, Interrupted, first_line
+from deep_learning.errors import ConfigError, DeepLearningError, InputError, Interrupted, first_line
+from deep_learning.factories import parse_assignments
 
 _CHOICES = {"loader": LOADERS, "amp": AMP_MODES}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -46,24 +47,28 @@ def config_options(command: Callable) -> Callable:
 
 def resolved_config(context: click.Context, config_file: str, options: dict[str, Any]) -> dict[str, Any]:
     """The settings of a run: the config file's, overridden by the options given on the command line."""
-    from deep_learning.factories import parse_assignments
-
     settings = read_config_file(config_file) if config_file else {}
     given = {name: value for name, value in options.items() if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
     model_args = given.pop("model_args", ())
     settings.update(given)
     if model_args:
-        settings["model_args"] = {**_as_mapping(settings.get("model_args")), **_model_arguments(model_args, parse_assignments)}
+        settings["model_args"] = {**_as_mapping(settings.get("model_args")), **_model_arguments(model_args)}
     return settings
 
 
 def _as_mapping(model_args: Any) -> dict[str, Any]:
     if not model_args:
         return {}
-    return json.loads(model_args) if isinstance(model_args, str) else dict(model_args)
+    try:
+        mapping = json.loads(model_args) if isinstance(model_args, str) else model_args
+    except ValueError:
+        mapping = None
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"model_args must be a JSON object or key=value pairs, not {model_args!r}")
+    return dict(mapping)
 
 
-def _model_arguments(given: tuple[str, ...], parse_assignments: Callable) -> dict[str, Any]:
+def _model_arguments(given: tuple[str, ...]) -> dict[str, Any]:
     """--model-arg values: key=value each, or a JSON object (as the MLproject passes them)."""
     arguments: dict[str, Any] = {}
     for value in given:

@@ -67,19 +67,15 @@ def fit(
     continues that run from its last checkpoint, given the same model code and arguments. Other options are
     TrainConfig's by name (amp, compile, deterministic, checkpoint_dir, keep_checkpoints, register_model, ...).
     """
-    batch_size, train = _dataset_and_batch_size(train_data, batch_size)
-    val_batch_size, val = _dataset_and_batch_size(val_data, val_batch_size)
-    test = _dataset_and_batch_size(test_data, val_batch_size)[1] if test_data is not None else None
-    for split, dataset in (("training", train), ("validation", val), ("test", test)):
-        if dataset is not None:
-            check_samples(dataset, split)
-    spec = describe_data(train, class_names=class_names)
-    data = DataSplits(train=train, val=val, test=test, spec=spec, name=_import_path(type(train)), source=_import_path(type(train)))
+    data = user_splits(train_data, val_data, test_data, class_names)
     build_metrics = _metrics_builder(metrics)
-    config = _config(model, data, ",".join(build_metrics()), epochs=epochs, batch_size=batch_size, val_batch_size=val_batch_size, device=device, seed=seed, **options)
+    config = _config(
+        model, data, ",".join(build_metrics()), epochs=epochs, batch_size=_batch_size(train_data, batch_size),
+        val_batch_size=_batch_size(val_data, val_batch_size), device=device, seed=seed, **options,
+    )
     recipe = Recipe(
         data=data,
-        build_model=_model_builder(model, spec),
+        build_model=_model_builder(model, data.spec),
         loss_fn=loss_fn if loss_fn is not None else nn.CrossEntropyLoss(),
         build_optimizer=_optimizer_builder(optimizer, config.amp),
         build_metrics=build_metrics,
@@ -91,12 +87,23 @@ def fit(
         return run_experiment(config, recipe=recipe, resume_run_id=resume, progress=sys.stdout.isatty() if progress is None else progress)
 
 
-def _dataset_and_batch_size(data: Data, batch_size: int) -> tuple[int, utils.Dataset]:
-    if isinstance(data, utils.DataLoader):
-        return data.batch_size or batch_size, data.dataset
-    if not isinstance(data, utils.Dataset) and not hasattr(data, "__getitem__"):
-        raise ConfigError(f"fit() takes map-style Datasets of (input, target) pairs or DataLoaders, not a {type(data).__name__}.")
-    return batch_size, data
+def user_splits(train_data: Data, val_data: Data, test_data: Data | None, class_names: Sequence[str] | None = None) -> DataSplits:
+    """A user's splits (a DataLoader's dataset), each checked to yield (input, target) pairs, and described."""
+    splits = {"training": train_data, "validation": val_data, "test": test_data}
+    datasets = {split: data.dataset if isinstance(data, utils.DataLoader) else data for split, data in splits.items()}
+    for split, dataset in datasets.items():
+        if dataset is not None:
+            check_samples(dataset, split)
+    train = datasets["training"]
+    return DataSplits(
+        train=train, val=datasets["validation"], test=datasets["test"], spec=describe_data(train, class_names=class_names),
+        name=_import_path(type(train)), source=_import_path(type(train)),
+    )
+
+
+def _batch_size(data: Data, given: int) -> int:
+    """A DataLoader's batch size, else the one given."""
+    return data.batch_size or given if isinstance(data, utils.DataLoader) else given
 
 
 def _config(model: Any, data: DataSplits, metric_names: str, **settings: Any) -> TrainConfig:

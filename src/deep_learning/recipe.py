@@ -18,7 +18,6 @@ from torchmetrics import Metric, MetricCollection
 from deep_learning.config import IMAGE_FOLDER, TrainConfig
 from deep_learning.data import DataSplits, load_splits
 from deep_learning.errors import ConfigError, first_line
-from deep_learning.factories import is_import_path
 from deep_learning.metrics import build_metrics
 from deep_learning.model import build_model
 from deep_learning.precision import sgd
@@ -51,7 +50,7 @@ def short_name(name: str) -> str:
     """A model's or dataset's name as runs show it: the factory of an import path, the folder of an image folder."""
     if name.startswith(IMAGE_FOLDER):
         return Path(name[len(IMAGE_FOLDER):]).name or "imagefolder"
-    if is_import_path(name) or ":" in name:
+    if ":" in name:  # package.module:factory, or where fit's objects come from
         return name.rpartition(":")[2].rpartition(".")[2]
     return name
 

@@ -35,9 +35,6 @@ class Tracker:
     def log_files(self, paths: Sequence[Path]) -> None:
         """Keep files with the run, at its root."""
 
-    def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
-        """Keep a dict with the run as a JSON or YAML file (by the name's suffix)."""
-
     def log_trained_model(
         self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
     ) -> None:

@@ -238,8 +238,8 @@ class TrackedRun(Tracker):
             self.with_patience(lambda: self._client.log_artifact(self.run_id, str(path)))
 
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
-        """Log a dict as a JSON artifact, or YAML for a .yaml name."""
-        self.with_patience(lambda: self._client.log_dict(self.run_id, data, artifact_file))
+        """Log a dict as a JSON artifact."""
+        self._client.log_dict(self.run_id, data, artifact_file)
 
     def log_trained_model(
         self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
