@@ -179,6 +179,9 @@ def test_a_model_that_does_not_export_is_logged_in_mlflows_pickle_format_saying_
     assert "torch.export cannot export DataDependent" in capsys.readouterr().err
     run = MlflowClient(store).get_run(result.run_id)
     assert run.data.tags["deep_learning.model_format"] == "pickle" and run.info.status == "FINISHED"
+    with tracking_uri(store):
+        logged_models = mlflow.search_logged_models(filter_string=f"source_run_id='{result.run_id}'", output_format="list")
+    assert [(model.name, str(model.status)) for model in logged_models] == [("model", "READY")]  # not the failed attempt
     inputs = _tensors(12).tensors[0]
     with tracking_uri(store):
         logits = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(inputs.numpy())

@@ -260,7 +260,7 @@ class TrackedRun(Tracker):
                 self._client.log_dict(self.run_id, record, artifact_file)
             self._client.log_artifact(self.run_id, str(path))
             with _requirements_check_skipped():
-                model_format = _log_model(cpu_model, example, infer_signature(example, output), registered_name)
+                model_format = _log_model(self._client, cpu_model, example, infer_signature(example, output), registered_name)
             self._client.set_tag(self.run_id, MODEL_FORMAT_TAG, model_format)
 
         try:
@@ -337,7 +337,7 @@ def _requirements_check_skipped() -> Iterator[None]:
         setattr(mlflow_environment, REQUIREMENTS_CHECK, check)
 
 
-def _log_model(model: torch.nn.Module, example: np.ndarray, signature, registered_name: str) -> str:
+def _log_model(client: MlflowClient, model: torch.nn.Module, example: np.ndarray, signature, registered_name: str) -> str:
     """Log the model pickle-free with torch.export ("pt2"); a model that does not export is logged in MLflow's
     pickle format instead, with a warning saying why. Return the format used."""
     options = {
@@ -356,6 +356,10 @@ def _log_model(model: torch.nn.Module, example: np.ndarray, signature, registere
     except Exception as error:
         if not _export_failed(error):
             raise
+        failed = mlflow.last_logged_model()  # MLflow keeps the attempt as a FAILED LoggedModel of the run
+        if failed is not None:
+            with contextlib.suppress(Exception):
+                client.delete_logged_model(failed.model_id)
         print(
             f"Warning: torch.export cannot export {type(model).__name__} ({first_line(error)[:200]}); the model is logged in "
             f"MLflow's pickle format, which runs pickled code when loaded. state_dict.pt holds the weights without pickled code.",
