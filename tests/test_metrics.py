@@ -18,6 +18,7 @@ from deep_learning.metrics import (
     AUROC,
     METRIC_NAMES,
     Accuracy,
+    MacroScore,
     TopKAccuracy,
     accuracy_metric,
     build_metrics,
@@ -64,11 +65,31 @@ def test_metrics_are_built_fresh_by_name_in_the_order_given():
     assert list(metrics) == ["auroc", "accuracy", "top5", "f1", "precision", "recall"]
     assert isinstance(metrics["accuracy"], Accuracy) and isinstance(metrics["auroc"], AUROC)
     assert isinstance(metrics["top5"], TopKAccuracy) and metrics["top5"].k == 5
-    for name, kind in (("f1", MulticlassF1Score), ("precision", MulticlassPrecision), ("recall", MulticlassRecall)):
-        assert isinstance(metrics[name], kind)
-        assert (metrics[name].num_classes, metrics[name].average, metrics[name].validate_args) == (10, "macro", False)
+    for name in ("f1", "precision", "recall"):
+        assert isinstance(metrics[name], MacroScore) and (metrics[name].num_classes, metrics[name].score) == (10, name)
     assert build_metrics(["accuracy"], 10)["accuracy"] is not build_metrics(["accuracy"], 10)["accuracy"]
     assert build_metrics(["top5"], 3)["top5"].k == 3
+
+
+@pytest.mark.parametrize("score, reference", [("f1", MulticlassF1Score), ("precision", MulticlassPrecision), ("recall", MulticlassRecall)])
+@pytest.mark.parametrize("num_classes", [2, 10])
+def test_macro_scores_equal_torchmetrics_macro_scores_batch_by_batch(score, reference, num_classes):
+    generator = torch.Generator().manual_seed(num_classes)
+    ours, theirs = MacroScore(num_classes, score), reference(num_classes, average="macro")
+    for batch in range(30):
+        logits = torch.randn(64, num_classes, generator=generator)
+        # Early batches leave the top classes out entirely (neither predicted nor true); ties take the first highest logit.
+        present = max(1, min(num_classes, batch // 2))
+        logits[:, present:] = -10.0
+        logits[0] = logits[0].max()
+        target = torch.randint(0, present, (64,), generator=generator)
+        target[: batch * 2] = logits[: batch * 2].argmax(dim=1)
+        ours.update(logits, target)
+        theirs.update(logits, target)
+        assert ours.compute().item() == pytest.approx(theirs.compute().item(), abs=1e-6), batch
+    ours.reset()
+    with pytest.warns(UserWarning, match="called before the ``update``"):
+        assert ours.compute().item() == 0.0
 
 
 @pytest.mark.parametrize("num_classes", [3, 10])

@@ -1,4 +1,4 @@
-"""The metrics a run can log, by name: our accuracy and AUROC, torchmetrics' others, none reading the host per batch."""
+"""The metrics a run can log, by name, each equal to torchmetrics' (tested) with a cheaper update that never reads the host."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.classification import MulticlassF1Score, MulticlassPrecision, MulticlassRecall
 from torchmetrics.utilities import dim_zero_cat
 
 from deep_learning.errors import ConfigError
@@ -73,6 +72,47 @@ class TopKAccuracy(Metric):
         return self.correct.float() / self.total.clamp(min=1).float()
 
 
+class MacroScore(Metric):
+    """Macro-averaged F1, precision or recall: torchmetrics' `MulticlassF1Score` (and kin) with `average="macro"`'s value.
+
+    The update counts the batch into a confusion matrix with one scatter-add (three kernels and no
+    argument checks, where torchmetrics' stat-scores update runs a dozen and checks its arguments).
+    As torchmetrics does, a class with neither predictions nor samples is left out of the average.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    confusion: Tensor
+
+    def __init__(self, num_classes: int, score: str) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.score = score
+        self.add_state("confusion", torch.zeros(num_classes * num_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """Count a batch: `logits` of shape (N, classes), `target` class indices of shape (N,)."""
+        cells = target.reshape(-1) * self.num_classes + logits.argmax(dim=1)
+        self.confusion.scatter_add_(0, cells, torch.ones_like(cells))
+
+    def compute(self) -> Tensor:
+        """The score of each class from its true and false positives and negatives, averaged over the classes seen."""
+        confusion = self.confusion.reshape(self.num_classes, self.num_classes).double()
+        true_positives = confusion.diagonal()
+        false_positives = confusion.sum(dim=0) - true_positives
+        false_negatives = confusion.sum(dim=1) - true_positives
+        numerator, denominator = {
+            "precision": (true_positives, true_positives + false_positives),
+            "recall": (true_positives, true_positives + false_negatives),
+            "f1": (2 * true_positives, 2 * true_positives + false_positives + false_negatives),
+        }[self.score]
+        per_class = numerator / denominator.clamp(min=1)
+        seen = (true_positives + false_positives + false_negatives > 0).double()
+        return ((per_class * seen).sum() / seen.sum().clamp(min=1)).float()
+
+
 class AUROC(Metric):
     """Macro one-vs-rest AUROC over softmax probabilities: `MulticlassAUROC(average="macro", thresholds=None)`'s value.
 
@@ -124,9 +164,9 @@ METRIC_NAMES = ("accuracy", "f1", "precision", "recall", "auroc", "top5")
 
 _BUILDERS: dict[str, Callable[[int], Metric]] = {
     "accuracy": lambda num_classes: Accuracy(),
-    "f1": lambda num_classes: MulticlassF1Score(num_classes, average="macro", validate_args=False),
-    "precision": lambda num_classes: MulticlassPrecision(num_classes, average="macro", validate_args=False),
-    "recall": lambda num_classes: MulticlassRecall(num_classes, average="macro", validate_args=False),
+    "f1": lambda num_classes: MacroScore(num_classes, "f1"),
+    "precision": lambda num_classes: MacroScore(num_classes, "precision"),
+    "recall": lambda num_classes: MacroScore(num_classes, "recall"),
     "auroc": AUROC,
     "top5": lambda num_classes: TopKAccuracy(min(5, num_classes)),
 }
