@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from deep_learning import distributed, tracking
 from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
-from deep_learning.data import make_loaders, split_digest
+from deep_learning.data import TensorLoader, make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.distributed import Cluster
 from deep_learning.errors import CheckpointError, DeepLearningError, DistributedFailure, Interrupted, TrackingError, TrainingDiverged, first_line
@@ -290,12 +290,22 @@ def _open(assembly: Assembly, run: Tracker) -> None:
     print(f"{action} ({run.run_name}) on {assembly.description['name']} [{assembly.device}]", flush=True)
     if not assembly.is_main:
         return
-    splits = {"training": data.train, "validation": data.val, "test": data.test}
-    run.log_datasets(assembly.recipe.dataset_name, data.source, {name: split_digest(split) for name, split in splits.items() if split is not None})
+    run.log_datasets(assembly.recipe.dataset_name, data.source, _digests(assembly))
     logged = run.logged_epochs()
     for result in assembly.history:
         if result.epoch not in logged:
             run.log_epoch(result)
+
+
+def _digests(assembly: Assembly) -> dict[str, str]:
+    """Each split's content digest, hashed from the tensors its loader already decoded where it has them (one process)."""
+    data = assembly.recipe.data
+    digests = {}
+    for name, split, loader in zip(("training", "validation", "test"), (data.train, data.val, data.test), assembly.loaders):
+        if split is not None:
+            decoded = loader.dataset.tensors if isinstance(loader, TensorLoader) and assembly.cluster is None else None
+            digests[name] = split_digest(split, decoded)
+    return digests
 
 
 def _for_the_loop(assembly: Assembly) -> torch.nn.Module:
