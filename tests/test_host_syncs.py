@@ -15,9 +15,11 @@ from torchmetrics import MetricCollection
 
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads, cuda_syncs, host_reads
 from deep_learning.config import TrainConfig
+from deep_learning.controls import stepper_for
 from deep_learning.data import load_splits, make_loaders
 from deep_learning.metrics import METRIC_NAMES, accuracy_metric, build_metrics
 from deep_learning.model import build_model
+from deep_learning.optimization import build_optimizer, build_schedule, lr_scheduler
 from deep_learning.precision import grad_scaler, sgd, with_amp
 from deep_learning.reproducibility import set_seed
 from deep_learning.training import evaluate, train
@@ -121,3 +123,20 @@ def test_new_models_with_every_metric_read_once_per_pass(train_dl, model_name, a
                 assert dict(reads) == {"tolist": 1}, reads
             else:
                 assert reads["tolist"] == 1 and set(reads) <= {"tolist", "bincount"}, reads
+
+
+@pytest.mark.parametrize(("optimizer_name", "amp"), [("sgd", "off"), ("sgd", "fp16"), ("adamw", "bf16"), ("adamw", "fp16")])
+def test_clipping_accumulation_and_a_schedule_read_nothing_per_batch(train_dl, optimizer_name, amp):
+    config = TrainConfig(optimizer=optimizer_name, amp=amp, lr_schedule="cosine", warmup_epochs=1, epochs=2, grad_clip_norm=0.5, accumulate_batches=2)
+    counts = []
+    for length in COUNTED_BATCHES:
+        set_seed(0)
+        model = build_model()
+        batches = list(itertools.islice(train_dl, length))
+        optimizer, scaler = build_optimizer(model.parameters(), config), grad_scaler(CPU, amp)
+        stepper = stepper_for(config, optimizer, scaler, lr_scheduler(optimizer, build_schedule(config, length)), 0)
+        counts.append(count_host_reads(
+            lambda: train(with_amp(model, CPU, amp), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, stepper=stepper)
+        ))
+        assert stepper.epoch_stats["grad_norm_max"] > 0 and stepper.global_step == (length + 1) // 2
+    assert [dict(reads) for reads in counts] == [{"tolist": 1}, {"tolist": 1}]

@@ -15,12 +15,13 @@ from deep_learning import __version__
 from deep_learning.config import TrainConfig
 from deep_learning.errors import CheckpointError, first_line
 from deep_learning.reproducibility import restore_rng_state, rng_state
+from deep_learning.stopping import Monitor
 from deep_learning.training import EpochResult
 
 FORMAT = 1
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
 # Where a run is, not what it computes: these may differ when a run is resumed.
-RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints", "register_model"}
+RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints", "keep_best", "register_model", "log_every_n_steps", "profile"}
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -56,18 +57,24 @@ class Checkpointer:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         grad_scaler: torch.amp.GradScaler | None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         config: TrainConfig,
         device: torch.device,
         history: list[EpochResult],
         on_saved: Callable[[Path, list[Path]], None],
         world_size: int = 1,
         params: dict[str, Any] | None = None,
+        keep_best: int = 0,
+        monitor: Monitor | None = None,
     ) -> None:
         self.folder = folder
         self.keep = keep
+        self.keep_best = keep_best
+        self.monitor = monitor or Monitor.of(config)
         self.model = model
         self.optimizer = optimizer
         self.grad_scaler = grad_scaler
+        self.scheduler = scheduler
         self.config = config
         self.device = device
         self.history = list(history)
@@ -88,6 +95,7 @@ class Checkpointer:
             "model": {key: value.detach().cpu() for key, value in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "history": [dataclasses.asdict(entry) for entry in self.history],
             "rng": rng_state(self.device),
         }
@@ -100,10 +108,16 @@ class Checkpointer:
         except OSError as error:
             raise CheckpointError(f"Cannot write checkpoint {path}: {error.strerror or error}. Free space or set --checkpoint-dir.") from None
         self.last_saved = path
-        stale = checkpoints_in(self.folder)[: -self.keep]
+        stale = [old for old in checkpoints_in(self.folder) if old.name not in self.kept_names()]
         for old in stale:
             old.unlink(missing_ok=True)
         self.on_saved(path, stale)
+
+    def kept_names(self) -> set[str]:
+        """The checkpoints kept: the latest `keep` epochs', and the `keep_best` best by the monitored metric."""
+        latest = [result.epoch for result in self.history[-self.keep:]]
+        best = [result.epoch for result in self.monitor.ranked(self.history)[: self.keep_best]] if self.keep_best else []
+        return {checkpoint_name(epoch) for epoch in latest + best}
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -145,8 +159,8 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]):
             yield name, saved.get(name), current.get(name)
 
 
-def restore(checkpoint: dict[str, Any], *, model, optimizer, grad_scaler, device: torch.device) -> list[EpochResult]:
-    """Load model, optimizer, scaler and RNG states from a checkpoint; return the history so far."""
+def restore(checkpoint: dict[str, Any], *, model, optimizer, grad_scaler, device: torch.device, scheduler=None) -> list[EpochResult]:
+    """Load model, optimizer, scaler, schedule and RNG states from a checkpoint; return the history so far."""
     model.load_state_dict(checkpoint["model"])
     kernels = [group.get("fused") for group in optimizer.param_groups]
     optimizer.load_state_dict(checkpoint["optimizer"])
@@ -154,5 +168,7 @@ def restore(checkpoint: dict[str, Any], *, model, optimizer, grad_scaler, device
         group["fused"] = fused  # which kernel steps is this version's choice (see precision.sgd), not the run's state
     if grad_scaler is not None and checkpoint["grad_scaler"] is not None:
         grad_scaler.load_state_dict(checkpoint["grad_scaler"])
+    if scheduler is not None and checkpoint.get("scheduler") is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
     restore_rng_state(checkpoint["rng"], device)
     return [EpochResult(**entry) for entry in checkpoint["history"]]

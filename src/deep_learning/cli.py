@@ -18,11 +18,13 @@ import click
 
 from deep_learning import __version__
 from deep_learning.comparison import FORMATS
-from deep_learning.config import ALL_DEVICES, AMP_MODES, DATASETS, LOADERS, TrainConfig, option_name, read_config_file
+from deep_learning.config import (
+    ALL_DEVICES, AMP_MODES, DATASETS, LOADERS, LR_SCHEDULES, MONITOR_MODES, OPTIMIZERS, TrainConfig, option_name, read_config_file,
+)
 from deep_learning.errors import ConfigError, DeepLearningError, InputError, Interrupted, first_line
 from deep_learning.factories import parse_assignments
 
-_CHOICES = {"loader": LOADERS, "amp": AMP_MODES}
+_CHOICES = {"loader": LOADERS, "amp": AMP_MODES, "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "monitor_mode": MONITOR_MODES}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
 # Given once per argument (--model-arg dim=64 --model-arg depth=2); the field holds them as one JSON object.
 _REPEATED = {"model_args": "--model-arg"}

@@ -22,6 +22,10 @@ MODELS = ("mlp", "cnn", "transformer")  # built in; also package.module:factory
 LOADERS = ("tensor", "dataloader")
 AMP_MODES = ("off", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
+OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
+LR_SCHEDULES = ("constant", "step", "cosine", "onecycle")
+MONITOR_MODES = ("auto", "min", "max")
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")  # metric name endings that auto mode minimises
 ALL_DEVICES = "all"  # `train --device all`: one run per available device, under one parent run
 
 
@@ -38,7 +42,18 @@ class TrainConfig:
     model_args: str = field(default="", metadata=_help("Arguments of the model's factory: key=value (repeatable; JSON values) or a JSON object."))
     metrics: str = field(default="accuracy", metadata=_help("Metrics to log, comma-separated: accuracy, f1, precision, recall, auroc, top5."))
     epochs: int = field(default=5, metadata=_help("Number of training epochs."))
-    lr: float = field(default=0.1, metadata=_help("SGD learning rate."))
+    lr: float = field(default=0.1, metadata=_help("Learning rate (the peak one, with a schedule)."))
+    optimizer: str = field(default="sgd", metadata=_help("sgd (the chapter's), adamw, adam or rmsprop."))
+    momentum: float = field(default=0.0, metadata=_help("Momentum of sgd and rmsprop."))
+    weight_decay: float = field(default=0.0, metadata=_help("Weight decay (L2 for sgd, adam and rmsprop; decoupled for adamw)."))
+    adam_beta1: float = field(default=0.9, metadata=_help("Adam and AdamW's beta1."))
+    adam_beta2: float = field(default=0.999, metadata=_help("Adam and AdamW's beta2."))
+    lr_schedule: str = field(default="constant", metadata=_help("constant, step (per epoch), cosine or onecycle (per step); after --warmup-epochs."))
+    warmup_epochs: float = field(default=0.0, metadata=_help("Epochs of linear warm-up from lr/steps to lr, stepped per optimizer step (onecycle: its rising phase)."))
+    lr_step_size: int = field(default=1, metadata=_help("The step schedule multiplies the lr by --lr-gamma every N epochs."))
+    lr_gamma: float = field(default=0.1, metadata=_help("The step schedule's factor."))
+    grad_clip_norm: float = field(default=0.0, metadata=_help("Clip the gradients' total 2-norm to X (0: off); logs grad_norm_mean and grad_norm_max."))
+    accumulate_batches: int = field(default=1, metadata=_help("Step the optimizer once every N batches, on their mean loss."))
     batch_size: int = field(default=64, metadata=_help("Training batch size."))
     val_batch_size: int = field(default=128, metadata=_help("Validation and test batch size."))
     seed: int = field(default=42, metadata=_help("Seed for Python, NumPy and torch (model init, shuffling)."))
@@ -54,6 +69,13 @@ class TrainConfig:
     amp: str = field(default="off", metadata=_help("Mixed precision: off, bf16 or fp16 (autocast; fp16 adds a GradScaler)."))
     checkpoint_dir: str = field(default="checkpoints", metadata=_help("Local folder for per-epoch checkpoints (one subfolder per run)."))
     keep_checkpoints: int = field(default=1, metadata=_help("How many of the latest epoch checkpoints to keep, locally and in the run."))
+    keep_best: int = field(default=0, metadata=_help("Also keep the N best checkpoints by --monitor, locally and as LoggedModels of the run."))
+    early_stopping_patience: int = field(default=0, metadata=_help("Stop after N epochs without improvement of --monitor (0: off)."))
+    monitor: str = field(default="val_loss", metadata=_help("The epoch metric early stopping and the best checkpoints follow: val_loss, val_accuracy, train_loss, ..."))
+    monitor_mode: str = field(default="auto", metadata=_help("min or max: which way --monitor improves (auto: min for a loss or error, else max)."))
+    restore_best: bool = field(default=False, metadata=_help("Score the test split and log the model of the best epoch by --monitor, not the last."))
+    log_every_n_steps: int = field(default=0, metadata=_help("Also log train_loss_step and lr_step every N optimizer steps (0: off)."))
+    profile: bool = field(default=False, metadata=_help("Record a torch.profiler trace of a few steps of the first epoch (artifacts profile/)."))
     register_model: str = field(default="", metadata=_help("Register the logged model under this name in the model registry (empty: don't)."))
 
     def __post_init__(self) -> None:
@@ -98,16 +120,16 @@ def _problems(config: TrainConfig):
             yield f"model_args must be a JSON object, not {config.model_args!r}"
     if not config.metric_names:
         yield "metrics must name at least one metric"
-    for name in ("epochs", "batch_size", "val_batch_size", "keep_checkpoints"):
+    for name in ("epochs", "batch_size", "val_batch_size", "keep_checkpoints", "lr_step_size", "accumulate_batches"):
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_int(value) or value < 1:
             yield f"{name} must be a positive integer, not {value!r}"
-    if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr) or config.lr <= 0:
-        yield f"lr must be a finite number above 0, not {config.lr!r}"
-    for name in ("train_subset", "image_size"):
+    for name in ("train_subset", "image_size", "keep_best", "early_stopping_patience", "log_every_n_steps"):
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not _is_int(value) or value < 0:
             yield f"{name} must be 0 or a positive integer, not {value!r}"
+    yield from _optimization_problems(config)
+    yield from _monitor_problems(config)
     if not isinstance(config.val_fraction, (int, float)) or not 0 <= config.val_fraction < 1:
         yield f"val_fraction must be 0 (the dataset's own) or a number between 0 and 1, not {config.val_fraction!r}"
     if config.loader not in LOADERS:
@@ -120,6 +142,59 @@ def _problems(config: TrainConfig):
         yield f"amp must be one of {', '.join(AMP_MODES)}, not {config.amp!r}"
     if not config.device.strip():
         yield "device must not be empty"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optimization_problems(config: TrainConfig):
+    if config.optimizer not in OPTIMIZERS:
+        yield f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}"
+    if not _is_number(config.lr) or config.lr <= 0:
+        yield f"lr must be a finite number above 0, not {config.lr!r}"
+    for name in ("momentum", "weight_decay", "grad_clip_norm"):
+        value = getattr(config, name)
+        if not _is_number(value) or value < 0:
+            yield f"{name} must be a finite number, 0 or above, not {value!r}"
+    if config.optimizer in ("adam", "adamw") and config.momentum:
+        yield f"momentum is for sgd and rmsprop; {config.optimizer}'s momentum is --adam-beta1"
+    for name in ("adam_beta1", "adam_beta2"):
+        value = getattr(config, name)
+        if not _is_number(value) or not 0 <= value < 1:
+            yield f"{name} must be a number from 0 to below 1, not {value!r}"
+    if config.lr_schedule not in LR_SCHEDULES:
+        yield f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {config.lr_schedule!r}"
+    if not _is_number(config.warmup_epochs) or config.warmup_epochs < 0:
+        yield f"warmup_epochs must be a finite number, 0 or above, not {config.warmup_epochs!r}"
+    elif _is_int(config.epochs) and config.warmup_epochs >= max(config.epochs, 1):
+        yield f"warmup_epochs ({config.warmup_epochs}) must be fewer than the epochs ({config.epochs})"
+    if not _is_number(config.lr_gamma) or config.lr_gamma <= 0:
+        yield f"lr_gamma must be a finite number above 0, not {config.lr_gamma!r}"
+
+
+def _monitor_problems(config: TrainConfig):
+    if config.monitor_mode not in MONITOR_MODES:
+        yield f"monitor_mode must be one of {', '.join(MONITOR_MODES)}, not {config.monitor_mode!r}"
+    monitored = monitorable(config.metric_names)
+    if config.monitor not in monitored:
+        yield f"monitor must be one of the epoch metrics {', '.join(monitored)}, not {config.monitor!r}"
+
+
+def monitorable(metric_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The epoch metrics a run can monitor: each split's loss and metrics, validation first."""
+    return tuple(f"{split}_{name}" for split in ("val", "train") for name in ("loss", *metric_names))
+
+
+def monitor_direction(monitor: str, mode: str = "auto") -> str:
+    """Which way `monitor` improves: `mode` when given, else min for a loss or an error, max for a score."""
+    if mode != "auto":
+        return mode
+    return "min" if monitor.endswith(LOWER_IS_BETTER) else "max"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

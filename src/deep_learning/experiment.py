@@ -21,22 +21,27 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from deep_learning import distributed, tracking
-from deep_learning.checkpoints import Checkpointer, check_compatible, latest_checkpoint, load_checkpoint, restore
+from deep_learning.checkpoints import Checkpointer, check_compatible, checkpoint_name, latest_checkpoint, load_checkpoint, restore
 from deep_learning.config import TrainConfig
+from deep_learning.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
 from deep_learning.data import TensorLoader, make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.distributed import Cluster
 from deep_learning.errors import CheckpointError, DeepLearningError, DistributedFailure, Interrupted, TrackingError, TrainingDiverged, first_line
 from deep_learning.model import count_parameters
+from deep_learning.optimization import build_schedule, lr_scheduler, optimizer_steps
 from deep_learning.precision import grad_scaler, with_options
+from deep_learning.profiling import StepProfiler
 from deep_learning.progress import TrainingProgress
 from deep_learning.recipe import Recipe, check_model_output, recipe_from_config
 from deep_learning.reproducibility import set_seed
 from deep_learning.scoring import class_scores
+from deep_learning.stopping import Monitor
 from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult, evaluate, train_and_evaluate
 
 EXAMPLE_SAMPLES = 2
+PROFILE_ARTIFACTS = "profile"  # the run's folder of the profiler's trace and table
 
 Resumed = tuple[str, dict[str, Any]]  # the run id and its checkpoint
 
@@ -75,6 +80,8 @@ class Assembly:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    steps_per_epoch: int
     loaders: tuple[Any, Any, Any]
     history: list[EpochResult]
     description: dict[str, Any]
@@ -222,15 +229,19 @@ def assemble(config: TrainConfig, recipe: Recipe, device: torch.device, cluster:
     check_model_output(model, example_batch(recipe).to(device), recipe.data.spec.num_classes, recipe.model_name)
     optimizer = recipe.build_optimizer(model.parameters())
     scaler = grad_scaler(device, config.amp)
+    steps_per_epoch = optimizer_steps(len(loaders[0]), config.accumulate_batches)
+    scheduler = lr_scheduler(optimizer, build_schedule(config, steps_per_epoch))
     extra_params = recipe.extra_params(model, optimizer)
     history = []
     if checkpoint is not None:
         check_compatible(checkpoint, config, cluster.world_size if cluster else 1, extra_params)
-        history = restore(checkpoint, model=model, optimizer=optimizer, grad_scaler=scaler, device=device)
+        history = restore(checkpoint, model=model, optimizer=optimizer, grad_scaler=scaler, scheduler=scheduler, device=device)
     description = describe_device(device)
     if cluster:
         description["ranks"] = distributed.gather(description | {"rank": cluster.rank})
-    return Assembly(config, recipe, device, cluster, model, optimizer, scaler, loaders, history, description, extra_params)
+    return Assembly(
+        config, recipe, device, cluster, model, optimizer, scaler, scheduler, steps_per_epoch, loaders, history, description, extra_params
+    )
 
 
 def run_params(assembly: Assembly) -> dict[str, Any]:
@@ -270,13 +281,15 @@ def _train(
         folder = Path(config.checkpoint_dir) / run.run_id
         checkpointer = Checkpointer(
             folder, keep=config.keep_checkpoints, model=assembly.model, optimizer=assembly.optimizer, grad_scaler=assembly.scaler,
-            config=config, device=device, history=assembly.history, on_saved=run.log_checkpoint, world_size=assembly.world_size,
-            params=assembly.extra_params,
+            scheduler=assembly.scheduler, config=config, device=device, history=assembly.history, on_saved=run.log_checkpoint,
+            world_size=assembly.world_size, params=assembly.extra_params, keep_best=max(config.keep_best, int(config.restore_best)),
         )
         _open(assembly, run)
         training_model = _for_the_loop(assembly)
         try:
             history = assembly.history + _epochs(assembly, training_model, run, checkpointer, progress)
+            if config.restore_best:
+                _restore_best(assembly, run, history, folder)
             test_metrics = _finish(assembly, training_model, run, history, folder)
         except BaseException as error:
             raise _reason_to_stop(error, run, checkpointer, cluster is not None) from None
@@ -329,16 +342,44 @@ def _after_each_epoch(assembly: Assembly, run: Tracker, checkpointer: Checkpoint
 
 
 def _epochs(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, checkpointer: Checkpointer, progress: bool) -> list[EpochResult]:
-    """Train and validate the epochs left."""
+    """Train and validate the epochs left, with the controls the config turns on; stop early where it says."""
     config, recipe = assembly.config, assembly.recipe
     train_dl, val_dl, _ = assembly.loaders
     first_epoch = len(assembly.history) + 1
-    return train_and_evaluate(
-        model=training_model, train_dl=train_dl, val_dl=val_dl, loss_fn=recipe.loss_fn, optimizer=assembly.optimizer,
-        metric=recipe.metrics(), val_metric=recipe.metrics(), num_epochs=config.epochs, device=assembly.device,
-        on_epoch=_after_each_epoch(assembly, run, checkpointer), grad_scaler=assembly.scaler, start_epoch=first_epoch,
-        on_batch=TrainingProgress(len(train_dl), first_epoch, config.epochs) if progress else None,
-    )
+    stepper = stepper_for(config, assembly.optimizer, assembly.scaler, assembly.scheduler, len(assembly.history) * assembly.steps_per_epoch)
+    stopper = Stopper(config, assembly.history)
+    # Rank 0 profiles the first epoch this process trains; the profiler stops itself after its last step.
+    profiler = StepProfiler(checkpointer.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=len(train_dl)) if config.profile and assembly.is_main else None
+    on_batch = each_batch([
+        TrainingProgress(len(train_dl), first_epoch, config.epochs) if progress else None,
+        StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
+        profiler,
+    ])
+    with profiler or contextlib.nullcontext():
+        history = train_and_evaluate(
+            model=training_model, train_dl=train_dl, val_dl=val_dl, loss_fn=recipe.loss_fn, optimizer=assembly.optimizer,
+            metric=recipe.metrics(), val_metric=recipe.metrics(), num_epochs=config.epochs, device=assembly.device,
+            on_epoch=_after_each_epoch(assembly, run, checkpointer), start_epoch=first_epoch,
+            on_batch=on_batch, stepper=stepper, should_stop=stopper.should_stop,
+        )
+    if profiler is not None:
+        run.log_files(profiler.files(), PROFILE_ARTIFACTS)
+    stopper.record(run)
+    return history
+
+
+def _restore_best(assembly: Assembly, run: Tracker, history: list[EpochResult], folder: Path) -> None:
+    """Load the best epoch's weights (rank 0 reads its checkpoint and hands them to the other ranks)."""
+    payload: list[Any] = [None]
+    if assembly.is_main:
+        tracking.download_checkpoint(run.run_id, folder, checkpoint_name(Monitor.of(assembly.config).best(history).epoch))
+        payload = [best_weights(assembly.config, history, folder)]
+    if assembly.cluster:
+        distributed.broadcast(payload)
+    epoch, weights = payload[0]
+    assembly.model.load_state_dict(weights)
+    print(f"Restored the weights of epoch {epoch}, the best by {assembly.config.monitor}", flush=True)
+    run.set_tags({RESTORED_EPOCH_TAG: str(epoch)})
 
 
 def _reason_to_stop(error: BaseException, run: Tracker, checkpointer: Checkpointer, distributed_job: bool) -> BaseException:
@@ -363,7 +404,7 @@ def _finish(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, h
         loss, scores = evaluate(training_model, test_dl, recipe.loss_fn, recipe.metrics().to(device), device)
         test_metrics = {"test_loss": loss, **{f"test_{name}": value for name, value in scores.items()}}
         print("Test | " + " | ".join(f"{name.removeprefix('test_')}: {value:.4f}" for name, value in test_metrics.items()), flush=True)
-        run.log_metrics(test_metrics, step=config.epochs)
+        run.log_metrics(test_metrics, step=history[-1].epoch)
     if not run.flush(wait_seconds=tracking.patience_seconds()):
         unsent = run.save_pending(folder)
         raise TrackingError(

@@ -27,7 +27,7 @@ from deep_learning.experiment import ExperimentResult, run_experiment
 from deep_learning.factories import call_factory, is_import_path
 from deep_learning.interruption import signals_interrupt_runs
 from deep_learning.metrics import Accuracy
-from deep_learning.precision import sgd
+from deep_learning.optimization import build_optimizer
 from deep_learning.recipe import Recipe
 
 Data = utils.Dataset | utils.DataLoader
@@ -35,7 +35,9 @@ Data = utils.Dataset | utils.DataLoader
 IMPLEMENTATION_SWITCHES = {"foreach", "fused", "capturable", "differentiable"}
 # fit's own arguments; any other TrainConfig field may be given by name as well.
 FIT_FIELDS = {"epochs", "batch_size", "val_batch_size", "device", "seed"}
-NOT_FOR_FIT = {"dataset", "model", "model_args", "metrics", "lr", "train_subset", "val_fraction", "image_size", "split_seed"}
+NOT_FOR_FIT = {"dataset", "model", "model_args", "metrics", "train_subset", "val_fraction", "image_size", "split_seed", "optimizer"}
+# The hyperparameters of an optimizer fit builds (optimizer=None or a name); a user's optimizer holds its own.
+OPTIMIZER_SETTINGS = {"lr", "momentum", "weight_decay", "adam_beta1", "adam_beta2"}
 
 
 def fit(
@@ -45,7 +47,7 @@ def fit(
     *,
     test_data: Data | None = None,
     loss_fn: nn.Module | None = None,
-    optimizer: optim.Optimizer | Callable[[Iterable[nn.Parameter]], optim.Optimizer] | None = None,
+    optimizer: optim.Optimizer | Callable[[Iterable[nn.Parameter]], optim.Optimizer] | str | None = None,
     metrics: Mapping[str, Metric] | MetricCollection | Metric | None = None,
     epochs: int = TrainConfig.epochs,
     batch_size: int = TrainConfig.batch_size,
@@ -62,25 +64,26 @@ def fit(
 
     `model` is a module, or a factory called (after seeding) with `num_classes` and `input_shape` when it names them.
     Data are map-style datasets of (input, target) pairs, or DataLoaders (their dataset and batch size are used).
-    `loss_fn` defaults to cross-entropy, `optimizer` (an optimizer, or a factory of the parameters) to the chapter's
-    SGD at lr 0.1, `metrics` (by name) to accuracy. `params` are logged beside what fit knows. `resume=RUN_ID`
+    `loss_fn` defaults to cross-entropy, `optimizer` (an optimizer, a factory of the parameters, or a name: sgd, adamw,
+    adam, rmsprop, with lr, momentum, weight_decay, ... as options) to the chapter's SGD at lr 0.1, `metrics` (by name)
+    to accuracy. `params` are logged beside what fit knows. `resume=RUN_ID`
     continues that run from its last checkpoint, given the same model code and arguments. Other options are
     TrainConfig's by name (amp, compile, deterministic, checkpoint_dir, keep_checkpoints, register_model, ...).
     """
     data = user_splits(train_data, val_data, test_data, class_names)
     build_metrics = _metrics_builder(metrics)
     config = _config(
-        model, data, ",".join(build_metrics()), epochs=epochs, batch_size=_batch_size(train_data, batch_size),
+        model, data, ",".join(build_metrics()), optimizer, epochs=epochs, batch_size=_batch_size(train_data, batch_size),
         val_batch_size=_batch_size(val_data, val_batch_size), device=device, seed=seed, **options,
     )
     recipe = Recipe(
         data=data,
         build_model=_model_builder(model, data.spec),
         loss_fn=loss_fn if loss_fn is not None else nn.CrossEntropyLoss(),
-        build_optimizer=_optimizer_builder(optimizer, config.amp),
+        build_optimizer=_optimizer_builder(optimizer, config),
         build_metrics=build_metrics,
         model_name=_model_name(model),
-        extra_params=lambda built, built_optimizer: _known_params(built, built_optimizer, data, params or {}),
+        extra_params=lambda built, built_optimizer: _known_params(built, built_optimizer if _is_users(optimizer) else None, data, params or {}),
     )
     # SIGTERM ends the run KILLED, as Ctrl-C's KeyboardInterrupt does; Ctrl-C itself keeps Python's (and a notebook's) behaviour.
     with signals_interrupt_runs((signal.SIGTERM,)):
@@ -106,13 +109,17 @@ def _batch_size(data: Data, given: int) -> int:
     return data.batch_size or given if isinstance(data, utils.DataLoader) else given
 
 
-def _config(model: Any, data: DataSplits, metric_names: str, **settings: Any) -> TrainConfig:
+def _config(model: Any, data: DataSplits, metric_names: str, optimizer: Any, **settings: Any) -> TrainConfig:
     """The run's settings: fit's arguments and the TrainConfig options given by name."""
     given = set(settings) - FIT_FIELDS
     known = {field.name for field in dataclasses.fields(TrainConfig)} - NOT_FOR_FIT - FIT_FIELDS
     unknown = sorted(given - known)
     if unknown:
         raise ConfigError(f"fit() has no option {unknown[0]!r}; its options besides its arguments are {', '.join(sorted(known))}.")
+    if _is_users(optimizer) and given & OPTIMIZER_SETTINGS:
+        raise ConfigError(f"{sorted(given & OPTIMIZER_SETTINGS)[0]} is a setting of the optimizer you pass: set it there, or pass optimizer='sgd' (or adamw, ...).")
+    if isinstance(optimizer, str):
+        settings["optimizer"] = optimizer
     if "loader" not in settings:
         settings["loader"] = "tensor" if all(is_tensor_backed(split) for split in (data.train, data.val, data.test) if split is not None) else "dataloader"
     return TrainConfig(model=_model_path(model), dataset=data.name, metrics=metric_names, **settings)
@@ -149,9 +156,14 @@ def _model_builder(model: Any, spec) -> Callable[[], nn.Module]:
     return build
 
 
-def _optimizer_builder(optimizer: Any, amp: str) -> Callable[[Iterable[nn.Parameter]], optim.Optimizer]:
-    if optimizer is None:
-        return lambda parameters: sgd(parameters, TrainConfig.lr, amp)
+def _is_users(optimizer: Any) -> bool:
+    """Whether fit was given an optimizer (or its factory) rather than the name of one it builds."""
+    return optimizer is not None and not isinstance(optimizer, str)
+
+
+def _optimizer_builder(optimizer: Any, config: TrainConfig) -> Callable[[Iterable[nn.Parameter]], optim.Optimizer]:
+    if not _is_users(optimizer):
+        return lambda parameters: build_optimizer(parameters, config)
     if isinstance(optimizer, optim.Optimizer):
         return lambda parameters: _same_parameters(optimizer, parameters)
     if not callable(optimizer):
@@ -189,15 +201,15 @@ def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
-def _known_params(model: nn.Module, optimizer: optim.Optimizer, data: DataSplits, params: Mapping[str, Any]) -> dict[str, str]:
-    """What fit knows of its objects, logged without the user listing it: model, optimizer and its hyperparameters, data."""
-    hyperparameters = {
-        f"optimizer.{name}" if name != "lr" else "lr": value
-        for name, value in optimizer.defaults.items() if name not in IMPLEMENTATION_SWITCHES
+def _known_params(model: nn.Module, optimizer: optim.Optimizer | None, data: DataSplits, params: Mapping[str, Any]) -> dict[str, str]:
+    """What fit knows of its objects, logged without the user listing it: model, the user's optimizer and its
+    hyperparameters (one fit builds is the config's), data."""
+    hyperparameters = {} if optimizer is None else {
+        "optimizer": type(optimizer).__name__,
+        **{f"optimizer.{name}" if name != "lr" else "lr": value for name, value in optimizer.defaults.items() if name not in IMPLEMENTATION_SWITCHES},
     }
     known = {
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "optimizer": type(optimizer).__name__,
         **hyperparameters,
         "input_shape": list(data.spec.input_shape),
         "num_classes": data.spec.num_classes,

@@ -20,7 +20,7 @@ from deep_learning.data import DataSplits, load_splits
 from deep_learning.errors import ConfigError, first_line
 from deep_learning.metrics import build_metrics
 from deep_learning.model import build_model
-from deep_learning.precision import sgd
+from deep_learning.optimization import build_optimizer
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def recipe_from_config(config: TrainConfig, data_root: str | Path | None = None)
         data=data,
         build_model=lambda: build_model(config.model, spec.input_shape, spec.num_classes, **config.model_arguments),
         loss_fn=nn.CrossEntropyLoss(),
-        build_optimizer=lambda parameters: sgd(parameters, config.lr, config.amp),
+        build_optimizer=lambda parameters: build_optimizer(parameters, config),
         build_metrics=lambda: build_metrics(config.metric_names, spec.num_classes),
         model_name=short_name(config.model),
     )

@@ -26,14 +26,17 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Record metrics at a step."""
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tag the run."""
+
     def log_datasets(self, name: str, source_url: str, digests: dict[str, str]) -> None:
         """Record each split the run used (its name, where it comes from, a digest of its content)."""
 
     def log_checkpoint(self, path: Path, stale: list[Path]) -> None:
         """Keep an epoch's checkpoint with the run, and drop those no longer kept."""
 
-    def log_files(self, paths: Sequence[Path]) -> None:
-        """Keep files with the run, at its root."""
+    def log_files(self, paths: Sequence[Path], folder: str | None = None) -> None:
+        """Keep files with the run, at its root or in its `folder`."""
 
     def log_trained_model(
         self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""

@@ -43,6 +43,7 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunStatu
 from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT_NAME
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
+from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils import environment as mlflow_environment
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -68,6 +69,9 @@ DATASET_RACE_ATTEMPTS = 5
 REQUIREMENTS_CHECK = "warn_dependency_requirement_mismatches"
 SYSTEM_METRICS_SECONDS = 1.0
 PICKLE_FREE_FORMAT = "pt2"  # torch.export's
+# Where pyfunc loads a pt2 model. MLflow's default picks CUDA whenever a GPU is present, and its loader refuses a
+# torch.export program on another device than its weights were saved on, which is the CPU: log_trained_model saves them there.
+PT2_PYFUNC_DEVICE = "cpu"
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
 
 
@@ -196,6 +200,10 @@ class TrackedRun(Tracker):
                 self._pending.pop(0)
         return True
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tag the run, waiting (up to the patience) for an unreachable server."""
+        self.with_patience(lambda: self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()]))
+
     def logged_epochs(self) -> set[int]:
         """The epochs whose metrics the run already holds."""
         return {metric.step for metric in self._client.get_metric_history(self.run_id, "train_loss")}
@@ -232,10 +240,10 @@ class TrackedRun(Tracker):
             if not _unreachable(error):
                 raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
 
-    def log_files(self, paths: Sequence[Path]) -> None:
-        """Log files as artifacts at the run's root, waiting (up to the patience) for an unreachable server."""
+    def log_files(self, paths: Sequence[Path], folder: str | None = None) -> None:
+        """Log files as artifacts at the run's root (or in its `folder`), waiting (up to the patience) for an unreachable server."""
         for path in paths:
-            self.with_patience(lambda: self._client.log_artifact(self.run_id, str(path)))
+            self.with_patience(lambda: self._client.log_artifact(self.run_id, str(path), folder))
 
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         """Log a dict as a JSON artifact."""
@@ -317,6 +325,7 @@ def epoch_metrics(result: EpochResult) -> dict[str, float]:
     """The metrics a run logs for one epoch, by their contract names: losses and metrics, then speed."""
     return {
         **result.learning_metrics(),
+        **result.step_stats,
         "epoch_seconds": result.epoch_seconds,
         "train_samples_per_second": result.train_samples_per_second,
     }
@@ -338,8 +347,9 @@ def _requirements_check_skipped() -> Iterator[None]:
 
 
 def _log_model(client: MlflowClient, model: torch.nn.Module, example: np.ndarray, signature, registered_name: str) -> str:
-    """Log the model pickle-free with torch.export ("pt2"); a model that does not export is logged in MLflow's
-    pickle format instead, with a warning saying why. Return the format used."""
+    """Log the model pickle-free with torch.export ("pt2"), which pyfunc loads on the CPU on any host; a model that
+    does not export is logged in MLflow's pickle format instead, with a warning saying why, and pyfunc loads it on
+    the GPU where there is one. Return the format used."""
     options = {
         "name": MODEL_ARTIFACT,
         "signature": signature,
@@ -351,7 +361,11 @@ def _log_model(client: MlflowClient, model: torch.nn.Module, example: np.ndarray
         "validate_serving_input": False,
     }
     try:
-        mlflow.pytorch.log_model(model, serialization_format=PICKLE_FREE_FORMAT, **options)
+        # What mlflow.pytorch.log_model does, with a flavor that also sets the pyfunc device.
+        Model.log(
+            artifact_path=None, flavor=_PyfuncOnDevice(PT2_PYFUNC_DEVICE), flavor_name="mlflow.pytorch",
+            pytorch_model=model, serialization_format=PICKLE_FREE_FORMAT, **options,
+        )
         return PICKLE_FREE_FORMAT
     except Exception as error:
         if not _export_failed(error):
@@ -366,8 +380,22 @@ def _log_model(client: MlflowClient, model: torch.nn.Module, example: np.ndarray
             file=sys.stderr, flush=True,
         )
     options.pop("validate_serving_input")  # the pickle format hands unknown options to torch.save
+    # Its pyfunc device stays MLflow's choice (CUDA where available): MLflow moves an unpickled module with .to(device).
     mlflow.pytorch.log_model(model, serialization_format="pickle", **options)
     return "pickle"
+
+
+@dataclasses.dataclass(frozen=True)
+class _PyfuncOnDevice:
+    """mlflow.pytorch as a flavor for `Model.log`, writing `device` into the pyfunc flavor's config, which
+    `mlflow.pyfunc.load_model` and `mlflow models serve` hand to `mlflow.pytorch._load_pyfunc`."""
+
+    device: str
+
+    def save_model(self, path: str, mlflow_model: Model, **options: Any) -> None:
+        mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **options)
+        mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME][mlflow.pyfunc.MODEL_CONFIG]["device"] = self.device
+        mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
 
 
 def _export_failed(error: BaseException) -> bool:
@@ -392,6 +420,18 @@ def download_latest_checkpoint(run_id: str, folder: Path) -> Path | None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACTS}/{names[-1]}", str(folder)))
+
+
+def download_checkpoint(run_id: str, folder: Path, name: str) -> Path | None:
+    """Checkpoint `name` of a run in `folder`: the local copy, else the one the run logged; None when neither exists."""
+    path = folder / name
+    if path.is_file() or not run_id:
+        return path if path.is_file() else None
+    client = MlflowClient(tracking_uri())
+    if name not in {Path(item.path).name for item in client.list_artifacts(run_id, CHECKPOINT_ARTIFACTS)}:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACTS}/{name}", str(folder)))
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -20,6 +20,7 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
 from deep_learning.devices import get_default_device
+from deep_learning.optimization import Stepper
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class EpochResult:
     train_seconds: float
     epoch_seconds: float
     num_train_samples: int
+    step_stats: dict[str, float] = field(default_factory=dict)  # lr, and grad_norm_mean/max with clipping
 
     @property
     def train_metric(self) -> float:
@@ -69,8 +71,11 @@ def _loss_accumulator(device: torch.device) -> Tensor:
 Score = float | dict[str, float]  # one metric's value, or a collection's values by name
 
 
-def _read_pass(total_loss: Tensor, num_batches: int, metric: Metric | MetricCollection) -> tuple[float, Score]:
-    """The pass's batch-averaged loss and its metrics, read from the device in one transfer: the pass's only host sync.
+def _read_pass(
+    total_loss: Tensor, num_batches: int, metric: Metric | MetricCollection, extra: dict[str, Tensor] | None = None
+) -> tuple[float, Score, dict[str, float]]:
+    """The pass's batch-averaged loss, its metrics and the `extra` scalars, read from the device in one transfer:
+    the pass's only host sync.
 
     A metric collection's values come back by name; a metric whose value is a vector (per class, say)
     comes back as `name_0`, `name_1`, ...
@@ -85,12 +90,15 @@ def _read_pass(total_loss: Tensor, num_batches: int, metric: Metric | MetricColl
     values = computed if isinstance(computed, dict) else {"metric": computed}
     # float32 widens exactly to float64, so each value is what .item() would read
     flat = [value.detach().to(totals.dtype).reshape(-1) for value in values.values()]
-    total, count, *scores = torch.cat([totals, *flat]).tolist()
+    extra = extra or {}
+    extras = [value.detach().to(totals.dtype).reshape(1) for value in extra.values()]
+    total, count, *scores = torch.cat([totals, *extras, *flat]).tolist()
     if count == 0:
         raise ValueError("the dataloader yielded no batches")
+    read_extra, scores = dict(zip(extra, scores[: len(extras)])), scores[len(extras):]
     if not isinstance(computed, dict) and len(scores) == 1:
-        return total / count, scores[0]
-    return total / count, _named(values, flat, scores)
+        return total / count, scores[0], read_extra
+    return total / count, _named(values, flat, scores), read_extra
 
 
 def _named(values: dict[str, Tensor], flat: list[Tensor], scores: list[float]) -> dict[str, float]:
@@ -115,13 +123,18 @@ def train(
     *,
     grad_scaler: torch.amp.GradScaler | None = None,
     on_batch: Callable[[Tensor, int], None] | None = None,
+    stepper: Stepper | None = None,
 ) -> tuple[float, Score]:
     """Train one epoch; return the batch-averaged loss and the epoch's metric (a MetricCollection's by name; fp16 passes a GradScaler).
 
-    `on_batch` is called after each step with the batch's detached loss, still on the device, and its size.
+    `stepper` turns each loss into optimizer steps (accumulation, clipping, a schedule; by default the chapter's
+    zero_grad, backward, step) and keeps the epoch's lr and gradient norms in its `epoch_stats`.
+    `on_batch` is called after each batch with its detached loss, still on the device, and its size.
     """
     model.train()
     metric.reset()
+    stepper = stepper or Stepper(optimizer, grad_scaler=grad_scaler)
+    stepper.start_pass(len(dataloader), device)
     total_loss = _loss_accumulator(device)
     num_batches = 0
     for X, y in dataloader:
@@ -129,20 +142,15 @@ def train(
         y = y.to(device)
         logits = model(X)
         loss = loss_fn(logits, y)
-        optimizer.zero_grad()
-        if grad_scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            grad_scaler.scale(loss).backward()
-            grad_scaler.step(optimizer)
-            grad_scaler.update()
+        stepper.step(loss, model)
         total_loss += loss.detach()
         num_batches += 1
         metric.update(logits.detach(), y)
         if on_batch is not None:
             on_batch(loss.detach(), len(y))
-    return _read_pass(total_loss, num_batches, metric)
+    loss, score, stats = _read_pass(total_loss, num_batches, metric, stepper.device_stats())
+    stepper.finish_pass(stats)
+    return loss, score
 
 
 def evaluate(
@@ -165,7 +173,8 @@ def evaluate(
             total_loss += loss_fn(logits, y)
             num_batches += 1
             metric.update(logits, y)
-    return _read_pass(total_loss, num_batches, metric)
+    loss, score, _ = _read_pass(total_loss, num_batches, metric)
+    return loss, score
 
 
 def train_and_evaluate(
@@ -182,10 +191,12 @@ def train_and_evaluate(
     grad_scaler: torch.amp.GradScaler | None = None,
     start_epoch: int = 1,
     on_batch: Callable[[Tensor, int], None] | None = None,
+    stepper: Stepper | None = None,
+    should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> list[EpochResult]:
     """Train and validate epochs `start_epoch`..`num_epochs`, print the chapter's line for each, call `on_epoch`, return their history.
 
-    `on_batch` goes to `train`: it is called after every training step.
+    `on_batch` and `stepper` go to `train`. After each epoch's `on_epoch`, `should_stop` may end training early.
     """
     if device is None:
         device = get_default_device()
@@ -193,6 +204,7 @@ def train_and_evaluate(
     metric.to(device)
     val_metric.to(device)
     num_train_samples = len(train_dl.dataset)
+    stepper = stepper or Stepper(optimizer, grad_scaler=grad_scaler)
     history = []
     for epoch in range(start_epoch, num_epochs + 1):
         started = time.perf_counter()
@@ -203,8 +215,8 @@ def train_and_evaluate(
             optimizer=optimizer,
             metric=metric,
             device=device,
-            grad_scaler=grad_scaler,
             on_batch=on_batch,
+            stepper=stepper,
         )
         trained = time.perf_counter()
         val_loss, val_score = evaluate(
@@ -224,11 +236,14 @@ def train_and_evaluate(
             train_seconds=trained - started,
             epoch_seconds=time.perf_counter() - started,
             num_train_samples=num_train_samples,
+            step_stats=stepper.epoch_stats,
         )
         history.append(result)
         if on_epoch is not None:
             on_epoch(result)  # before the line, so that a printed epoch is a recorded one
         print(epoch_line(result), flush=True)
+        if should_stop is not None and should_stop(result):
+            break
     return history
 
 
