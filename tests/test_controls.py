@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -87,6 +88,11 @@ def test_resume_mid_schedule_and_mid_patience_is_exact(store):
     for key in ("lr", "grad_norm_mean", "grad_norm_max"):
         assert history(client, interrupted.info.run_id, key) == history(client, uninterrupted, key)
     assert logged_state_dict_bytes(client, interrupted.info.run_id) == logged_state_dict_bytes(client, uninterrupted)
+    models = [
+        sorted((model.name, str(model.status)) for model in mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list"))
+        for run_id in (interrupted.info.run_id, uninterrupted)
+    ]
+    assert models[0] == models[1] == [("checkpoint-0004", "READY"), ("model", "READY")]
 
 
 def test_the_profiler_logs_a_trace_and_a_table_of_the_first_epoch(store):

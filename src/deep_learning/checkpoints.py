@@ -40,6 +40,11 @@ def checkpoints_in(folder: Path) -> list[Path]:
     return sorted(found, key=lambda path: int(CHECKPOINT_PATTERN.match(path.name).group(1)))
 
 
+def epoch_of(path: Path) -> int:
+    """The epoch of a checkpoint file named as `checkpoint_name` names it."""
+    return int(CHECKPOINT_PATTERN.match(path.name).group(1))
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint of the highest epoch in `folder`, if any."""
     found = checkpoints_in(folder)

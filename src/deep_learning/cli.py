@@ -309,13 +309,14 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
 @device_option
 @click.option("--dataset", help="Whose test split to score on: mnist, fashion-mnist, imagefolder:DIR, package.module:factory (default: the dataset the model was trained on, else mnist).")
 @click.option("--log", is_flag=True, help="Record the evaluation in a new MLflow run tagged with the run that trained the model.")
+@click.option("--best", is_flag=True, help="Score the best checkpoint the run MODEL kept (by its --monitor), not its final model.")
 @user_errors
-def evaluate(model: str, device: str, dataset: str | None, log: bool) -> None:
+def evaluate(model: str, device: str, dataset: str | None, log: bool, best: bool) -> None:
     """Score MODEL on a test split: loss, accuracy, per-class accuracy and the confusion matrix.
 
     MODEL is a run id (its state_dict.pt, read with torch.load(weights_only=True), so no pickled
-    code runs), runs:/RUN_ID/model, models:/NAME/VERSION, or the path of a state_dict.pt. Weights
-    are mapped onto --device: a model trained on a GPU runs on a CPU-only machine.
+    code runs), runs:/RUN_ID/model, models:/NAME/VERSION, models:/MODEL_ID, or the path of a state_dict.pt.
+    Weights are mapped onto --device: a model trained on a GPU runs on a CPU-only machine.
     """
     from deep_learning import tracking
     from deep_learning.devices import describe_device, device_tags, resolve_device
@@ -324,6 +325,8 @@ def evaluate(model: str, device: str, dataset: str | None, log: bool) -> None:
     from deep_learning.records import SOURCE_RUN_TAG
 
     target = resolve_device(device)
+    if best:
+        model = tracking.best_checkpoint_uri(model)
     loaded = load_model(model, target)
     dataset = dataset or loaded.trained_with("dataset")
     click.echo(f"Model: {loaded.origin}, on {target}")

@@ -21,7 +21,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from deep_learning import distributed, tracking
-from deep_learning.checkpoints import Checkpointer, check_compatible, checkpoint_name, latest_checkpoint, load_checkpoint, restore
+from deep_learning.checkpoints import (
+    Checkpointer, check_compatible, checkpoint_name, checkpoints_in, epoch_of, latest_checkpoint, load_checkpoint, restore,
+)
 from deep_learning.config import TrainConfig
 from deep_learning.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
 from deep_learning.data import TensorLoader, make_loaders, split_digest
@@ -396,27 +398,18 @@ def _reason_to_stop(error: BaseException, run: Tracker, checkpointer: Checkpoint
 
 
 def _finish(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, history: list[EpochResult], folder: Path) -> dict[str, float]:
-    """Score the test split, send every metric, then log the model and the figures; return the test scores."""
-    config, recipe, device = assembly.config, assembly.recipe, assembly.device
+    """Score the test split, send every metric, then log the models and the figures; return the test scores."""
+    recipe, device = assembly.recipe, assembly.device
     _, val_dl, test_dl = assembly.loaders
-    test_metrics: dict[str, float] = {}
-    if test_dl is not None:
-        loss, scores = evaluate(training_model, test_dl, recipe.loss_fn, recipe.metrics().to(device), device)
-        test_metrics = {"test_loss": loss, **{f"test_{name}": value for name, value in scores.items()}}
-        print("Test | " + " | ".join(f"{name.removeprefix('test_')}: {value:.4f}" for name, value in test_metrics.items()), flush=True)
-        run.log_metrics(test_metrics, step=history[-1].epoch)
+    test_metrics = _test_scores(assembly, training_model)
     if not run.flush(wait_seconds=tracking.patience_seconds()):
+        run.log_metrics(test_metrics, step=history[-1].epoch)
         unsent = run.save_pending(folder)
         raise TrackingError(
             f"The tracking server {run.tracking_uri} stopped answering: unsent metrics are in {unsent} "
             f"(send them later with `deep-learning sync {unsent}`); checkpoints are in {folder}."
         )
-    records = {
-        tracking.DEVICE_ARTIFACT: assembly.description,
-        tracking.CONFIG_ARTIFACT: config.to_params(),
-        tracking.DATA_SPEC_ARTIFACT: recipe.data.spec.to_dict(),
-    }
-    run.log_trained_model(assembly.model, example_batch(recipe), records, folder, config.register_model)
+    _log_models(assembly, run, history, folder, test_metrics)
     scored = test_dl if test_dl is not None else val_dl
     confusion_matrix = class_scores(training_model, scored, device, recipe.data.spec.num_classes).confusion_matrix  # on every rank: counts are summed
     if assembly.is_main:
@@ -424,3 +417,35 @@ def _finish(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, h
 
         run.log_files(plot_run(history, confusion_matrix, recipe.data.spec.class_names, folder))
     return test_metrics
+
+
+def _test_scores(assembly: Assembly, training_model: torch.nn.Module) -> dict[str, float]:
+    """The test split's loss and metrics by their logged names (none without a test split), printed on one line."""
+    test_dl = assembly.loaders[2]
+    if test_dl is None:
+        return {}
+    metrics = assembly.recipe.metrics().to(assembly.device)
+    loss, scores = evaluate(training_model, test_dl, assembly.recipe.loss_fn, metrics, assembly.device)
+    test_metrics = {"test_loss": loss, **{f"test_{name}": value for name, value in scores.items()}}
+    print("Test | " + " | ".join(f"{name.removeprefix('test_')}: {value:.4f}" for name, value in test_metrics.items()), flush=True)
+    return test_metrics
+
+
+def _log_models(assembly: Assembly, run: Tracker, history: list[EpochResult], folder: Path, test_metrics: dict[str, float]) -> None:
+    """Log the final model with the test metrics linked, then the files of the kept checkpoints' LoggedModels."""
+    config, recipe = assembly.config, assembly.recipe
+    records = {
+        tracking.DEVICE_ARTIFACT: assembly.description,
+        tracking.CONFIG_ARTIFACT: config.to_params(),
+        tracking.DATA_SPEC_ARTIFACT: recipe.data.spec.to_dict(),
+    }
+    model_id = None
+    try:
+        model_id = run.log_trained_model(assembly.model, example_batch(recipe), records, folder, config.register_model)
+    finally:
+        run.log_metrics(test_metrics, step=history[-1].epoch, model_id=model_id or None)
+    if assembly.is_main:
+        monitor = Monitor.of(config)
+        kept = {epoch_of(path): load_checkpoint(path)["model"] for path in checkpoints_in(folder)}
+        best = (monitor.best(history).epoch, f"{monitor.name} {monitor.direction}")
+        run.log_checkpoint_models(assembly.model, example_batch(recipe), kept, best)

@@ -23,8 +23,8 @@ class Tracker:
     def log_epoch(self, result: EpochResult, extra: dict[str, float] | None = None) -> None:
         """Record one epoch's losses and metrics (and `extra` ones) at step = epoch."""
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """Record metrics at a step."""
+    def log_metrics(self, metrics: dict[str, float], step: int, model_id: str | None = None) -> None:
+        """Record metrics at a step (describing LoggedModel `model_id`, when given)."""
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tag the run."""
@@ -40,8 +40,15 @@ class Tracker:
 
     def log_trained_model(
         self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
+    ) -> str:
+        """Keep the trained model with the run, loadable on any device, and the run's records (file name to content);
+        return the model's id."""
+        return ""
+
+    def log_checkpoint_models(
+        self, model: torch.nn.Module, example_batch: torch.Tensor, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None
     ) -> None:
-        """Keep the trained model with the run, loadable on any device, and the run's records (file name to content)."""
+        """Keep the kept checkpoints (epoch to weights) as models of the run; mark `best` (its epoch, the monitored metric)."""
 
     def logged_epochs(self) -> set[int]:
         """The epochs the run already holds (a resumed run's)."""

@@ -1,8 +1,10 @@
-"""MLflow through one door: the only module that imports mlflow.
+"""MLflow's runs through one door: with logged_models.py (the runs' models) and stores.py (what a store's
+errors mean), the only modules that import mlflow.
 
 A run is started (or adopted, when `mlflow run` started it, or reopened to resume it), its params
-and tags are logged in one batch, each epoch's metrics in one call, each epoch's checkpoint, and at
-the end the test score, `state_dict.pt`, `device.json` and the model. The run ends FINISHED, FAILED
+and tags are logged in one batch, each epoch's metrics in one call (linked to the epoch's checkpoint
+LoggedModel), each epoch's checkpoint, and at the end the test score, `state_dict.pt`, `device.json`, the
+model and the files of the kept checkpoints' LoggedModels. The run ends FINISHED, FAILED
 (with the error recorded) or KILLED. Metrics a tracking server could not take are kept and sent when
 it answers again; if it never does, they are saved to a file that `deep-learning sync` sends later.
 Reading back (experiments, runs, metric histories, artifacts, logged models) returns plain data.
@@ -32,25 +34,50 @@ except ImportError:  # Windows: no advisory locks; concurrent first starts are t
     fcntl = None
 
 import mlflow
-import numpy as np
-import requests
 import torch
 from mlflow import MlflowClient
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunStatus, RunTag
+from mlflow.entities import (
+    DatasetInput,
+    InputTag,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+)
 from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT_NAME
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
-from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.models import Model
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from mlflow.utils import environment as mlflow_environment
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from deep_learning.checkpoints import epoch_of
 from deep_learning.errors import InputError, TrackingError, first_line
 from deep_learning.interruption import signals_deferred
-from deep_learning.records import COMPARED_RUNS_TAG, COMPARISON, EVALUATION, KIND_TAG, MODEL_FORMAT_TAG, RunRecord
+from deep_learning.logged_models import (
+    BEST_MODEL_TAG,
+    EPOCH_TAG,
+    Example,
+    checkpoint_model_name,
+    checkpoint_models,
+    create_model,
+    log_model,
+    mark_best,
+    save_model,
+)
+from deep_learning.records import (
+    COMPARED_RUNS_TAG,
+    COMPARISON,
+    EVALUATION,
+    KIND_TAG,
+    MODEL_FORMAT_TAG,
+    RunRecord,
+)
+from deep_learning.stores import lost_insert_race, unreachable
 from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult
 
@@ -58,20 +85,15 @@ STATE_DICT_ARTIFACT = "state_dict.pt"
 DEVICE_ARTIFACT = "device.json"
 CONFIG_ARTIFACT = "config.yaml"  # the resolved config, which `train --config` reads back
 DATA_SPEC_ARTIFACT = "data_spec.json"  # input shape and dtype, classes: what evaluate and predict rebuild from
-MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACTS = "checkpoints"
 EVALUATION_ARTIFACT = "evaluation.json"
+SPLIT_PREFIXES = {"train_": "training", "val_": "validation", "test_": "test"}  # a metric's split, by its name
 MAX_TAG_LENGTH = 5000
 # A server that is down should cost seconds, not MLflow's default minutes of retries, per call.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 RETRY_SECONDS = 2.0
 DATASET_RACE_ATTEMPTS = 5
-REQUIREMENTS_CHECK = "warn_dependency_requirement_mismatches"
 SYSTEM_METRICS_SECONDS = 1.0
-PICKLE_FREE_FORMAT = "pt2"  # torch.export's
-# Where pyfunc loads a pt2 model. MLflow's default picks CUDA whenever a GPU is present, and its loader refuses a
-# torch.export program on another device than its weights were saved on, which is the CPU: log_trained_model saves them there.
-PT2_PYFUNC_DEVICE = "cpu"
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
 
 
@@ -125,17 +147,6 @@ def patience_seconds() -> float:
     return float(os.environ.get("DEEP_LEARNING_TRACKING_PATIENCE", "300"))
 
 
-def _lost_insert_race(error: MlflowException) -> bool:
-    message = str(error).lower()
-    return "unique constraint" in message or "integrityerror" in message
-
-
-def _unreachable(error: BaseException) -> bool:
-    if isinstance(error, (requests.RequestException, ConnectionError)):
-        return True
-    return isinstance(error, MlflowException) and "failed with exception" in str(error)
-
-
 class TrackedRun(Tracker):
     """An active MLflow run that the training loop reports to."""
 
@@ -146,8 +157,13 @@ class TrackedRun(Tracker):
         self.artifact_uri = run.info.artifact_uri
         self.tracking_uri = redacted(uri)
         self._client = client
-        self._pending: list[list[Metric]] = []
+        self._info = run.info
+        self._pending: list[_Batch] = []
         self._warned = False
+        self.params: dict[str, str] = {}  # the run's params, which its LoggedModels carry too
+        self._datasets: dict[str, tuple[str, str]] = {}  # split -> the dataset's name and digest
+        self._checkpoint_models: dict[int, str] = {}  # epoch -> its checkpoint's LoggedModel
+        self._model_format = ""  # the final model's, once logged
         # One sender thread: the training thread never waits on the store, and batches keep their order.
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deep-learning-metrics")
         self._send_error: Exception | None = None
@@ -159,14 +175,32 @@ class TrackedRun(Tracker):
         return f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1"
 
     def log_epoch(self, result: EpochResult, extra: dict[str, float] | None = None) -> None:
-        """Log one epoch's metrics (and `extra` ones) in a single call, with step = epoch."""
-        self.log_metrics({**epoch_metrics(result), **(extra or {})}, step=result.epoch)
+        """Log one epoch's metrics (and `extra` ones) in a single call, with step = epoch, linked to the epoch's
+        checkpoint LoggedModel where there is one."""
+        self._queue({**epoch_metrics(result), **(extra or {})}, result.epoch, link=result.epoch)
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """Queue metrics for the sender thread, which keeps them until the tracking server answers."""
+    def log_metrics(self, metrics: dict[str, float], step: int, model_id: str | None = None) -> None:
+        """Queue metrics for the sender thread, which keeps them until the tracking server answers; linked to
+        LoggedModel `model_id` when given."""
+        self._queue(metrics, step, link=model_id)
+
+    def _queue(self, metrics: dict[str, float], step: int, link: int | str | None) -> None:
         timestamp = int(time.time() * 1000)
-        self._pending.append([Metric(key, float(value), timestamp, step) for key, value in metrics.items()])
+        self._pending.append(_Batch([Metric(key, float(value), timestamp, step) for key, value in metrics.items()], link))
         self._sender.submit(self._send_in_background)
+
+    def _linked(self, batch: _Batch) -> list[Metric]:
+        """The batch's metrics, each with the LoggedModel it describes and the split's dataset, once that model exists."""
+        model_id = self._checkpoint_models.get(batch.link) if isinstance(batch.link, int) else batch.link
+        if model_id is None:
+            return batch.metrics
+        linked = []
+        for metric in batch.metrics:
+            split = next((split for prefix, split in SPLIT_PREFIXES.items() if metric.key.startswith(prefix)), None)
+            dataset_name, dataset_digest = self._datasets.get(split, (None, None))
+            linked.append(Metric(metric.key, metric.value, metric.timestamp, metric.step, dataset_name=dataset_name,
+                                 dataset_digest=dataset_digest, model_id=model_id))
+        return linked
 
     def _send_in_background(self) -> None:
         try:
@@ -186,9 +220,9 @@ class TrackedRun(Tracker):
         deadline = time.monotonic() + wait_seconds
         while self._pending:
             try:
-                self._client.log_batch(self.run_id, metrics=self._pending[0], synchronous=True)
+                self._client.log_batch(self.run_id, metrics=self._linked(self._pending[0]), synchronous=True)
             except Exception as error:
-                if not _unreachable(error):
+                if not unreachable(error):
                     raise
                 if not self._warned:
                     print(f"Tracking server {self.tracking_uri} does not answer: training goes on, metrics are kept.", file=sys.stderr, flush=True)
@@ -210,6 +244,7 @@ class TrackedRun(Tracker):
 
     def log_datasets(self, name: str, source_url: str, digests: dict[str, str]) -> None:
         """Record each split the run used as an MLflow dataset input (name, split, content digest)."""
+        self._datasets = {split: (f"{name}-{split}", digest) for split, digest in digests.items()}
         inputs = [
             DatasetInput(
                 MetaDataset(_dataset_source(source_url), name=f"{name}-{split}", digest=digest)._to_mlflow_entity(),
@@ -224,12 +259,16 @@ class TrackedRun(Tracker):
                 self._client.log_inputs(self.run_id, datasets=inputs)
                 return
             except MlflowException as error:
-                if not _lost_insert_race(error) or attempt == DATASET_RACE_ATTEMPTS - 1:
+                if not lost_insert_race(error) or attempt == DATASET_RACE_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0.05, 0.5))
 
     def log_checkpoint(self, path: Path, stale: list[Path]) -> None:
-        """Log the epoch's checkpoint and delete the ones no longer kept; an unreachable server only delays this."""
+        """Log the epoch's checkpoint and delete the ones no longer kept; an unreachable server only delays this.
+
+        The sender thread creates the checkpoint's LoggedModel (its files come at the end of the run, for the
+        checkpoints kept) and deletes those of stale checkpoints."""
+        self._sender.submit(self._track_checkpoint_models, epoch_of(path), [epoch_of(old) for old in stale])
         try:
             self._client.log_artifact(self.run_id, str(path), CHECKPOINT_ARTIFACTS)
             repository = get_artifact_repository(self.artifact_uri)
@@ -237,7 +276,7 @@ class TrackedRun(Tracker):
                 with contextlib.suppress(Exception):
                     repository.delete_artifacts(f"{CHECKPOINT_ARTIFACTS}/{old.name}")
         except Exception as error:
-            if not _unreachable(error):
+            if not unreachable(error):
                 raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
 
     def log_files(self, paths: Sequence[Path], folder: str | None = None) -> None:
@@ -251,30 +290,60 @@ class TrackedRun(Tracker):
 
     def log_trained_model(
         self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
-    ) -> None:
+    ) -> str:
         """Log the run's `records` (device.json, config.yaml, ...: file name to content), the CPU `state_dict.pt`
-        (first saved in `folder`) and a model that loads on any device; register it as `registered_name` when given."""
+        (first saved in `folder`) and a model that loads on any device; register it as `registered_name` when given.
+        Return the model's LoggedModel id."""
         cpu_state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / STATE_DICT_ARTIFACT
         torch.save(cpu_state, path)
         cpu_model = copy.deepcopy(model).to("cpu").eval()
-        example = example_batch.detach().cpu().numpy()
-        with torch.inference_mode():
-            output = cpu_model(torch.from_numpy(example)).numpy()
+        example = Example.of(cpu_model, example_batch)
 
-        def log_all() -> None:
+        def log_all() -> str:
             for artifact_file, record in records.items():
                 self._client.log_dict(self.run_id, record, artifact_file)
             self._client.log_artifact(self.run_id, str(path))
-            with _requirements_check_skipped():
-                model_format = _log_model(self._client, cpu_model, example, infer_signature(example, output), registered_name)
+            model_id, model_format = log_model(self._client, self._info, cpu_model, example, params=self.params, registered_name=registered_name)
             self._client.set_tag(self.run_id, MODEL_FORMAT_TAG, model_format)
+            self._model_format = model_format
+            return model_id
 
         try:
-            self.with_patience(log_all)
+            return self.with_patience(log_all)
         except Exception as error:
             raise TrackingError(f"Cannot log the trained model to {self.artifact_uri}: {first_line(error)}. The weights are saved at {path}.") from None
+
+    def _track_checkpoint_models(self, epoch: int, stale: list[int]) -> None:
+        """Create the LoggedModel of epoch's checkpoint and delete those of stale ones (on the sender thread)."""
+        try:
+            if epoch not in self._checkpoint_models:
+                self._checkpoint_models[epoch] = create_model(
+                    self._client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)}
+                )
+            for old in stale:
+                if old in self._checkpoint_models:
+                    self._client.delete_logged_model(self._checkpoint_models.pop(old))
+        except Exception as error:
+            if not unreachable(error):
+                self._send_error = self._send_error or error
+
+    def log_checkpoint_models(self, model: torch.nn.Module, example_batch: torch.Tensor, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None) -> None:
+        """Write the files of each kept checkpoint's LoggedModel (`kept`: epoch to weights), and tag the best one's
+        (`best`: its epoch and the monitored metric, as "val_loss min") when it is kept."""
+        self._sender.submit(lambda: None).result()  # the sender has created the checkpoints' LoggedModels
+        cpu_model = copy.deepcopy(model).to("cpu").eval()
+        example = Example.of(cpu_model, example_batch)
+        for epoch, weights in sorted(kept.items()):
+            cpu_model.load_state_dict(weights)
+            if epoch not in self._checkpoint_models:
+                self._checkpoint_models[epoch] = create_model(self._client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)})
+            if self._client.get_logged_model(self._checkpoint_models[epoch]).status != LoggedModelStatus.READY:
+                exports = self._model_format != "pickle"  # the final model did not export: the same model's checkpoints won't
+                self.with_patience(lambda: save_model(self._client, self._checkpoint_models[epoch], self.run_id, cpu_model, example, exports))
+        if best is not None and best[0] in kept:
+            self.with_patience(lambda: mark_best(self._client, self.run_id, self._checkpoint_models[best[0]], best[1]))
 
     def with_patience(self, call):
         """Run a tracking call, retrying while the server is unreachable, up to the patience."""
@@ -283,7 +352,7 @@ class TrackedRun(Tracker):
             try:
                 return call()
             except Exception as error:
-                if not _unreachable(error) or time.monotonic() >= deadline:
+                if not unreachable(error) or time.monotonic() >= deadline:
                     raise
                 time.sleep(RETRY_SECONDS)
 
@@ -308,10 +377,18 @@ class TrackedRun(Tracker):
         record = {
             "tracking_uri": self.tracking_uri,
             "run_id": self.run_id,
-            "metrics": [[metric.key, metric.value, metric.timestamp, metric.step] for batch in self._pending for metric in batch],
+            "metrics": [[metric.key, metric.value, metric.timestamp, metric.step] for batch in self._pending for metric in batch.metrics],
         }
         path.write_text(json.dumps(record))
         return path
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """Metrics queued for the sender, and what they describe: an epoch's checkpoint LoggedModel, a LoggedModel's id, or nothing."""
+
+    metrics: list[Metric]
+    link: int | str | None = None
 
 
 def _dataset_source(source: str):
@@ -331,85 +408,6 @@ def epoch_metrics(result: EpochResult) -> dict[str, float]:
     }
 
 
-@contextlib.contextmanager
-def _requirements_check_skipped() -> Iterator[None]:
-    """Skip MLflow's check of a model's pip requirements against this environment: it scans every installed
-    distribution (~0.4 s, the first time in a process), and `model_requirements` reads them from this environment."""
-    check = getattr(mlflow_environment, REQUIREMENTS_CHECK, None)
-    if check is None:  # another MLflow: keep its behaviour
-        yield
-        return
-    setattr(mlflow_environment, REQUIREMENTS_CHECK, lambda requirements: None)
-    try:
-        yield
-    finally:
-        setattr(mlflow_environment, REQUIREMENTS_CHECK, check)
-
-
-def _log_model(client: MlflowClient, model: torch.nn.Module, example: np.ndarray, signature, registered_name: str) -> str:
-    """Log the model pickle-free with torch.export ("pt2"), which pyfunc loads on the CPU on any host; a model that
-    does not export is logged in MLflow's pickle format instead, with a warning saying why, and pyfunc loads it on
-    the GPU where there is one. Return the format used."""
-    options = {
-        "name": MODEL_ARTIFACT,
-        "signature": signature,
-        "input_example": example,
-        "pip_requirements": model_requirements(),
-        "registered_model_name": registered_name or None,
-        # MLflow would load the model back and predict on the example (~30 ms a call);
-        # the tests load every logged model through pyfunc and check its test score.
-        "validate_serving_input": False,
-    }
-    try:
-        # What mlflow.pytorch.log_model does, with a flavor that also sets the pyfunc device.
-        Model.log(
-            artifact_path=None, flavor=_PyfuncOnDevice(PT2_PYFUNC_DEVICE), flavor_name="mlflow.pytorch",
-            pytorch_model=model, serialization_format=PICKLE_FREE_FORMAT, **options,
-        )
-        return PICKLE_FREE_FORMAT
-    except Exception as error:
-        if not _export_failed(error):
-            raise
-        failed = mlflow.last_logged_model()  # MLflow keeps the attempt as a FAILED LoggedModel of the run
-        if failed is not None:
-            with contextlib.suppress(Exception):
-                client.delete_logged_model(failed.model_id)
-        print(
-            f"Warning: torch.export cannot export {type(model).__name__} ({first_line(error)[:200]}); the model is logged in "
-            f"MLflow's pickle format, which runs pickled code when loaded. state_dict.pt holds the weights without pickled code.",
-            file=sys.stderr, flush=True,
-        )
-    options.pop("validate_serving_input")  # the pickle format hands unknown options to torch.save
-    # Its pyfunc device stays MLflow's choice (CUDA where available): MLflow moves an unpickled module with .to(device).
-    mlflow.pytorch.log_model(model, serialization_format="pickle", **options)
-    return "pickle"
-
-
-@dataclasses.dataclass(frozen=True)
-class _PyfuncOnDevice:
-    """mlflow.pytorch as a flavor for `Model.log`, writing `device` into the pyfunc flavor's config, which
-    `mlflow.pyfunc.load_model` and `mlflow models serve` hand to `mlflow.pytorch._load_pyfunc`."""
-
-    device: str
-
-    def save_model(self, path: str, mlflow_model: Model, **options: Any) -> None:
-        mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **options)
-        mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME][mlflow.pyfunc.MODEL_CONFIG]["device"] = self.device
-        mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
-
-
-def _export_failed(error: BaseException) -> bool:
-    """True when torch.export could not trace the model (as opposed to the store failing)."""
-    return not isinstance(error, MlflowException) and not _unreachable(error)
-
-
-def model_requirements() -> list[str]:
-    """Explicit pip requirements of the logged model (inferring them would cost seconds)."""
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"numpy=={np.__version__}",
-    ]
 
 
 def download_latest_checkpoint(run_id: str, folder: Path) -> Path | None:
@@ -470,10 +468,13 @@ def tracked_run(
             log_system_metrics=system_metrics,
         )
     except MlflowException as error:
-        if _unreachable(error):
+        if unreachable(error):
             raise TrackingError(f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere.") from None
         raise TrackingError(f"Cannot start an MLflow run at {redacted(uri)}: {first_line(error)}") from None
     run = TrackedRun(active, client, uri)
+    run.params = {key: str(value) for key, value in params.items()}
+    if resume_run_id is not None:
+        run._checkpoint_models = checkpoint_models(client, run._info)
     if resume_run_id is not None and adopted and adopted != resume_run_id:
         # `mlflow run -P resume=ID` made a run of its own; point it at the run that goes on.
         with contextlib.suppress(Exception):
@@ -635,6 +636,15 @@ def download_artifact(run: RunRecord, artifact_path: str, folder: str | Path) ->
         if artifact_path not in {artifact.path for artifact in client.list_artifacts(run.run_id)}:
             raise InputError(f"Run {run.run_id} ({run.status}) has no {artifact_path}: use a run that finished training.")
         return Path(client.download_artifacts(run.run_id, artifact_path, str(folder)))
+
+
+def best_checkpoint_uri(run_id: str) -> str:
+    """The models:/ URI of the best checkpoint run `run_id` kept (its LoggedModel tagged deep_learning.best)."""
+    run = get_run(run_id)
+    model_id = run.tags.get(BEST_MODEL_TAG)
+    if not model_id:
+        raise InputError(f"Run {run_id} kept no best checkpoint as a model: train with --keep-best 1 (best by --monitor).")
+    return f"models:/{model_id}"
 
 
 def logged_model_weights(model_uri: str) -> tuple[dict[str, torch.Tensor], str | None]:

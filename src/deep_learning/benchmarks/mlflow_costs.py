@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from deep_learning.benchmarks.commands import run_command
+from deep_learning.checkpoints import Checkpointer, checkpoints_in, epoch_of, load_checkpoint
 from deep_learning.config import TrainConfig
 from deep_learning.data import IMAGE_SHAPE, TRAIN_VAL_SPLIT
 from deep_learning.devices import describe_device, device_tags
@@ -35,6 +36,7 @@ LATER_RUNS = 3
 SAMPLER_START_SECONDS = 1.5  # MLflow's monitor takes its first sample and logs it
 SAMPLER_WINDOW_SECONDS = 5.0
 METRIC_WRITES = 20
+CHECKPOINT_EPOCHS, CHECKPOINTS_KEPT = 6, 2
 _STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 
 
@@ -107,10 +109,7 @@ def measure_in_this_process() -> dict[str, float]:
     with tracking.tracked_run("epoch-metrics", params, tags) as run:
         for epoch in range(1, METRIC_WRITES + 1):
             cpu_before = _process_cpu_seconds()
-            run.log_epoch(EpochResult(
-                epoch=epoch, num_epochs=METRIC_WRITES, train_loss=0.3, train_metrics={"accuracy": 0.9}, val_loss=0.3, val_metrics={"accuracy": 0.9},
-                train_seconds=0.5, epoch_seconds=0.6, num_train_samples=TRAIN_VAL_SPLIT[0],
-            ))
+            run.log_epoch(_epoch_result(epoch, METRIC_WRITES))
             run.flush(wait_seconds=0)  # the sender thread's write, done
             metrics_cpu_seconds.append(_process_cpu_seconds() - cpu_before)
     with tracking.tracked_run("system-metrics", params, tags, system_metrics=True):
@@ -120,6 +119,7 @@ def measure_in_this_process() -> dict[str, float]:
         sampler_cpu_seconds = _process_cpu_seconds() - cpu_before
         sampler_wall_seconds = time.perf_counter() - started
     return {
+        **_checkpoint_costs(model, example_batch, params, tags),
         "import_tracking_seconds": import_seconds,
         "first_run_seconds": run_seconds[0],
         "later_run_seconds": statistics.median(run_seconds[1:]),
@@ -128,6 +128,44 @@ def measure_in_this_process() -> dict[str, float]:
         "epoch_metrics_cpu_seconds": statistics.median(metrics_cpu_seconds),
         "system_metrics_core_share": sampler_cpu_seconds / sampler_wall_seconds,
     }
+
+
+def _checkpoint_costs(model: torch.nn.Module, example_batch: torch.Tensor, params: dict[str, Any], tags: dict[str, str]) -> dict[str, float]:
+    """Per epoch, the training thread's time in the checkpointer (write the checkpoint, log it, queue its LoggedModel)
+    and the sender's time creating that LoggedModel; at the end, writing the files of the kept checkpoints' LoggedModels."""
+    from deep_learning import tracking
+
+    config = TrainConfig(keep_checkpoints=CHECKPOINTS_KEPT)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    training_seconds, sender_seconds = [], []
+    with tracking.tracked_run("checkpoints", params, tags) as run, tempfile.TemporaryDirectory() as folder:
+        checkpointer = Checkpointer(
+            Path(folder), keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=None, config=config,
+            device=torch.device("cpu"), history=[], on_saved=run.log_checkpoint,
+        )
+        for epoch in range(1, CHECKPOINT_EPOCHS + 1):
+            started = time.perf_counter()
+            checkpointer(_epoch_result(epoch, CHECKPOINT_EPOCHS))
+            queued = time.perf_counter()
+            run.flush(wait_seconds=0)  # the sender has created the LoggedModel (and deleted a stale one's)
+            training_seconds.append(queued - started)
+            sender_seconds.append(time.perf_counter() - queued)
+        kept = {epoch_of(path): load_checkpoint(path)["model"] for path in checkpoints_in(Path(folder))}
+        started = time.perf_counter()
+        run.log_checkpoint_models(model, example_batch, kept, None)
+        end_seconds = time.perf_counter() - started
+    return {
+        "checkpoint_epoch_training_seconds": statistics.median(training_seconds[1:]),
+        "checkpoint_model_sender_seconds": statistics.median(sender_seconds[1:]),
+        "checkpoint_models_end_seconds": end_seconds / len(kept),
+    }
+
+
+def _epoch_result(epoch: int, num_epochs: int) -> EpochResult:
+    return EpochResult(
+        epoch=epoch, num_epochs=num_epochs, train_loss=0.3, train_metrics={"accuracy": 0.9}, val_loss=0.3, val_metrics={"accuracy": 0.9},
+        train_seconds=0.5, epoch_seconds=0.6, num_train_samples=TRAIN_VAL_SPLIT[0],
+    )
 
 
 def _process_cpu_seconds() -> float:

@@ -1,0 +1,177 @@
+"""The run's models as MLflow 3 LoggedModels: the final `model` and the kept checkpoints, each pickle-free
+(torch.export's "pt2") and loadable by MLflow's pyfunc and `mlflow models serve` on any host.
+
+tracking.py keeps runs and their metrics; this module is the other door to mlflow, for models. A checkpoint's
+LoggedModel is created (PENDING, with its epoch's metrics linked) when the checkpoint is saved, which costs the
+training thread nothing; its weights are exported and uploaded once the run knows which checkpoints it keeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus, RunInfo
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
+from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.utils import environment as mlflow_environment
+
+from deep_learning.errors import first_line
+from deep_learning.stores import unreachable
+
+MODEL_ARTIFACT = "model"
+PICKLE_FREE_FORMAT = "pt2"  # torch.export's
+REQUIREMENTS_CHECK = "warn_dependency_requirement_mismatches"
+# Where pyfunc loads a pt2 model. MLflow's default picks CUDA whenever a GPU is present, and its loader refuses a
+# torch.export program on another device than its weights were saved on, which is the CPU: the models are saved there.
+PT2_PYFUNC_DEVICE = "cpu"
+EPOCH_TAG = "deep_learning.epoch"  # on a checkpoint's LoggedModel: its epoch
+BEST_TAG = "deep_learning.best"  # "true" on the LoggedModel of the best kept checkpoint, by the monitored metric
+BEST_MODEL_TAG = "deep_learning.best_model_id"  # on the run: that LoggedModel's id
+MONITOR_TAG = "deep_learning.monitor"  # on the best one: the metric and its direction, as "val_loss min"
+
+
+def checkpoint_model_name(epoch: int) -> str:
+    return f"checkpoint-{epoch:04d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """What a model is shown to MLflow with: a few inputs (numpy) and the signature of inputs to logits."""
+
+    inputs: np.ndarray
+    signature: Any
+
+    @classmethod
+    def of(cls, cpu_model: torch.nn.Module, example_batch: torch.Tensor) -> Example:
+        inputs = example_batch.detach().cpu().numpy()
+        with torch.inference_mode():
+            output = cpu_model(torch.from_numpy(inputs)).numpy()
+        return cls(inputs, infer_signature(inputs, output))
+
+
+@contextlib.contextmanager
+def _requirements_check_skipped() -> Iterator[None]:
+    """Skip MLflow's check of a model's pip requirements against this environment: it scans every installed
+    distribution (~0.4 s, the first time in a process), and `model_requirements` reads them from this environment."""
+    check = getattr(mlflow_environment, REQUIREMENTS_CHECK, None)
+    if check is None:  # another MLflow: keep its behaviour
+        yield
+        return
+    setattr(mlflow_environment, REQUIREMENTS_CHECK, lambda requirements: None)
+    try:
+        yield
+    finally:
+        setattr(mlflow_environment, REQUIREMENTS_CHECK, check)
+
+
+def log_model(
+    client: MlflowClient,
+    run: RunInfo,
+    cpu_model: torch.nn.Module,
+    example: Example,
+    *,
+    name: str = MODEL_ARTIFACT,
+    step: int = 0,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    registered_name: str = "",
+) -> tuple[str, str]:
+    """Log `cpu_model` as a LoggedModel of the run (`runs:/RUN/<name>`); return its id and format ("pt2" or "pickle")."""
+    model_id = create_model(client, run, name, step, params, tags)
+    model_format = save_model(client, model_id, run.run_id, cpu_model, example)
+    if registered_name:
+        mlflow.register_model(f"models:/{model_id}", registered_name)
+    return model_id, model_format
+
+
+def create_model(client: MlflowClient, run: RunInfo, name: str, step: int, params: dict[str, str] | None, tags: dict[str, str] | None) -> str:
+    """A PENDING LoggedModel of the run, its output at `step` (the UI lists it with the run); return its id."""
+    model = client.create_logged_model(run.experiment_id, name=name, source_run_id=run.run_id, params=params, tags=tags)
+    client.log_outputs(run.run_id, [LoggedModelOutput(model.model_id, step=step)])
+    return model.model_id
+
+
+def save_model(client: MlflowClient, model_id: str, run_id: str, cpu_model: torch.nn.Module, example: Example, exports: bool = True) -> str:
+    """Write the model's files into LoggedModel `model_id` and mark it READY; return the format.
+
+    Pickle-free with torch.export ("pt2"), which pyfunc loads on the CPU on any host; a model that does not
+    export (or, with `exports` false, is known not to) is saved in MLflow's pickle format instead, with a
+    warning saying why, and pyfunc loads it on the GPU where there is one.
+    """
+    location = client.get_logged_model(model_id).artifact_location
+    if not exports:
+        _upload(client, model_id, run_id, location, cpu_model, example, "pickle")
+        return "pickle"
+    try:
+        _upload(client, model_id, run_id, location, cpu_model, example, PICKLE_FREE_FORMAT)
+        return PICKLE_FREE_FORMAT
+    except Exception as error:
+        if isinstance(error, MlflowException) or unreachable(error):
+            client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
+            raise
+        print(
+            f"Warning: torch.export cannot export {type(cpu_model).__name__} ({first_line(error)[:200]}); the model is logged in "
+            f"MLflow's pickle format, which runs pickled code when loaded. state_dict.pt holds the weights without pickled code.",
+            file=sys.stderr, flush=True,
+        )
+    _upload(client, model_id, run_id, location, cpu_model, example, "pickle")
+    return "pickle"
+
+
+def _upload(client: MlflowClient, model_id: str, run_id: str, location: str, cpu_model, example: Example, model_format: str) -> None:
+    # What Model.log does for a model it creates, into a LoggedModel that already exists.
+    with tempfile.TemporaryDirectory() as folder, _requirements_check_skipped():
+        path = os.path.join(folder, "model")
+        mlflow_model = Model(artifact_path=location, model_uuid=model_id, run_id=run_id, model_id=model_id)
+        mlflow.pytorch.save_model(
+            cpu_model, path, mlflow_model=mlflow_model, serialization_format=model_format,
+            signature=example.signature, input_example=example.inputs, pip_requirements=model_requirements(),
+        )
+        if model_format == PICKLE_FREE_FORMAT:
+            # A pickled module moves with .to(device), so pyfunc's own choice (CUDA where available) suits it; a pt2 program does not.
+            mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME][mlflow.pyfunc.MODEL_CONFIG]["device"] = PT2_PYFUNC_DEVICE
+            mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+        client.log_model_artifacts(model_id, path)
+    client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+
+
+def checkpoint_models(client: MlflowClient, run: RunInfo) -> dict[int, str]:
+    """The run's checkpoint LoggedModels by epoch (a resumed run's, from before it stopped)."""
+    found, token = {}, None
+    while True:
+        page = client.search_logged_models([run.experiment_id], filter_string=f"source_run_id = '{run.run_id}'", page_token=token)
+        found.update({int(model.tags[EPOCH_TAG]): model.model_id for model in page if EPOCH_TAG in model.tags})
+        token = page.token
+        if not token:
+            return found
+
+
+def mark_best(client: MlflowClient, run_id: str, model_id: str, monitor: str) -> None:
+    """Tag the best checkpoint's LoggedModel (the UI's Models tab shows it) and name it on the run."""
+    client.set_logged_model_tags(model_id, {BEST_TAG: "true", MONITOR_TAG: monitor})
+    client.set_tag(run_id, BEST_MODEL_TAG, model_id)
+
+
+def best_model(client: MlflowClient, run_id: str) -> str | None:
+    """The id of the run's best checkpoint LoggedModel, if it kept one."""
+    return client.get_run(run_id).data.tags.get(BEST_MODEL_TAG)
+
+
+def model_requirements() -> list[str]:
+    """Explicit pip requirements of the logged model (inferring them would cost seconds)."""
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+    ]
