@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -18,7 +20,7 @@ from conftest import BIN, free_port, kill_mlflow_server, start_mlflow_server, st
 from deep_learning import tracking
 from deep_learning.checkpoints import load_checkpoint
 from deep_learning.cli import cli
-from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run
+from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run, tracking_uri
 
 LEARNED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "3000"]
@@ -117,6 +119,20 @@ def test_nan_loss_fails_the_run_with_reason_and_epoch(store):
     assert run.info.status == "FAILED"
     assert run.data.tags["error.type"] == "TrainingDiverged" and run.data.tags["error.epoch"] == "1"
     assert not list((Path("checkpoints") / run.info.run_id).glob("epoch-*.pt"))  # no checkpoint of NaN weights
+
+
+def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint_as_a_loadable_model(store):
+    # Epoch 1 trains at lr 0.1; the step schedule then multiplies it by 1e7, and epoch 2 diverges.
+    options = ["train", "--epochs", "3", "--train-subset", "1000", "--lr-schedule", "step", "--lr-gamma", "1e7"]
+    result = CliRunner().invoke(cli, options)
+    assert result.exit_code == 1 and "The train loss is nan at epoch 2" in result.output
+    run = only_run(MlflowClient(store))
+    assert run.info.status == "FAILED"
+    with tracking_uri(store):
+        (model,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list")
+        assert (model.name, str(model.status), model.tags["deep_learning.best"]) == ("checkpoint-0001", "READY", "true")
+        logits = mlflow.pyfunc.load_model(f"models:/{model.model_id}").predict(np.zeros((2, 1, 28, 28), dtype=np.float32))
+    assert logits.shape == (2, 10) and np.isfinite(logits).all()
 
 
 def test_second_signal_exits_at_once():

@@ -294,6 +294,8 @@ def _train(
                 _restore_best(assembly, run, history, folder)
             test_metrics = _finish(assembly, training_model, run, history, folder)
         except BaseException as error:
+            if isinstance(error, TrainingDiverged) and assembly.is_main:
+                _keep_checkpoint_models(assembly, run, checkpointer.history, folder)
             raise _reason_to_stop(error, run, checkpointer, cluster is not None) from None
     return ExperimentResult(run.run_id, run.run_name, history, test_metrics, run.where_to_look())
 
@@ -445,7 +447,18 @@ def _log_models(assembly: Assembly, run: Tracker, history: list[EpochResult], fo
     finally:
         run.log_metrics(test_metrics, step=history[-1].epoch, model_id=model_id or None)
     if assembly.is_main:
-        monitor = Monitor.of(config)
-        kept = {epoch_of(path): load_checkpoint(path)["model"] for path in checkpoints_in(folder)}
-        best = (monitor.best(history).epoch, f"{monitor.name} {monitor.direction}")
-        run.log_checkpoint_models(assembly.model, example_batch(recipe), kept, best)
+        run.log_checkpoint_models(assembly.model, example_batch(recipe), *_kept_checkpoints(config, history, folder))
+
+
+def _kept_checkpoints(config: TrainConfig, history: list[EpochResult], folder: Path) -> tuple[dict[int, dict[str, torch.Tensor]], tuple[int, str] | None]:
+    """The weights of each checkpoint in `folder` by epoch, and the best epoch with the metric that says so."""
+    monitor = Monitor.of(config)
+    kept = {epoch_of(path): load_checkpoint(path)["model"] for path in checkpoints_in(folder)}
+    best = monitor.best(history)
+    return kept, (best.epoch, f"{monitor.name} {monitor.direction}") if best else None
+
+
+def _keep_checkpoint_models(assembly: Assembly, run: Tracker, history: list[EpochResult], folder: Path) -> None:
+    """A diverged run's kept checkpoints still become loadable LoggedModels (their weights are the last good ones); best effort."""
+    with contextlib.suppress(Exception):
+        run.log_checkpoint_models(assembly.model, example_batch(assembly.recipe), *_kept_checkpoints(assembly.config, history, folder))
