@@ -12,8 +12,8 @@ from conftest import BIN, REPO, subprocess_env
 from readback import assert_complete_run, only_run
 
 
-def mlflow_run(tmp_path, tracking_uri: str, data_root, *parameters: str, experiment: str | None = None):
-    command = [str(BIN / "mlflow"), "run", str(REPO), "--env-manager", "local"]
+def mlflow_run(tmp_path, tracking_uri: str, data_root, *parameters: str, experiment: str | None = None, entry: str = "main"):
+    command = [str(BIN / "mlflow"), "run", str(REPO), "--env-manager", "local", "--entry-point", entry]
     if experiment:
         command += ["--experiment-name", experiment]
     for parameter in parameters:
@@ -35,6 +35,17 @@ def test_mlflow_run_trains_and_logs_one_complete_run(tmp_path, data_root):
     run = only_run(MlflowClient(uri))  # adopted by the CLI, not duplicated
     assert run.data.params["lr"] == "1e-1"  # the MLproject's own spelling is kept
     assert_complete_run(uri, run, epochs=1, data_root=data_root)
+
+
+def test_the_sweep_entry_point_nests_its_runs_under_the_run_mlflow_starts(tmp_path, data_root):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = mlflow_run(tmp_path, uri, data_root, "grid=lr=0.05,0.1", "seeds=2", "epochs=1", "train_subset=300", "devices=cpu", entry="sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = MlflowClient(uri).search_runs(["0"])
+    (parent,) = [run for run in runs if run.data.tags.get("deep_learning.kind") == "sweep"]
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 5 and len(children) == 4  # the run `mlflow run` made is the parent, adopted
+    assert parent.info.status == "FINISHED" and "lr_0.1 cpu/val_accuracy_mean" in parent.data.metrics
 
 
 @pytest.mark.parametrize(

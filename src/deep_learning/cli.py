@@ -115,6 +115,9 @@ def user_errors(command: Callable) -> Callable:
 
 
 def _interrupted_message(interrupted: Interrupted) -> str:
+    sweep = getattr(interrupted, "sweep_run_id", None)
+    if sweep:
+        return f"Interrupted: sweep {sweep} is KILLED in MLflow; its finished runs are kept. Resume with: deep-learning sweep --resume {sweep}"
     if interrupted.run_id is None:
         return "Interrupted before a run was created: nothing to resume."
     kept = f"checkpoint of epoch {interrupted.epoch} at {interrupted.checkpoint}" if interrupted.checkpoint else "no checkpoint (no epoch had ended)"
@@ -169,6 +172,46 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
             result = run_experiment(TrainConfig(**settings), progress=progress)
     if result.run_id:  # under torchrun, rank 0's
         click.echo(result.summary())
+
+
+@cli.command()
+@config_options
+@click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2", help="Values of one setting to sweep (repeatable; the cross product of all).")
+@click.option("--seeds", type=click.INT, default=None, help="Train each point with N seeds: --seed, --seed + 1, ... [default: 1]")
+@click.option("--seed-list", default="", metavar="S1,S2", help="The seeds to train each point with, instead of --seeds.")
+@click.option("--devices", default="", metavar="all|cpu,cuda,...", help="Devices to train each point on (all: every device here) [default: --device]")
+@click.option("--config", default="", metavar="FILE", help="YAML or TOML file of the base settings (a run's config.yaml); options given here override it.")
+@click.option("--resume", metavar="PARENT_ID", default="", help="Continue this sweep: keep its finished runs, resume the others, run the missing.")
+@click.option("--quiet", "-q", is_flag=True, default=False, help="Print only errors, the roll-up and the final line.")
+@click.pass_context
+@user_errors
+def sweep(context: click.Context, grid: tuple[str, ...], seeds: int | None, seed_list: str, devices: str, config: str, resume: str, quiet: bool, **options: Any) -> None:
+    """Train the cross product of --grid values, seeds and devices as child runs of one parent run, and roll them up.
+
+    Runs that differ only in seed form a group; the parent holds each group's mean, standard deviation, min, max and
+    n of every metric (per epoch and final), rollup.csv/.md/.json and rollup.png, and for each configuration each
+    device against the CPU: the difference of means with a 95% interval (Welch), "within seed noise" or "differs".
+    """
+    from deep_learning.devices import available_devices
+    from deep_learning.grid import Study, parse_devices, parse_grid, parse_seeds
+    from deep_learning.interruption import signals_interrupt_runs
+    from deep_learning.sweep import resumed_study, run_study
+
+    if resume:
+        if grid or seeds or seed_list or devices or config or resolved_config(context, "", options):
+            raise InputError("--resume continues a sweep as it was started: give --resume PARENT_ID alone.")
+        study = resumed_study(resume)
+    else:
+        base = TrainConfig(**resolved_config(context, config, options))
+        if base.device.strip().lower() == ALL_DEVICES:
+            raise InputError("A sweep's devices are --devices (all, or a list); --device is for one run.")
+        chosen = parse_devices(devices or base.device, available_devices())
+        study = Study(base, parse_grid(grid), parse_seeds(seeds, seed_list, base.seed), chosen)
+    progress = not quiet and sys.stdout.isatty()
+    with signals_interrupt_runs(), silenced_stdout(quiet):
+        result = run_study(study, resume=resume or None, progress=progress)
+    click.echo(result.markdown, nl=False)
+    click.echo(result.summary())
 
 
 def silenced_stdout(quiet: bool) -> contextlib.AbstractContextManager:

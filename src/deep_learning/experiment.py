@@ -106,15 +106,18 @@ def run_experiment(
     resume_run_id: str | None = None,
     parent_run_id: str | None = None,
     progress: bool = False,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> ExperimentResult:
     """Train and evaluate `config` (with `recipe`, else the one the config names) as one MLflow run, a child of
     `parent_run_id` when given; `resume_run_id` continues that run from its last checkpoint. `progress` rewrites a
-    line on stdout during each training pass.
+    line on stdout during each training pass. `run_name` replaces the run's usual name (model-dataset-device) and
+    `tags` go beside the device's.
 
     Under torchrun, every rank trains its shard with DistributedDataParallel and rank 0 alone tracks the run.
     """
     recipe = recipe or recipe_from_config(config, data_root)
-    options = {"parent_run_id": parent_run_id, "progress": progress}
+    options = {"parent_run_id": parent_run_id, "progress": progress, "run_name": run_name, "tags": tags}
     if not distributed.launched_by_torchrun():
         resumed = (resume_run_id, checkpoint_to_resume(resume_run_id, config.checkpoint_dir)) if resume_run_id else None
         return _train(config, recipe, resolve_device(config.device), None, resumed=resumed, **options)
@@ -129,15 +132,18 @@ def run_experiment(
     return _on_every_rank(config.device, on_rank, recipe, **options)
 
 
-def resume_experiment(run_id: str, overrides: dict[str, Any], data_root: str | Path | None = None, *, progress: bool = False) -> ExperimentResult:
-    """Continue run `run_id` from its last checkpoint, with the checkpoint's config (`overrides` must agree with it).
+def resume_experiment(
+    run_id: str, overrides: dict[str, Any], data_root: str | Path | None = None, *, progress: bool = False, parent_run_id: str | None = None
+) -> ExperimentResult:
+    """Continue run `run_id` from its last checkpoint, with the checkpoint's config (`overrides` must agree with it);
+    a child of `parent_run_id` (an active run, a sweep's) when given.
 
     Under torchrun (same world size), rank 0 finds the checkpoint and hands it to the other ranks.
     """
     if not distributed.launched_by_torchrun():
         config, checkpoint = resume_config(run_id, overrides)
         return _train(config, recipe_from_config(config, data_root), resolve_device(config.device), None,
-                      resumed=(run_id, checkpoint), parent_run_id=None, progress=progress)
+                      resumed=(run_id, checkpoint), parent_run_id=parent_run_id, progress=progress)
 
     def on_rank(cluster: Cluster) -> tuple[TrainConfig, Resumed]:
         payload: list[Any] = [None, None]
@@ -147,7 +153,7 @@ def resume_experiment(run_id: str, overrides: dict[str, Any], data_root: str | P
         distributed.broadcast(payload)
         return TrainConfig(**payload[0]), (run_id, payload[1])
 
-    return _on_every_rank(overrides.get("device", TrainConfig.device), on_rank, None, parent_run_id=None, progress=progress, data_root=data_root)
+    return _on_every_rank(overrides.get("device", TrainConfig.device), on_rank, None, parent_run_id=parent_run_id, progress=progress, data_root=data_root)
 
 
 def _checkpoint_path(run_id: str, checkpoint_dir: str) -> Path:
@@ -175,16 +181,16 @@ def checkpoint_to_resume(run_id: str, checkpoint_dir: str) -> dict[str, Any]:
     return load_checkpoint(_checkpoint_path(run_id, checkpoint_dir))
 
 
-def _on_every_rank(device_name: str, prepare, recipe: Recipe | None, *, parent_run_id: str | None, progress: bool, data_root=None) -> ExperimentResult:
+def _on_every_rank(device_name: str, prepare, recipe: Recipe | None, *, data_root=None, **options: Any) -> ExperimentResult:
     """Join torchrun's process group, train on this rank, and leave; a failing rank leaves its reason for rank 0."""
     cluster, device = distributed.start(device_name)
     try:
         config, resumed = prepare(cluster)
         recipe = recipe or recipe_from_config(config, data_root)
         if cluster.is_main:
-            return _train(config, recipe, device, cluster, resumed=resumed, parent_run_id=parent_run_id, progress=progress)
+            return _train(config, recipe, device, cluster, resumed=resumed, **options)
         with contextlib.redirect_stdout(io.StringIO()):  # one copy of the epoch lines: rank 0's
-            return _train(config, recipe, device, cluster, resumed=resumed, parent_run_id=None, progress=False)
+            return _train(config, recipe, device, cluster, resumed=resumed, progress=False)
     except BaseException as error:
         if not cluster.is_main and not isinstance(error, KeyboardInterrupt):
             distributed.report_failure(cluster, first_line(error))
@@ -269,14 +275,16 @@ def _train(
     cluster: Cluster | None,
     *,
     resumed: Resumed | None,
-    parent_run_id: str | None,
     progress: bool,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> ExperimentResult:
     resume_run_id, checkpoint = resumed or (None, None)
     assembly = assemble(config, recipe, device, cluster, checkpoint)
-    run_name = f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else "")
+    run_name = run_name or f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else "")
     tracked = tracking.tracked_run(
-        run_name, run_params(assembly), device_tags(assembly.description),
+        run_name, run_params(assembly), {**device_tags(assembly.description), **(tags or {})},
         resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True,
     )
     with tracked if assembly.is_main else contextlib.nullcontext(Tracker()) as run:

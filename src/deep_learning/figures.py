@@ -1,4 +1,5 @@
-"""Figures as PNG files: learning curves (of one run or of several side by side) and a confusion matrix.
+"""Figures as PNG files: learning curves (of one run or of several side by side), a confusion matrix, and a
+sweep's roll-up (each group's mean curve with a band of one standard deviation).
 
 matplotlib draws with its Agg canvas only, so no display is needed; import this module lazily.
 """
@@ -19,6 +20,7 @@ from deep_learning.records import metric_names
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from deep_learning.rollup import GroupRollup
     from deep_learning.training import EpochResult
 
 LEARNING_CURVES_FILE = "learning_curves.png"
@@ -134,3 +136,33 @@ def plot_run(history: Sequence[EpochResult], confusion_matrix: Sequence[Sequence
             f"Test split: {correct} of {num_samples} correct ({correct / num_samples:.2%})",
         ),
     ]
+
+
+def rollup_figure(rollups: Sequence[GroupRollup]) -> Figure:
+    """Each group's mean curve per epoch with a band of one standard deviation, one panel per loss and metric (train and validation)."""
+    keys = [key for key in sorted({key for rollup in rollups for key in rollup.epochs}) if key.startswith(tuple(f"{split}_" for split in CURVE_SPLITS))]
+    columns = max(min(len(keys), PANELS_PER_ROW), 1)
+    rows = max(math.ceil(len(keys) / columns), 1)
+    figure = _figure(max(MIN_WIDTH, PANEL_WIDTH * columns), PANEL_HEIGHT * rows + LEGEND_HEIGHT)
+    for position, key in enumerate(keys, 1):
+        axes = figure.add_subplot(rows, columns, position)
+        for index, rollup in enumerate(rollups):
+            series = rollup.epochs.get(key, {})
+            steps = sorted(series)
+            means = [series[step].mean for step in steps]
+            spreads = [0.0 if math.isnan(series[step].std) else series[step].std for step in steps]
+            color = f"C{index % 10}"
+            axes.plot(steps, means, marker="o", color=color, label=f"{rollup.group or 'base'} (n={max((series[step].n for step in steps), default=0)})")
+            axes.fill_between(steps, [m - s for m, s in zip(means, spreads)], [m + s for m, s in zip(means, spreads)], color=color, alpha=0.2)
+        axes.set(title=f"{key}: mean ± 1 std over seeds", xlabel="epoch", ylabel=key)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    if figure.axes:
+        figure.legend(*figure.axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
+    return figure
+
+
+def plot_rollup(rollups: Sequence[GroupRollup], path: Path) -> Path:
+    """A PNG of the roll-up's curves: each group's mean and ±1 std band per epoch."""
+    rollup_figure(rollups).savefig(path, dpi=DPI)
+    return path

@@ -17,6 +17,10 @@ TRAINING = "training"
 COMPARISON = "comparison"
 EVALUATION = "evaluation"
 DEVICE_SWEEP = "device-sweep"
+SWEEP = "sweep"
+STUDY_TAG = "deep_learning.study"  # on a sweep's parent: the study (base config, grid, seeds, devices) as JSON
+POINT_TAG = "deep_learning.point"  # on a sweep's child: its point's label, such as "lr=0.05 seed=3 cuda"
+GROUP_TAG = "deep_learning.group"  # on a sweep's child: the label without the seed
 SPLITS = ("train", "val", "test")
 # Logged under a split's prefix but not a metric a user chose: the loss, the speed, and evaluation's per-class scores.
 NOT_METRICS = ("loss", "samples_per_second")

@@ -53,7 +53,7 @@ from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
 from deep_learning.checkpoints import epoch_of
 from deep_learning.errors import InputError, TrackingError, first_line
@@ -93,6 +93,7 @@ MAX_TAG_LENGTH = 5000
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 RETRY_SECONDS = 2.0
 DATASET_RACE_ATTEMPTS = 5
+METRICS_PER_BATCH = 1000  # MLflow's most metrics in one log_batch
 SYSTEM_METRICS_SECONDS = 1.0
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
 
@@ -233,6 +234,13 @@ class TrackedRun(Tracker):
             else:
                 self._pending.pop(0)
         return True
+
+    def log_metric_rows(self, rows: Sequence[tuple[str, float, int]]) -> None:
+        """Log (key, value, step) rows now, in batches of MLflow's limit, waiting (up to the patience) for an unreachable server."""
+        timestamp = int(time.time() * 1000)
+        metrics = [Metric(key, value, timestamp, step) for key, value, step in rows]
+        for start in range(0, len(metrics), METRICS_PER_BATCH):
+            self.with_patience(lambda: self._client.log_batch(self.run_id, metrics=metrics[start:start + METRICS_PER_BATCH], synchronous=True))
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tag the run, waiting (up to the patience) for an unreachable server."""
@@ -534,8 +542,8 @@ def send_unsent(path: Path) -> tuple[str, int]:
     try:
         present = {(key, metric.step) for key in {entry[0] for entry in metrics} for metric in client.get_metric_history(run_id, key)}
         missing = [Metric(key, value, timestamp, step) for key, value, timestamp, step in metrics if (key, step) not in present]
-        for start in range(0, len(missing), 1000):
-            client.log_batch(run_id, metrics=missing[start:start + 1000], synchronous=True)
+        for start in range(0, len(missing), METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=missing[start:start + METRICS_PER_BATCH], synchronous=True)
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_tag(run_id, "error.message", "the tracking server was unreachable when training ended; metrics sent later")
             client.set_terminated(run_id, "FAILED")
@@ -588,6 +596,23 @@ def list_runs(experiment_id: str, *, limit: int | None = None, finished_only: bo
             token = page.token
             if not token:
                 return records
+
+
+def child_runs(parent_run_id: str, histories: Histories = ()) -> list[RunRecord]:
+    """The runs nested under `parent_run_id` (a sweep's children), oldest first, with the named metric histories."""
+    uri = tracking_uri()
+    client = open_client(uri)
+    with _reading(f"the children of run {parent_run_id}", uri):
+        parent = client.get_run(parent_run_id)
+        children = client.search_runs(
+            [parent.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'", order_by=["attributes.start_time ASC"], max_results=5000
+        )
+        return [_record(client, run, histories) for run in children]
+
+
+def delete_run(run_id: str) -> None:
+    """Delete a run (a sweep's child that it replaces with a new one)."""
+    open_client(tracking_uri()).delete_run(run_id)
 
 
 def get_run(run_id: str, histories: Histories = ()) -> RunRecord:

@@ -1,0 +1,138 @@
+"""A study's points: the cross product of a grid of config fields, seeds and devices, each a checked TrainConfig
+with a label that says what sets it apart (`lr=0.05 seed=3 cuda`).
+
+No torch or mlflow here: a grid that names an unknown field or a value the config refuses is one line
+before any run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from deep_learning.config import ALL_DEVICES, TrainConfig, option_name
+from deep_learning.errors import ConfigError
+
+FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+NOT_IN_A_GRID = {"seed", "device", "checkpoint_dir", "register_model"}  # --seeds and --devices say these; the others are not settings of a point
+
+
+@dataclass(frozen=True)
+class Point:
+    """One training run of a study: its config, and what sets it apart from the others."""
+
+    config: TrainConfig
+    settings: dict[str, Any]  # the grid's values for this point
+    label: str
+
+    @property
+    def group(self) -> str:
+        """The label without the seed: the points that differ only in seed share it."""
+        return " ".join(part for part in self.label.split(" ") if not part.startswith("seed="))
+
+    @property
+    def configuration(self) -> str:
+        """The label without seed or device: the points that train the same thing, on any device."""
+        return " ".join(part for part in self.group.split(" ") if "=" in part)
+
+
+@dataclass(frozen=True)
+class Study:
+    """What a sweep trains: a base config, a grid of other values, seeds and devices."""
+
+    base: TrainConfig
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    devices: list[str]
+
+    def points(self) -> list[Point]:
+        """Every combination, in a stable order (grid, then device, then seed), each checked by TrainConfig."""
+        names = list(self.grid)
+        points = []
+        for values in itertools.product(*self.grid.values()):
+            settings = dict(zip(names, values))
+            for device in self.devices:
+                for seed in self.seeds:
+                    config = _config(self.base, {**settings, "seed": seed, "device": device})
+                    points.append(Point(config, settings, self._label(settings, seed, device)))
+        return points
+
+    def _label(self, settings: dict[str, Any], seed: int, device: str) -> str:
+        parts = [f"{name}={_spelled(value)}" for name, value in settings.items()]
+        return " ".join([*parts, f"seed={seed}", *([device] if len(self.devices) > 1 or device != "auto" else [])])
+
+    def to_json(self) -> str:
+        """The study as the parent run keeps it (a resumed sweep reads it back)."""
+        return json.dumps({"base": self.base.to_params(), "grid": self.grid, "seeds": self.seeds, "devices": self.devices}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Study:
+        record = json.loads(text)
+        return cls(TrainConfig(**record["base"]), record["grid"], record["seeds"], record["devices"])
+
+
+def parse_grid(assignments: Sequence[str]) -> dict[str, list[Any]]:
+    """`--grid NAME=V1,V2,...` options (or several in one, space-separated) as field name to typed values, each field once."""
+    grid: dict[str, list[Any]] = {}
+    for assignment in (part for given in assignments for part in given.split()):  # the MLproject passes them space-separated
+        name, equals, values = assignment.partition("=")
+        name = name.strip().replace("-", "_").removeprefix("__")
+        if not equals or not values.strip():
+            raise ConfigError(f"--grid takes NAME=V1,V2,... (a config field and its values), not {assignment!r}")
+        if name not in FIELDS or name in NOT_IN_A_GRID:
+            hint = " (--seeds and --devices set those)" if name in ("seed", "device") else ""
+            raise ConfigError(f"--grid names {name!r}, which is not a setting a sweep can vary{hint}: `deep-learning train --help` lists them.")
+        if name in grid:
+            raise ConfigError(f"--grid names {name} twice: give all its values in one --grid {name}=V1,V2")
+        grid[name] = [_typed(name, value.strip()) for value in values.split(",")]
+    return grid
+
+
+def parse_seeds(count: int | None, listed: str | None, default: int) -> list[int]:
+    """The seeds: --seed-list 1,2,3, else --seeds N (default, default+1, ...), else the base seed alone."""
+    if listed:
+        try:
+            seeds = [int(seed) for seed in listed.split(",")]
+        except ValueError:
+            raise ConfigError(f"--seed-list takes whole numbers separated by commas, not {listed!r}") from None
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"--seed-list names a seed twice: {listed}")
+        return seeds
+    if count is not None and count < 1:
+        raise ConfigError(f"--seeds must be 1 or more, not {count}")
+    return [default + offset for offset in range(count or 1)]
+
+
+def parse_devices(devices: str, available: Sequence[str]) -> list[str]:
+    """--devices all (every device here) or a comma-separated list."""
+    if devices.strip().lower() == ALL_DEVICES:
+        return list(available)
+    return [device.strip() for device in devices.split(",") if device.strip()]
+
+
+def _typed(name: str, text: str) -> Any:
+    kind = type(FIELDS[name].default)
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"--grid {name}: {text!r} is not a{'n' if kind is int else ''} {kind.__name__} ({option_name(name)} takes one)") from None
+
+
+def _config(base: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
+    try:
+        return dataclasses.replace(base, **changes)
+    except ConfigError as error:
+        shown = ", ".join(f"{name}={value}" for name, value in changes.items() if name != "device")
+        raise ConfigError(f"The sweep's point {shown} is not a valid config: {error}") from None
+
+
+def _spelled(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
