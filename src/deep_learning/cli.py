@@ -24,6 +24,7 @@ from deep_learning.config import (
 from deep_learning.errors import ConfigError, DeepLearningError, InputError, Interrupted, first_line
 from deep_learning.factories import parse_assignments
 
+DEFAULT_TRIALS = 20
 _CHOICES = {"loader": LOADERS, "amp": AMP_MODES, "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "monitor_mode": MONITOR_MODES}
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
 # Given once per argument (--model-arg dim=64 --model-arg depth=2); the field holds them as one JSON object.
@@ -180,38 +181,80 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
 @click.option("--seeds", type=click.INT, default=None, help="Train each point with N seeds: --seed, --seed + 1, ... [default: 1]")
 @click.option("--seed-list", default="", metavar="S1,S2", help="The seeds to train each point with, instead of --seeds.")
 @click.option("--devices", default="", metavar="all|cpu,cuda,...", help="Devices to train each point on (all: every device here) [default: --device]")
+@click.option("--search", type=click.Choice(["optuna"]), default=None, help="Search --param settings with Optuna instead of a grid.")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="How many trials a search runs (with --resume: raise it). [default: 20]")
+@click.option("--param", "space", multiple=True, metavar="NAME=KIND:...", help="A searched setting: lr=loguniform:1e-3:1, batch_size=choice:32,64 (also uniform:, int:).")
+@click.option("--study-storage", default="", metavar="URL", help="Optuna's storage for a search [default: optuna.db beside a sqlite tracking store, else ./optuna.db]")
 @click.option("--config", default="", metavar="FILE", help="YAML or TOML file of the base settings (a run's config.yaml); options given here override it.")
-@click.option("--resume", metavar="PARENT_ID", default="", help="Continue this sweep: keep its finished runs, resume the others, run the missing.")
+@click.option("--resume", metavar="PARENT_ID", default="", help="Continue this sweep or search: keep its finished runs, resume (or add) the others.")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="Print only errors, the roll-up and the final line.")
 @click.pass_context
 @user_errors
-def sweep(context: click.Context, grid: tuple[str, ...], seeds: int | None, seed_list: str, devices: str, config: str, resume: str, quiet: bool, **options: Any) -> None:
+def sweep(context: click.Context, config: str, resume: str, quiet: bool, **options: Any) -> None:
     """Train the cross product of --grid values, seeds and devices as child runs of one parent run, and roll them up.
 
     Runs that differ only in seed form a group; the parent holds each group's mean, standard deviation, min, max and
     n of every metric (per epoch and final), rollup.csv/.md/.json and rollup.png, and for each configuration each
     device against the CPU: the difference of means with a 95% interval (Welch), "within seed noise" or "differs".
+    With --search optuna, each of --trials trials of the --param space is a child run, pruned by its per-epoch
+    --monitor (a median pruner), and the parent holds the best params and value.
     """
-    from deep_learning.devices import available_devices
-    from deep_learning.grid import Study, parse_devices, parse_grid, parse_seeds
     from deep_learning.interruption import signals_interrupt_runs
-    from deep_learning.sweep import resumed_study, run_study
 
-    if resume:
-        if grid or seeds or seed_list or devices or config or resolved_config(context, "", options):
-            raise InputError("--resume continues a sweep as it was started: give --resume PARENT_ID alone.")
-        study = resumed_study(resume)
-    else:
-        base = TrainConfig(**resolved_config(context, config, options))
-        if base.device.strip().lower() == ALL_DEVICES:
-            raise InputError("A sweep's devices are --devices (all, or a list); --device is for one run.")
-        chosen = parse_devices(devices or base.device, available_devices())
-        study = Study(base, parse_grid(grid), parse_seeds(seeds, seed_list, base.seed), chosen)
+    study = {name: options.pop(name) for name in ("grid", "seeds", "seed_list", "devices", "search", "trials", "space", "study_storage")}
+    given = resolved_config(context, config, options)
+    start = _resumed_sweep(resume, study, bool(config or resolved_config(context, "", options))) if resume else _new_sweep(TrainConfig(**given), study)
     progress = not quiet and sys.stdout.isatty()
     with signals_interrupt_runs(), silenced_stdout(quiet):
-        result = run_study(study, resume=resume or None, progress=progress)
-    click.echo(result.markdown, nl=False)
+        result = start(progress)
+    click.echo(getattr(result, "markdown", ""), nl=False)
     click.echo(result.summary())
+
+
+def _new_sweep(base: TrainConfig, study: dict[str, Any]) -> Callable[[bool], Any]:
+    """What `sweep` runs: a grid study, or a search; every point or the space checked before any run starts."""
+    from deep_learning.grid import Study, parse_devices, parse_grid, parse_seeds
+
+    if base.device.strip().lower() == ALL_DEVICES:
+        raise InputError("A sweep's devices are --devices (all, or a list); --device is for one run.")
+    if study["search"]:
+        if study["grid"] or study["seeds"] or study["seed_list"] or study["devices"]:
+            raise InputError("A search varies its --param settings: --grid, --seeds and --devices are for a grid sweep.")
+        from deep_learning.search import parse_space, run_search
+
+        space, trials, storage = parse_space(study["space"]), study["trials"] or DEFAULT_TRIALS, study["study_storage"] or None
+        return lambda progress: run_search(base, space, trials, storage=storage, progress=progress)
+    if study["space"] or study["trials"]:
+        raise InputError("--param and --trials are for a search: add --search optuna.")
+    from deep_learning.devices import available_devices
+    from deep_learning.sweep import run_study
+
+    chosen = parse_devices(study["devices"] or base.device, available_devices())
+    points = Study(base, parse_grid(study["grid"]), parse_seeds(study["seeds"], study["seed_list"], base.seed), chosen)
+    points.points()
+    return lambda progress: run_study(points, progress=progress)
+
+
+def _resumed_sweep(parent_run_id: str, study: dict[str, Any], settings_given: bool) -> Callable[[bool], Any]:
+    """What `sweep --resume` runs: the sweep or search its parent run holds (a search may get more --trials)."""
+    from deep_learning import tracking
+    from deep_learning.records import KIND_TAG, SEARCH, SEARCH_TAG
+    from deep_learning.sweep import resumed_study, run_study
+
+    extra = settings_given or any(value for name, value in study.items() if name != "trials")
+    parent = tracking.get_run(parent_run_id)
+    if parent.tags.get(KIND_TAG) == SEARCH:
+        if extra:
+            raise InputError("--resume continues a search as it was started: give --resume PARENT_ID (and --trials N to run more).")
+        from deep_learning.search import resumed_search, run_search
+
+        base, space, storage, trials = resumed_search(parent.tags[SEARCH_TAG])
+        trials = study["trials"] or trials
+        return lambda progress: run_search(base, space, trials, storage=storage, resume=parent_run_id, progress=progress)
+    if extra or study["trials"]:
+        raise InputError("--resume continues a sweep as it was started: give --resume PARENT_ID alone.")
+    points = resumed_study(parent_run_id)
+    return lambda progress: run_study(points, resume=parent_run_id, progress=progress)
 
 
 def silenced_stdout(quiet: bool) -> contextlib.AbstractContextManager:

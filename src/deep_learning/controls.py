@@ -16,12 +16,12 @@ from deep_learning.checkpoints import checkpoint_name, load_checkpoint
 from deep_learning.config import TrainConfig
 from deep_learning.errors import CheckpointError
 from deep_learning.optimization import Stepper
+from deep_learning.records import STOP_REASON_TAG
 from deep_learning.stopping import EarlyStopping, Monitor
 from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult
 
 BatchHook = Callable[[Tensor, int], None]
-STOP_REASON_TAG = "deep_learning.stop_reason"
 RESTORED_EPOCH_TAG = "deep_learning.restored_epoch"
 
 
@@ -63,17 +63,19 @@ def each_batch(hooks: list[BatchHook | None]) -> BatchHook | None:
 
 
 class Stopper:
-    """Early stopping over the whole history (a resumed run's epochs included): `should_stop` is train_and_evaluate's."""
+    """Early stopping over the whole history (a resumed run's epochs included), and a caller's own rule (a search's
+    pruner): `should_stop` is train_and_evaluate's."""
 
-    def __init__(self, config: TrainConfig, history: list[EpochResult]) -> None:
+    def __init__(self, config: TrainConfig, history: list[EpochResult], also: Callable[[EpochResult], bool] | None = None) -> None:
         self.rule = EarlyStopping(Monitor.of(config), config.early_stopping_patience) if config.early_stopping_patience else None
+        self.also = also
         self.history = list(history)
         self.stopped = False
 
     def should_stop(self, result: EpochResult) -> bool:
         self.history.append(result)
         self.stopped = self.rule is not None and self.rule.should_stop(self.history)
-        return self.stopped
+        return self.stopped or (self.also is not None and self.also(result))
 
     def record(self, run: Tracker) -> None:
         """Log where and why training stopped early: metric stopped_epoch, and the reason as a tag and a line."""

@@ -108,16 +108,17 @@ def run_experiment(
     progress: bool = False,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
+    should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> ExperimentResult:
     """Train and evaluate `config` (with `recipe`, else the one the config names) as one MLflow run, a child of
     `parent_run_id` when given; `resume_run_id` continues that run from its last checkpoint. `progress` rewrites a
-    line on stdout during each training pass. `run_name` replaces the run's usual name (model-dataset-device) and
-    `tags` go beside the device's.
+    line on stdout during each training pass. `run_name` replaces the run's usual name (model-dataset-device),
+    `tags` go beside the device's, and `should_stop` (a search's pruner) may end training after an epoch.
 
     Under torchrun, every rank trains its shard with DistributedDataParallel and rank 0 alone tracks the run.
     """
     recipe = recipe or recipe_from_config(config, data_root)
-    options = {"parent_run_id": parent_run_id, "progress": progress, "run_name": run_name, "tags": tags}
+    options = {"parent_run_id": parent_run_id, "progress": progress, "run_name": run_name, "tags": tags, "should_stop": should_stop}
     if not distributed.launched_by_torchrun():
         resumed = (resume_run_id, checkpoint_to_resume(resume_run_id, config.checkpoint_dir)) if resume_run_id else None
         return _train(config, recipe, resolve_device(config.device), None, resumed=resumed, **options)
@@ -279,6 +280,7 @@ def _train(
     parent_run_id: str | None = None,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
+    should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> ExperimentResult:
     resume_run_id, checkpoint = resumed or (None, None)
     assembly = assemble(config, recipe, device, cluster, checkpoint)
@@ -297,7 +299,7 @@ def _train(
         _open(assembly, run)
         training_model = _for_the_loop(assembly)
         try:
-            history = assembly.history + _epochs(assembly, training_model, run, checkpointer, progress)
+            history = assembly.history + _epochs(assembly, training_model, run, checkpointer, progress, should_stop)
             if config.restore_best:
                 _restore_best(assembly, run, history, folder)
             test_metrics = _finish(assembly, training_model, run, history, folder)
@@ -353,13 +355,16 @@ def _after_each_epoch(assembly: Assembly, run: Tracker, checkpointer: Checkpoint
     return after_epoch
 
 
-def _epochs(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, checkpointer: Checkpointer, progress: bool) -> list[EpochResult]:
-    """Train and validate the epochs left, with the controls the config turns on; stop early where it says."""
+def _epochs(
+    assembly: Assembly, training_model: torch.nn.Module, run: Tracker, checkpointer: Checkpointer, progress: bool,
+    should_stop: Callable[[EpochResult], bool] | None = None,
+) -> list[EpochResult]:
+    """Train and validate the epochs left, with the controls the config turns on; stop early where it or `should_stop` says."""
     config, recipe = assembly.config, assembly.recipe
     train_dl, val_dl, _ = assembly.loaders
     first_epoch = len(assembly.history) + 1
     stepper = stepper_for(config, assembly.optimizer, assembly.scaler, assembly.scheduler, len(assembly.history) * assembly.steps_per_epoch)
-    stopper = Stopper(config, assembly.history)
+    stopper = Stopper(config, assembly.history, should_stop)
     # Rank 0 profiles the first epoch this process trains; the profiler stops itself after its last step.
     profiler = StepProfiler(checkpointer.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=len(train_dl)) if config.profile and assembly.is_main else None
     on_batch = each_batch([

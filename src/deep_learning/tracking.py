@@ -75,6 +75,7 @@ from deep_learning.records import (
     EVALUATION,
     KIND_TAG,
     MODEL_FORMAT_TAG,
+    STOP_REASON_TAG,
     RunRecord,
 )
 from deep_learning.stores import lost_insert_race, unreachable
@@ -608,6 +609,17 @@ def child_runs(parent_run_id: str, histories: Histories = ()) -> list[RunRecord]
             [parent.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'", order_by=["attributes.start_time ASC"], max_results=5000
         )
         return [_record(client, run, histories) for run in children]
+
+
+def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
+    """Tag a run that has ended (a search's trial with how it ended)."""
+    open_client(tracking_uri()).log_batch(run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
+
+
+def end_pruned(run_id: str, state_tag: str, reason: str) -> None:
+    """Mark a finished trial's run as one its search pruned: status KILLED (stopped before its last epoch, by the study), tagged why."""
+    set_run_tags(run_id, {state_tag: "PRUNED", STOP_REASON_TAG: reason})
+    open_client(tracking_uri()).set_terminated(run_id, "KILLED")
 
 
 def delete_run(run_id: str) -> None:
