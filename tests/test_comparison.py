@@ -45,7 +45,8 @@ def test_runs_lists_training_runs_newest_first(trained):
     header, rule, *lines = result.stdout.splitlines()
     assert header.split()[:4] == ["run_id", "run_name", "status", "device"]
     assert [line.split()[0] for line in lines] == [trained["repeat"], trained["other"], trained["first"]]
-    assert all("mlp-mnist-cpu  FINISHED  cpu: " in line for line in lines)
+    assert "mlp-mnist-cpu lr=0.05  FINISHED  cpu: " in lines[1]  # named by what sets it apart
+    assert all(re.search(r"mlp-mnist-cpu +FINISHED  cpu: ", line) for line in (lines[0], lines[2]))
     assert " 0.05 " in lines[1] and " 0.1 " in lines[0]
 
     limited = invoke("runs", "--limit", "2", "--experiment", "Default")

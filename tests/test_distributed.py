@@ -45,7 +45,7 @@ def test_torchrun_makes_one_run_with_global_metrics(two_process_run):
     assert result.stdout.count("Epoch [1/1]") == 1  # rank 0 alone prints and logs
     client = MlflowClient(uri)
     run = only_run(client)
-    assert run.info.status == "FINISHED" and run.info.run_name == "mlp-mnist-cpu-x2"
+    assert run.info.status == "FINISHED" and run.info.run_name == "mlp-mnist-cpu-x2 batch_size=32"
     params = run.data.params
     assert (params["world_size"], params["backend"], params["nnodes"], params["global_batch_size"]) == ("2", "gloo", "1", "64")
     for key in EPOCH_METRICS:

@@ -20,11 +20,14 @@ def _run(client: MlflowClient, run_id: str):
     return client.get_run(run_id)
 
 
-@pytest.mark.parametrize("model, options", [("cnn", ("--train-subset", "2000", "--batch-size", "32")), ("transformer", ("--train-subset", "10000", "--lr", "0.05"))])
-def test_built_in_models_learn_and_log_every_metric(model, options, store):
+@pytest.mark.parametrize(
+    "model, options, name",
+    [("cnn", ("--train-subset", "2000", "--batch-size", "32"), "batch_size=32"), ("transformer", ("--train-subset", "10000", "--lr", "0.05"), "lr=0.05")],
+)
+def test_built_in_models_learn_and_log_every_metric(model, options, name, store):
     run_id = train_run("--model", model, "--metrics", "accuracy,f1", "--epochs", "1", "--device", "cpu", *options)
     run = _run(MlflowClient(store), run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == f"{model}-mnist-cpu"
+    assert run.info.status == "FINISHED" and run.info.run_name == f"{model}-mnist-cpu {name}"
     assert run.data.metrics["val_accuracy"] > 0.3  # chance is 0.1
     assert 0.2 < run.data.metrics["val_f1"] <= 1 and "test_f1" in run.data.metrics and "train_f1" in run.data.metrics
     assert run.data.tags["deep_learning.model_format"] == "pt2"

@@ -22,7 +22,7 @@ GRID = ("--grid", "lr=0.05,0.5", "--seeds", "3")
 
 def parent_and_children(client: MlflowClient) -> tuple:
     runs = client.search_runs(["0"], order_by=["attributes.start_time ASC"])
-    (parent,) = [run for run in runs if run.data.tags.get("deep_learning.kind") == "sweep"]
+    parent = [run for run in runs if run.data.tags.get("deep_learning.kind") == "sweep"][0]  # the first sweep's
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     return parent, children
 
@@ -87,6 +87,18 @@ def test_the_verdict_tells_learning_rates_far_apart_from_seeds_of_one_config(int
     again = Spread.of([run.data.metrics["test_accuracy"] for run in client.search_runs(["0"]) if run.data.params.get("seed") in ("45", "46", "47")])
     assert again.n == 3
     assert verdict_of(*welch_interval(accuracy["0.5"], again)[1:]) == WITHIN_NOISE
+
+
+def test_compare_shows_a_sweeps_roll_up_and_runs_lists_its_children_together(interrupted_then_resumed):
+    client, *_ = interrupted_then_resumed
+    parent, children = parent_and_children(client)
+    shown = invoke("compare", parent.info.run_id)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith("| group | metric | mean | std | min | max | n |") and "| lr=0.05 cpu | test_accuracy |" in shown.stdout
+    listed = invoke("runs")
+    assert listed.exit_code == 0, listed.output
+    names = [line.split("  ")[1].strip() for line in listed.stdout.splitlines()[2:] if "/ lr=" in line]
+    assert len(names) == 6 and all(name.startswith(f"{parent.info.run_id[:8]}/ lr=") for name in names)
 
 
 @pytest.mark.parametrize(

@@ -241,18 +241,17 @@ def _resumed_sweep(parent_run_id: str, study: dict[str, Any], settings_given: bo
     from deep_learning.records import KIND_TAG, SEARCH, SEARCH_TAG
     from deep_learning.sweep import resumed_study, run_study
 
-    extra = settings_given or any(value for name, value in study.items() if name != "trials")
+    if settings_given or any(value for name, value in study.items() if name != "trials"):
+        raise InputError("--resume continues a sweep as it was started: give --resume PARENT_ID alone (a search's also takes --trials N).")
     parent = tracking.get_run(parent_run_id)
     if parent.tags.get(KIND_TAG) == SEARCH:
-        if extra:
-            raise InputError("--resume continues a search as it was started: give --resume PARENT_ID (and --trials N to run more).")
         from deep_learning.search import resumed_search, run_search
 
         base, space, storage, trials = resumed_search(parent.tags[SEARCH_TAG])
         trials = study["trials"] or trials
         return lambda progress: run_search(base, space, trials, storage=storage, resume=parent_run_id, progress=progress)
-    if extra or study["trials"]:
-        raise InputError("--resume continues a sweep as it was started: give --resume PARENT_ID alone.")
+    if study["trials"]:
+        raise InputError("--trials is for a search: this sweep's --resume takes no other option.")
     points = resumed_study(parent_run_id)
     return lambda progress: run_study(points, resume=parent_run_id, progress=progress)
 
@@ -338,7 +337,8 @@ def experiment_option(command: Callable) -> Callable:
 def runs(experiment: str | None, limit: int) -> None:
     """List an experiment's training runs, newest first: device, key params, accuracy, epoch time, duration.
 
-    Comparison and evaluation runs are left out.
+    A sweep's runs are listed together, where its newest run falls, each named "PARENT/ name" (the parent run's
+    id, first 8 characters). Comparison and evaluation runs, and the parents of sweeps, are left out.
     """
     from deep_learning import comparison, tracking
 
@@ -347,7 +347,7 @@ def runs(experiment: str | None, limit: int) -> None:
     if not records:
         click.echo(f"No training runs in experiment {name!r} yet: start one with `deep-learning train`.", err=True)
         return
-    click.echo(comparison.runs_table(records), nl=False)
+    click.echo(comparison.runs_table(comparison.grouped_by_parent(records)), nl=False)
 
 
 @cli.command()
@@ -376,6 +376,8 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
     if not ids:
         experiment_id, _ = tracking.find_experiment(experiment)
         ids = [run.run_id for run in comparison.select_latest_per_device_and_config(tracking.list_runs(experiment_id, finished_only=True))]
+    if len(ids) == 1 and output_format in ("table", "markdown") and not (output or log) and _show_rollup(ids[0]):
+        return
     result = comparison.compare_runs([tracking.get_run(run_id, histories=comparison.histories_to_read) for run_id in ids])
     click.echo(comparison.render(result, output_format), nl=False)
     if output is None and not log:
@@ -388,6 +390,21 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
             device_types = dict.fromkeys(run.device_type for run in result.runs)
             logged = tracking.log_comparison(result.run_ids, files, f"compare-{'-'.join(device_types)}", result.runs[0].experiment_id)
             click.echo(f"Logged comparison run {logged.run_id}; to browse it: {logged.where_to_look()}", err=True)
+
+
+def _show_rollup(run_id: str) -> bool:
+    """Print a sweep's roll-up (its parent's rollup.md) when `run_id` is a sweep's parent; say whether it was."""
+    import tempfile
+
+    from deep_learning import tracking
+    from deep_learning.records import KIND_TAG, SWEEP
+
+    parent = tracking.get_run(run_id)
+    if parent.tags.get(KIND_TAG) != SWEEP:
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        click.echo(tracking.download_artifact(parent, "rollup.md", folder).read_text(), nl=False)
+    return True
 
 
 @cli.command()

@@ -6,6 +6,7 @@ Works on `RunRecord`s that `tracking` reads; this module never touches MLflow.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deep_learning.errors import InputError
-from deep_learning.records import TRAINING, RunRecord, learning_metric_keys, metric_names, sort_metric_names
+from deep_learning.records import PARENT_RUN_TAG, TRAINING, RunRecord, learning_metric_keys, metric_names, sort_metric_names
 
 SPEED_METRICS = ("epoch_seconds", "train_samples_per_second")
 DEVICE_TAGS = ("device.type", "device.name", "torch.version", "torch.cuda_version")
@@ -77,8 +78,9 @@ def config_key(run: RunRecord) -> tuple:
 
 
 def _comparable(value: str | None) -> float | str | None:
-    # `mlflow run` logs its own spelling of a value (1e-1, true) beside the CLI's (0.1, True).
-    if value is None:
+    # `mlflow run` logs its own spelling of a value (1e-1, true) beside the CLI's (0.1, True), and its
+    # parameters that are not settings (resume, config) as '', which the CLI does not log at all.
+    if value is None or value == "":
         return None
     try:
         return float(value)
@@ -218,6 +220,20 @@ def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
 
     return line(header) + line(["---"] * len(header)) + "".join(line(cells) for cells in lines)
+
+
+def grouped_by_parent(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """The runs in their order, but a sweep's children together where its first one falls, named under their parent."""
+    children: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        children.setdefault(run.tags.get(PARENT_RUN_TAG, run.run_id), []).append(run)
+    grouped = []
+    for parent, members in children.items():
+        if parent in (member.run_id for member in members):
+            grouped += members
+        else:
+            grouped += [dataclasses.replace(member, run_name=f"{parent[:8]}/ {member.run_name}") for member in members]
+    return grouped
 
 
 def runs_table(runs: Sequence[RunRecord]) -> str:

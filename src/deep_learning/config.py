@@ -100,6 +100,18 @@ class TrainConfig:
         return tuple(name.strip() for name in self.metrics.split(",") if name.strip())
 
 
+# The settings a run's name shows when they differ from the defaults: what a person tells runs apart by.
+NAMED_SETTINGS = (
+    "lr", "batch_size", "optimizer", "weight_decay", "momentum", "lr_schedule", "grad_clip_norm", "accumulate_batches", "amp", "seed",
+)
+
+
+def settings_apart(config: TrainConfig) -> str:
+    """The named settings where `config` differs from the defaults, as a run's name shows them: `lr=0.05 seed=3`."""
+    defaults = TrainConfig()
+    return " ".join(f"{name}={getattr(config, name)}" for name in NAMED_SETTINGS if getattr(config, name) != getattr(defaults, name))
+
+
 def option_name(field_name: str) -> str:
     """The CLI spelling of a config field: batch_size -> --batch-size."""
     return "--" + field_name.replace("_", "-")

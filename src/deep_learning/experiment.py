@@ -24,7 +24,7 @@ from deep_learning import distributed, tracking
 from deep_learning.checkpoints import (
     Checkpointer, check_compatible, checkpoint_name, checkpoints_in, epoch_of, latest_checkpoint, load_checkpoint, restore,
 )
-from deep_learning.config import TrainConfig
+from deep_learning.config import TrainConfig, settings_apart
 from deep_learning.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
 from deep_learning.data import TensorLoader, make_loaders, split_digest
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
@@ -284,7 +284,9 @@ def _train(
 ) -> ExperimentResult:
     resume_run_id, checkpoint = resumed or (None, None)
     assembly = assemble(config, recipe, device, cluster, checkpoint)
-    run_name = run_name or f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else "")
+    run_name = run_name or " ".join(filter(None, [
+        f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""), settings_apart(config),
+    ]))
     tracked = tracking.tracked_run(
         run_name, run_params(assembly), {**device_tags(assembly.description), **(tags or {})},
         resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True,

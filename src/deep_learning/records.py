@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 KIND_TAG = "deep_learning.kind"
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own, on a nested run
 SOURCE_RUN_TAG = "deep_learning.source_run_id"
 COMPARED_RUNS_TAG = "deep_learning.compared_run_ids"
 SWEPT_DEVICES_TAG = "deep_learning.devices"
