@@ -27,17 +27,22 @@ class Point:
 
     config: TrainConfig
     settings: dict[str, Any]  # the grid's values for this point
-    label: str
-
-    @property
-    def group(self) -> str:
-        """The label without the seed: the points that differ only in seed share it."""
-        return " ".join(part for part in self.label.split(" ") if not part.startswith("seed="))
+    show_device: bool  # whether the study trains on more than the one device
 
     @property
     def configuration(self) -> str:
-        """The label without seed or device: the points that train the same thing, on any device."""
-        return " ".join(part for part in self.group.split(" ") if "=" in part)
+        """The grid's values, as `lr=0.05 batch_size=32`: the points that train the same thing, on any device."""
+        return " ".join(f"{name}={_spelled(value)}" for name, value in self.settings.items())
+
+    @property
+    def group(self) -> str:
+        """The configuration and the device: the points that differ only in seed."""
+        return " ".join(filter(None, [self.configuration, self.config.device if self.show_device else ""]))
+
+    @property
+    def label(self) -> str:
+        """The group and the seed, as `lr=0.05 seed=3 cuda`: what names the point's run."""
+        return " ".join(filter(None, [self.configuration, f"seed={self.config.seed}", self.config.device if self.show_device else ""]))
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,8 @@ class Study:
             for device in self.devices:
                 for seed in self.seeds:
                     config = _config(self.base, {**settings, "seed": seed, "device": device})
-                    points.append(Point(config, settings, self._label(settings, seed, device)))
+                    points.append(Point(config, settings, show_device=len(self.devices) > 1 or device != TrainConfig.device))
         return points
-
-    def _label(self, settings: dict[str, Any], seed: int, device: str) -> str:
-        parts = [f"{name}={_spelled(value)}" for name, value in settings.items()]
-        return " ".join([*parts, f"seed={seed}", *([device] if len(self.devices) > 1 or device != "auto" else [])])
 
     def to_json(self) -> str:
         """The study as the parent run keeps it (a resumed sweep reads it back)."""
