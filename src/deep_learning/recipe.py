@@ -55,9 +55,10 @@ def short_name(name: str) -> str:
     return name
 
 
-def recipe_from_config(config: TrainConfig, data_root: str | Path | None = None) -> Recipe:
-    """The recipe a config names (the chapter's MNIST MLP, SGD and accuracy by default), checked before any run starts."""
-    data = load_splits(config, data_root)
+def recipe_from_config(config: TrainConfig, data_root: str | Path | None = None, data: DataSplits | None = None) -> Recipe:
+    """The recipe a config names (the chapter's MNIST MLP, SGD and accuracy by default), checked before any run starts;
+    `data`, when given, are its splits already loaded (a sweep's points that share their data)."""
+    data = data or load_splits(config, data_root)
     spec = data.spec
     build_metrics(config.metric_names, spec.num_classes)  # an unknown name fails here, not after an epoch
     return Recipe(

@@ -12,11 +12,12 @@ from pathlib import Path
 from deep_learning import tracking
 from deep_learning.comparison import Comparison, compare_runs, histories_to_read, plot_curves, render, write_table
 from deep_learning.config import ALL_DEVICES, TrainConfig
+from deep_learning.data import DataSplits, load_splits
 from deep_learning.devices import available_devices
 from deep_learning.errors import CheckpointError, InputError, Interrupted
 from deep_learning.experiment import ExperimentResult, resume_experiment, run_experiment
 from deep_learning.grid import Point, Study
-from deep_learning.recipe import short_name
+from deep_learning.recipe import Recipe, recipe_from_config, short_name
 from deep_learning.records import DEVICE_SWEEP, GROUP_TAG, KIND_TAG, POINT_TAG, STUDY_TAG, SWEEP, SWEPT_DEVICES_TAG, RunRecord
 from deep_learning.rollup import DeviceVerdict, GroupRollup, device_verdicts, parent_metrics, roll_up
 from deep_learning.rollup import to_csv as rollup_csv
@@ -92,8 +93,9 @@ def run_study(study: Study, data_root: str | Path | None = None, *, resume: str 
     name = f"{short_name(study.base.model)}-{short_name(study.base.dataset)}-sweep"
     with tracking.tracked_run(name, params, tags, resume_run_id=resume) as parent:
         existing = {child.tags.get(POINT_TAG): child for child in tracking.child_runs(parent.run_id)}
+        data = SharedData(data_root)
         try:
-            children = {point.label: _train_point(point, existing.get(point.label), parent.run_id, data_root, progress) for point in points}
+            children = {point.label: _train_point(point, existing.get(point.label), parent.run_id, data, progress) for point in points}
         except Interrupted as interrupted:
             interrupted.sweep_run_id = parent.run_id  # what to resume: the sweep, not its child
             raise
@@ -109,18 +111,36 @@ def resumed_study(parent_run_id: str) -> Study:
     return Study.from_json(parent.tags[STUDY_TAG])
 
 
-def _train_point(point: Point, existing: RunRecord | None, parent_run_id: str, data_root, progress: bool) -> str:
+class SharedData:
+    """The splits of each distinct data setting, loaded once for all the points that train on them."""
+
+    FIELDS = ("dataset", "val_fraction", "split_seed", "image_size", "train_subset")
+
+    def __init__(self, data_root: str | Path | None) -> None:
+        self.root = data_root
+        self._loaded: dict[tuple, DataSplits] = {}
+
+    def recipe(self, config: TrainConfig) -> Recipe:
+        key = tuple(getattr(config, name) for name in self.FIELDS)
+        if key not in self._loaded:
+            self._loaded[key] = load_splits(config, self.root)
+        return recipe_from_config(config, data=self._loaded[key])
+
+
+def _train_point(point: Point, existing: RunRecord | None, parent_run_id: str, data: SharedData, progress: bool) -> str:
     """The point's finished child: the one there is, else that one resumed, else a new one; return its id."""
     if existing is not None and existing.status == "FINISHED":
         return existing.run_id
     print(f"Sweep point {point.label}", flush=True)
     if existing is not None:
         try:
-            return resume_experiment(existing.run_id, {}, data_root, progress=progress, parent_run_id=parent_run_id).run_id
+            return resume_experiment(existing.run_id, {}, data.root, progress=progress, parent_run_id=parent_run_id).run_id
         except CheckpointError:  # stopped before its first checkpoint: nothing to keep
             tracking.delete_run(existing.run_id)
     tags = {POINT_TAG: point.label, GROUP_TAG: point.group}
-    return run_experiment(point.config, data_root, parent_run_id=parent_run_id, progress=progress, run_name=point.label, tags=tags).run_id
+    return run_experiment(
+        point.config, recipe=data.recipe(point.config), parent_run_id=parent_run_id, progress=progress, run_name=point.label, tags=tags,
+    ).run_id
 
 
 def _roll_up(points: list[Point], children: dict[str, str], parent) -> tuple[list[GroupRollup], list[DeviceVerdict], str]:

@@ -134,7 +134,8 @@ def train(
     model.train()
     metric.reset()
     stepper = stepper or Stepper(optimizer, grad_scaler=grad_scaler)
-    stepper.start_pass(len(dataloader), device)
+    # An iterable without a length (0): with --accumulate-batches, a last incomplete group is then not stepped.
+    stepper.start_pass(len(dataloader) if hasattr(dataloader, "__len__") else 0, device)
     total_loss = _loss_accumulator(device)
     num_batches = 0
     for X, y in dataloader:
