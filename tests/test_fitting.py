@@ -18,6 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 import deep_learning
+from user_models import DataDependent
 import fit_script
 from conftest import BIN, subprocess_env
 from deep_learning.errors import ConfigError, DataError
@@ -179,18 +180,6 @@ def test_bad_input_is_one_line_and_no_run_is_left_running(store, arguments, erro
     assert message in str(raised.value) and "\n" not in str(raised.value)
     if Path("mlflow.db").exists():
         assert all(run.info.status != "RUNNING" for run in MlflowClient(store).search_runs(["0"]))
-
-
-class DataDependent(nn.Module):
-    """A model torch.export cannot trace: its forward branches on the values of its input."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(32, 3)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(inputs.flatten(1))
-        return logits * 2 if inputs.mean() > 0.5 else logits
 
 
 def test_a_model_that_does_not_export_is_logged_in_mlflows_pickle_format_saying_why(store, capsys):

@@ -20,13 +20,13 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.utils.data as utils
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import deep_learning
+from user_models import DataDependent
 from commands import train_run
 from conftest import BIN, free_port, subprocess_env
 from deep_learning.data import as_tensors, load_dataset
@@ -81,18 +81,6 @@ def test_where_mlflow_would_pick_cuda_the_model_loads_on_the_cpu_and_predicts(ru
     with torch.inference_mode():
         assert np.allclose(logits, trained.eval()(torch.from_numpy(inputs)).numpy(), atol=1e-5)
     assert (logits.argmax(axis=1) == labels).mean() > 0.5
-
-
-class DataDependent(nn.Module):
-    """A model torch.export cannot trace, so it is logged in MLflow's pickle format."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(32, 3)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(inputs.flatten(1))
-        return logits * 2 if inputs.mean() > 0.5 else logits
 
 
 def test_a_pickled_model_is_left_to_mlflow_which_moves_it_to_the_device_it_picks(store, tmp_path):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from conftest import subprocess_env
-from deep_learning import logged_models, tracking
+from deep_learning import tracking
 from deep_learning.cli import cli
 from readback import EPOCH_METRICS, assert_complete_run, logged_state_dict_bytes, only_run
 
@@ -38,7 +38,7 @@ def test_mlflow_still_has_the_requirements_check_that_logging_skips():
     # If an MLflow release renames it, logging a model still works but pays ~0.4 s again: this says so.
     from mlflow.utils import environment
 
-    assert callable(getattr(environment, logged_models.REQUIREMENTS_CHECK, None))
+    assert callable(getattr(environment, tracking.models.REQUIREMENTS_CHECK, None))
 
 
 def test_same_seed_same_run_other_seed_other_run(store):

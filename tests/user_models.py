@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 DEFAULT_WIDTH = 8
@@ -31,3 +32,15 @@ def raises() -> nn.Module:
 
 def not_a_module() -> int:
     return 3
+
+
+class DataDependent(nn.Module):
+    """A model torch.export cannot trace (its forward branches on its input's values), so it is logged in MLflow's pickle format."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(32, 3)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(inputs.flatten(1))
+        return logits * 2 if inputs.mean() > 0.5 else logits

@@ -1,5 +1,6 @@
-"""MLflow's runs through one door: with logged_models.py (the runs' models) and stores.py (what a store's
-errors mean), the only modules that import mlflow.
+"""MLflow through one door: this package is the only place that imports mlflow. This module keeps runs and their
+metrics; `tracking.models` the runs' models (the final one and the kept checkpoints, as LoggedModels); `tracking.stores`
+what a store's errors mean.
 
 A run is started (or adopted, when `mlflow run` started it, or reopened to resume it), its params
 and tags are logged in one batch, each epoch's metrics in one call (linked to the epoch's checkpoint
@@ -58,7 +59,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 from deep_learning.checkpoints import epoch_of
 from deep_learning.errors import InputError, TrackingError, first_line
 from deep_learning.interruption import signals_deferred
-from deep_learning.logged_models import (
+from deep_learning.tracking.models import (
     BEST_MODEL_TAG,
     EPOCH_TAG,
     Example,
@@ -78,7 +79,7 @@ from deep_learning.records import (
     STOP_REASON_TAG,
     RunRecord,
 )
-from deep_learning.stores import lost_insert_race, unreachable
+from deep_learning.tracking.stores import lost_insert_race, unreachable
 from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult
 

@@ -1,7 +1,7 @@
 """The run's models as MLflow 3 LoggedModels: the final `model` and the kept checkpoints, each pickle-free
 (torch.export's "pt2") and loadable by MLflow's pyfunc and `mlflow models serve` on any host.
 
-tracking.py keeps runs and their metrics; this module is the other door to mlflow, for models. A checkpoint's
+The tracking package's part for models (its __init__ keeps runs and their metrics). A checkpoint's
 LoggedModel is created (PENDING, with its epoch's metrics linked) when the checkpoint is saved, which costs the
 training thread nothing; its weights are exported and uploaded once the run knows which checkpoints it keeps.
 """
@@ -27,7 +27,7 @@ from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.utils import environment as mlflow_environment
 
 from deep_learning.errors import first_line
-from deep_learning.stores import unreachable
+from deep_learning.tracking.stores import unreachable
 
 MODEL_ARTIFACT = "model"
 PICKLE_FREE_FORMAT = "pt2"  # torch.export's
