@@ -98,6 +98,9 @@ DATASET_RACE_ATTEMPTS = 5
 METRICS_PER_BATCH = 1000  # MLflow's most metrics in one log_batch
 SYSTEM_METRICS_SECONDS = 1.0
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
+# With tqdm installed (Optuna brings it), MLflow draws a progress bar on stderr for every download of a run's
+# small files, where the CLI's errors are one line; a user's own setting wins.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def tracking_uri() -> str:
