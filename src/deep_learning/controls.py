@@ -88,10 +88,9 @@ class Stopper:
         run.set_tags({STOP_REASON_TAG: reason})
 
 
-def best_weights(config: TrainConfig, history: list[EpochResult], folder: Path) -> tuple[int, dict[str, torch.Tensor]]:
-    """The best epoch by the monitored metric and its weights, from its kept checkpoint in `folder`."""
-    best = Monitor.of(config).best(history)
-    path = folder / checkpoint_name(best.epoch)
+def best_weights(epoch: int, folder: Path) -> dict[str, torch.Tensor]:
+    """The weights of epoch `epoch` (the best one), from its kept checkpoint in `folder`."""
+    path = folder / checkpoint_name(epoch)
     if not path.is_file():
         raise CheckpointError(f"The best epoch's checkpoint {path} is gone: --restore-best needs it; run without it, or resume where it is.")
-    return best.epoch, load_checkpoint(path)["model"]
+    return load_checkpoint(path)["model"]

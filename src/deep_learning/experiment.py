@@ -391,8 +391,9 @@ def _restore_best(assembly: Assembly, run: Tracker, history: list[EpochResult], 
     """Load the best epoch's weights (rank 0 reads its checkpoint and hands them to the other ranks)."""
     payload: list[Any] = [None]
     if assembly.is_main:
-        tracking.download_checkpoint(run.run_id, folder, checkpoint_name(Monitor.of(assembly.config).best(history).epoch))
-        payload = [best_weights(assembly.config, history, folder)]
+        epoch = Monitor.of(assembly.config).best(history).epoch
+        tracking.download_checkpoint(run.run_id, folder, checkpoint_name(epoch))
+        payload = [(epoch, best_weights(epoch, folder))]
     if assembly.cluster:
         distributed.broadcast(payload)
     epoch, weights = payload[0]

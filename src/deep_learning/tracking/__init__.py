@@ -426,11 +426,8 @@ def epoch_metrics(result: EpochResult) -> dict[str, float]:
 def download_latest_checkpoint(run_id: str, folder: Path) -> Path | None:
     """Download the run's latest logged checkpoint into `folder`; None when it logged none."""
     client = MlflowClient(tracking_uri())
-    names = sorted(Path(item.path).name for item in client.list_artifacts(run_id, CHECKPOINT_ARTIFACTS) if item.path.endswith(".pt"))
-    if not names:
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    return Path(client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACTS}/{names[-1]}", str(folder)))
+    names = sorted(_logged_checkpoints(client, run_id))
+    return _download_checkpoint(client, run_id, names[-1], folder) if names else None
 
 
 def download_checkpoint(run_id: str, folder: Path, name: str) -> Path | None:
@@ -439,8 +436,14 @@ def download_checkpoint(run_id: str, folder: Path, name: str) -> Path | None:
     if path.is_file() or not run_id:
         return path if path.is_file() else None
     client = MlflowClient(tracking_uri())
-    if name not in {Path(item.path).name for item in client.list_artifacts(run_id, CHECKPOINT_ARTIFACTS)}:
-        return None
+    return _download_checkpoint(client, run_id, name, folder) if name in _logged_checkpoints(client, run_id) else None
+
+
+def _logged_checkpoints(client: MlflowClient, run_id: str) -> list[str]:
+    return [Path(item.path).name for item in client.list_artifacts(run_id, CHECKPOINT_ARTIFACTS) if item.path.endswith(".pt")]
+
+
+def _download_checkpoint(client: MlflowClient, run_id: str, name: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACTS}/{name}", str(folder)))
 
