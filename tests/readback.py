@@ -65,12 +65,12 @@ def assert_valid_png(path: Path, smallest: tuple[int, int], largest: tuple[int, 
     return size
 
 
-def assert_complete_run(uri: str, run, epochs: int, data_root: Path) -> dict[str, torch.Tensor]:
+def assert_complete_run(uri: str, run, epochs: int, data_root: Path, run_name: str = "mlp-mnist-cpu") -> dict[str, torch.Tensor]:
     """Check params, metric histories, tags, device.json, state_dict.pt, the figures and the model; return the state_dict."""
     client = MlflowClient(uri)
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "mlp-mnist-cpu"
+    assert run.info.run_name == run_name
 
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     logged = set(run.data.params) - {"resume", "config"}  # `mlflow run` logs its MLproject parameters, these among them

@@ -1,7 +1,8 @@
-"""The roll-up's statistics and verdicts against numpy and scipy, and a study's points and labels."""
+"""The roll-up's statistics and verdicts against numpy and scipy, its same-seed differences by hand, and a study's points and labels."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,7 +13,10 @@ from deep_learning.config import TrainConfig
 from deep_learning.errors import ConfigError
 from deep_learning.grid import Study, parse_grid, parse_seeds
 from deep_learning.records import RunRecord
-from deep_learning.rollup import DIFFERS, TOO_FEW, WITHIN_NOISE, Spread, device_verdicts, parent_metrics, roll_up, verdict_of, welch_interval
+from deep_learning.rollup import (
+    DIFFERS, TOO_FEW, WITHIN_NOISE, SeedDifference, Spread, device_verdicts, parent_metrics, roll_up, seed_differences, to_json, to_markdown,
+    verdict_of, welch_interval,
+)
 
 
 def record(run_id: str, final: float, history: dict[int, float]) -> RunRecord:
@@ -54,6 +58,33 @@ def test_groups_roll_up_per_epoch_and_devices_are_judged_against_the_cpu():
     logged = {(key, step): value for key, value, step in parent_metrics(rollups)}
     assert logged["lr_0.1 cpu/val_accuracy_mean", 2] == pytest.approx(0.91)
     assert logged["lr_0.1 cuda/val_accuracy_n", 2] == 1 and ("lr_0.1 cuda/val_accuracy_std", 2) not in logged  # NaN is left out
+
+
+def seeded(run_id: str, val_accuracy: dict[int, float], test_accuracy: float) -> RunRecord:
+    return RunRecord(run_id, run_id, "0", "FINISHED", 0, 0, {}, {"val_accuracy": val_accuracy[max(val_accuracy)], "test_accuracy": test_accuracy}, {}, {"val_accuracy": val_accuracy})
+
+
+def test_each_device_is_set_against_the_cpu_run_of_the_same_seed():
+    members = [  # (configuration, device, seed, run); the CPU is the reference though it comes second
+        ("lr=0.1", "cuda", 1, seeded("c1", {1: 0.81, 2: 0.90}, 0.915)),
+        ("lr=0.1", "cuda", 2, seeded("c2", {1: 0.82, 2: 0.95}, 0.93)),
+        ("lr=0.1", "cuda", 3, seeded("c3", {1: 0.50}, 0.5)),  # no CPU run of seed 3: left out
+        ("lr=0.1", "cpu", 1, seeded("a1", {1: 0.80, 2: 0.90}, 0.91)),
+        ("lr=0.1", "cpu", 2, seeded("a2", {1: 0.82, 2: 0.92}, 0.93)),
+        ("lr=0.2", "cpu", 1, seeded("b1", {1: 0.70}, 0.7)),  # one device: nothing to set against
+    ]
+    differences = seed_differences(members, ["val_accuracy", "test_accuracy", "test_f1"])
+    assert [(d.configuration, d.metric, d.device, d.reference) for d in differences] == [("lr=0.1", "val_accuracy", "cuda", "cpu"), ("lr=0.1", "test_accuracy", "cuda", "cpu")]
+    validation, test = differences
+    # seed 1: |0.81 - 0.80| at epoch 1, 0 at epoch 2; seed 2: 0 at epoch 1, |0.95 - 0.92| at epoch 2
+    assert validation.per_seed == pytest.approx({1: 0.01, 2: 0.03}) and validation.largest == pytest.approx(0.03)
+    # no test history: the final values, |0.915 - 0.91| and |0.93 - 0.93|
+    assert test.per_seed == pytest.approx({1: 0.005, 2: 0.0}) and test.largest == pytest.approx(0.005)
+    markdown = to_markdown([], [], differences)
+    assert "| lr=0.1 | val_accuracy | cuda - cpu | 3.00e-02 | seed 1: 1.00e-02, seed 2: 3.00e-02 |" in markdown
+    assert "| lr=0.1 | test_accuracy | cuda - cpu | 5.00e-03 | seed 1: 5.00e-03, seed 2: 0 |" in markdown
+    first, _ = json.loads(to_json([], [], differences))["seed_differences"]
+    assert SeedDifference(**{**first, "per_seed": {int(seed): value for seed, value in first["per_seed"].items()}}) == validation
 
 
 def test_a_studys_points_are_the_cross_product_each_labelled_by_what_sets_it_apart():

@@ -148,21 +148,24 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
     experiment MLFLOW_EXPERIMENT_NAME; under `mlflow run` it adopts that run. Every epoch
     is checkpointed; Ctrl-C or SIGTERM ends the run KILLED and --resume continues it.
     On a terminal a progress line shows each epoch's training pass. With --device all,
-    the config is trained on every available device, as child runs of one run that holds
-    their comparison.
+    the config is trained on every available device, as `sweep --devices all` would: child
+    runs of one parent run that holds their comparison and their roll-up.
     """
     from deep_learning.interruption import signals_interrupt_runs
 
     settings = resolved_config(context, config, options)
     sweep = str(settings.get("device", TrainConfig.device)).strip().lower() == ALL_DEVICES
     if sweep and resume:
-        raise InputError("--device all starts new runs: to continue one of its runs, give --resume RUN_ID without --device all.")
+        raise InputError("--device all starts new runs: to continue one of its runs, give --resume RUN_ID without --device all; all of them: deep-learning sweep --resume PARENT_ID.")
     progress = not quiet and sys.stdout.isatty()
     with signals_interrupt_runs(), silenced_stdout(quiet):
         if sweep:
-            from deep_learning.sweep import run_on_every_device
+            from deep_learning.devices import available_devices
+            from deep_learning.grid import Study
+            from deep_learning.sweep import run_study
 
-            result = run_on_every_device(TrainConfig(**settings), progress=progress)
+            base = TrainConfig(**{**settings, "device": ALL_DEVICES})
+            result = run_study(Study(base, grid={}, seeds=[base.seed], devices=available_devices()), progress=progress)
         elif resume:
             from deep_learning.experiment import resume_experiment
 
@@ -171,6 +174,8 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
             from deep_learning.experiment import run_experiment
 
             result = run_experiment(TrainConfig(**settings), progress=progress)
+    if sweep and not quiet:
+        click.echo(result.markdown, nl=False)
     if result.run_id:  # under torchrun, rank 0's
         click.echo(result.summary())
 
@@ -181,6 +186,7 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
 @click.option("--seeds", type=click.INT, default=None, help="Train each point with N seeds: --seed, --seed + 1, ... [default: 1]")
 @click.option("--seed-list", default="", metavar="S1,S2", help="The seeds to train each point with, instead of --seeds.")
 @click.option("--devices", default="", metavar="all|cpu,cuda,...", help="Devices to train each point on (all: every device here) [default: --device]")
+@click.option("--vectorize", type=click.BOOL, is_flag=False, flag_value=True, default=False, metavar="[true|false]", help="Train each group's seeds together as one batched model (torch.func.vmap); each is still its own run.")
 @click.option("--search", type=click.Choice(["optuna"]), default=None, help="Search --param settings with Optuna instead of a grid.")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="How many trials a search runs (with --resume: raise it). [default: 20]")
 @click.option("--param", "space", multiple=True, metavar="NAME=KIND:...", help="A searched setting: lr=loguniform:1e-3:1, batch_size=choice:32,64 (also uniform:, int:).")
@@ -196,12 +202,14 @@ def sweep(context: click.Context, config: str, resume: str, quiet: bool, **optio
     Runs that differ only in seed form a group; the parent holds each group's mean, standard deviation, min, max and
     n of every metric (per epoch and final), rollup.csv/.md/.json and rollup.png, and for each configuration each
     device against the CPU: the difference of means with a 95% interval (Welch), "within seed noise" or "differs".
+    With --vectorize, the seeds of each group train at once as one batched model, each from its own initialisation,
+    shuffle and optimizer state, and each still logs its own run, checkpoints and model.
     With --search optuna, each of --trials trials of the --param space is a child run, pruned by its per-epoch
     --monitor (a median pruner), and the parent holds the best params and value.
     """
     from deep_learning.interruption import signals_interrupt_runs
 
-    study = {name: options.pop(name) for name in ("grid", "seeds", "seed_list", "devices", "search", "trials", "space", "study_storage")}
+    study = {name: options.pop(name) for name in ("grid", "seeds", "seed_list", "devices", "vectorize", "search", "trials", "space", "study_storage")}
     given = resolved_config(context, config, options)
     start = _resumed_sweep(resume, study, bool(config or resolved_config(context, "", options))) if resume else _new_sweep(TrainConfig(**given), study)
     progress = not quiet and sys.stdout.isatty()
@@ -218,8 +226,8 @@ def _new_sweep(base: TrainConfig, study: dict[str, Any]) -> Callable[[bool], Any
     if base.device.strip().lower() == ALL_DEVICES:
         raise InputError("A sweep's devices are --devices (all, or a list); --device is for one run.")
     if study["search"]:
-        if study["grid"] or study["seeds"] or study["seed_list"] or study["devices"]:
-            raise InputError("A search varies its --param settings: --grid, --seeds and --devices are for a grid sweep.")
+        if study["grid"] or study["seeds"] or study["seed_list"] or study["devices"] or study["vectorize"]:
+            raise InputError("A search varies its --param settings: --grid, --seeds, --devices and --vectorize are for a grid sweep.")
         from deep_learning.search import parse_space, run_search
 
         space, trials, storage = parse_space(study["space"]), study["trials"] or DEFAULT_TRIALS, study["study_storage"] or None
@@ -230,7 +238,7 @@ def _new_sweep(base: TrainConfig, study: dict[str, Any]) -> Callable[[bool], Any
     from deep_learning.sweep import run_study
 
     chosen = parse_devices(study["devices"] or base.device, available_devices())
-    points = Study(base, parse_grid(study["grid"]), parse_seeds(study["seeds"], study["seed_list"], base.seed), chosen)
+    points = Study(base, parse_grid(study["grid"]), parse_seeds(study["seeds"], study["seed_list"], base.seed), chosen, study["vectorize"])
     points.points()
     return lambda progress: run_study(points, progress=progress)
 

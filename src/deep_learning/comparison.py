@@ -138,7 +138,7 @@ def agreement_rows(runs: Sequence[RunRecord]) -> list[Row]:
         Row(
             f"max_abs_diff.{metric}",
             tuple(
-                _largest_difference(run.histories.get(metric, {}), runs[references[index]].histories.get(metric, {}))
+                largest_difference(run.histories.get(metric, {}), runs[references[index]].histories.get(metric, {}))
                 if index in references else None
                 for index, run in enumerate(runs)
             ),
@@ -148,7 +148,8 @@ def agreement_rows(runs: Sequence[RunRecord]) -> list[Row]:
     ]
 
 
-def _largest_difference(history: dict[int, float], reference: dict[int, float]) -> float | None:
+def largest_difference(history: dict[int, float], reference: dict[int, float]) -> float | None:
+    """The largest absolute difference of two per-epoch series over the epochs both hold (None when they share none)."""
     steps = history.keys() & reference.keys()
     return max((abs(history[step] - reference[step]) for step in steps), default=None)
 

@@ -399,20 +399,28 @@ class TensorLoader:
         return math.ceil((len(self.sampler) if self.sampler is not None else len(self.dataset)) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        images, labels = self.dataset.tensors
+        yield from self.batches(self.draw_order())  # drawn when the first batch is asked for, as a DataLoader draws
+
+    def draw_order(self) -> Tensor | None:
+        """A pass's order of samples, drawn from the global RNG as a DataLoader's iterator draws it (None: in order)."""
+        device = self.dataset.tensors[0].device
         torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's worker base seed
-        order = None
         if self.sampler is not None:
-            order = _onto(torch.tensor(list(self.sampler)), images.device)
-        elif self.shuffle:
+            return _onto(torch.tensor(list(self.sampler)), device)
+        if self.shuffle:
             seed = int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed, from the host's RNG
-            order = _onto(torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed)), images.device)
-        count = len(order) if order is not None else len(self.dataset)
+            return _onto(torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed)), device)
+        return None
+
+    def batches(self, order: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of a pass in `order`; of several passes at once, stacked, when `order` has a row per pass."""
+        images, labels = self.dataset.tensors
+        count = order.shape[-1] if order is not None else len(self.dataset)
         for start in range(0, count, self.batch_size):
             if order is None:
                 yield images[start:start + self.batch_size], labels[start:start + self.batch_size]
             else:
-                batch = order[start:start + self.batch_size]
+                batch = order[..., start:start + self.batch_size]
                 yield images[batch], labels[batch]
 
 

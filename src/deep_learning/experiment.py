@@ -12,7 +12,7 @@ import contextlib
 import io
 import math
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,10 +229,13 @@ def example_batch(recipe: Recipe) -> torch.Tensor:
     return torch.stack([split[index][0] for index in range(min(EXAMPLE_SAMPLES, len(split)))])
 
 
-def assemble(config: TrainConfig, recipe: Recipe, device: torch.device, cluster: Cluster | None, checkpoint: dict[str, Any] | None) -> Assembly:
-    """Build the recipe's loaders, seeded model, optimizer and scaler on `device`; restore them from `checkpoint` when resuming."""
+def assemble(
+    config: TrainConfig, recipe: Recipe, device: torch.device, cluster: Cluster | None, checkpoint: dict[str, Any] | None,
+    loaders: tuple[Any, Any, Any] | None = None,
+) -> Assembly:
+    """Build the recipe's loaders (unless given), seeded model, optimizer and scaler on `device`; restore them from `checkpoint` when resuming."""
     first_epoch = checkpoint["epoch"] + 1 if checkpoint else 1
-    loaders = make_loaders(config, recipe.data, device, cluster, first_epoch=first_epoch)
+    loaders = loaders or make_loaders(config, recipe.data, device, cluster, first_epoch=first_epoch)
     set_seed(config.seed, deterministic=config.deterministic)
     model = recipe.build_model().to(device)
     check_model_output(model, example_batch(recipe).to(device), recipe.data.spec.num_classes, recipe.model_name)
@@ -269,6 +272,74 @@ def run_params(assembly: Assembly) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Session:
+    """One run being trained: what it trains, its MLflow run (a do-nothing one on ranks other than 0) and its checkpointer."""
+
+    assembly: Assembly
+    run: Tracker
+    checkpointer: Checkpointer
+
+    @property
+    def folder(self) -> Path:
+        return self.checkpointer.folder
+
+    def after_epoch(self, result: EpochResult) -> None:
+        """The per-epoch hook: the finite check, then the checkpoint (rank 0's), then the tracker."""
+        check_finite(result, self.checkpointer.last_saved)
+        if self.assembly.is_main:
+            self.checkpointer(result)
+        self.run.log_epoch(result, memory_metrics(self.assembly.device))
+
+    def finish(self, training_model: torch.nn.Module, history: list[EpochResult]) -> ExperimentResult:
+        """Score the test split, log the models and figures, and say what the run produced."""
+        test_metrics = _finish(self.assembly, training_model, self.run, history, self.folder)
+        return ExperimentResult(self.run.run_id, self.run.run_name, history, test_metrics, self.run.where_to_look())
+
+
+@contextlib.contextmanager
+def training_session(
+    config: TrainConfig,
+    recipe: Recipe,
+    device: torch.device,
+    cluster: Cluster | None,
+    *,
+    resumed: Resumed | None,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    loaders: tuple[Any, Any, Any] | None = None,
+) -> Iterator[Session]:
+    """Assemble the run, open its MLflow run and checkpointer, and end it as what stopped it says:
+    an interruption keeps what it trained, a diverged run its last good checkpoints as models.
+
+    `loaders` (built for `config` by `make_loaders`) are shared by runs that train on the same batches.
+    """
+    resume_run_id, checkpoint = resumed or (None, None)
+    assembly = assemble(config, recipe, device, cluster, checkpoint, loaders)
+    run_name = run_name or " ".join(filter(None, [
+        f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""), settings_apart(config),
+    ]))
+    tracked = tracking.tracked_run(
+        run_name, run_params(assembly), {**device_tags(assembly.description), **(tags or {})},
+        resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True,
+    )
+    with tracked if assembly.is_main else contextlib.nullcontext(Tracker()) as run:
+        checkpointer = Checkpointer(
+            Path(config.checkpoint_dir) / run.run_id, keep=config.keep_checkpoints, model=assembly.model, optimizer=assembly.optimizer,
+            grad_scaler=assembly.scaler, scheduler=assembly.scheduler, config=config, device=device, history=assembly.history,
+            on_saved=run.log_checkpoint, world_size=assembly.world_size, params=assembly.extra_params,
+            keep_best=max(config.keep_best, int(config.restore_best)),
+        )
+        _open(assembly, run)
+        try:
+            yield Session(assembly, run, checkpointer)
+        except BaseException as error:
+            if isinstance(error, TrainingDiverged) and assembly.is_main:
+                _keep_checkpoint_models(assembly, run, checkpointer.history, checkpointer.folder)
+            raise _reason_to_stop(error, run, checkpointer, cluster is not None) from None
+
+
 def _train(
     config: TrainConfig,
     recipe: Recipe,
@@ -282,34 +353,13 @@ def _train(
     tags: dict[str, str] | None = None,
     should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> ExperimentResult:
-    resume_run_id, checkpoint = resumed or (None, None)
-    assembly = assemble(config, recipe, device, cluster, checkpoint)
-    run_name = run_name or " ".join(filter(None, [
-        f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""), settings_apart(config),
-    ]))
-    tracked = tracking.tracked_run(
-        run_name, run_params(assembly), {**device_tags(assembly.description), **(tags or {})},
-        resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True,
-    )
-    with tracked if assembly.is_main else contextlib.nullcontext(Tracker()) as run:
-        folder = Path(config.checkpoint_dir) / run.run_id
-        checkpointer = Checkpointer(
-            folder, keep=config.keep_checkpoints, model=assembly.model, optimizer=assembly.optimizer, grad_scaler=assembly.scaler,
-            scheduler=assembly.scheduler, config=config, device=device, history=assembly.history, on_saved=run.log_checkpoint,
-            world_size=assembly.world_size, params=assembly.extra_params, keep_best=max(config.keep_best, int(config.restore_best)),
-        )
-        _open(assembly, run)
+    with training_session(config, recipe, device, cluster, resumed=resumed, parent_run_id=parent_run_id, run_name=run_name, tags=tags) as session:
+        assembly, run = session.assembly, session.run
         training_model = _for_the_loop(assembly)
-        try:
-            history = assembly.history + _epochs(assembly, training_model, run, checkpointer, progress, should_stop)
-            if config.restore_best:
-                _restore_best(assembly, run, history, folder)
-            test_metrics = _finish(assembly, training_model, run, history, folder)
-        except BaseException as error:
-            if isinstance(error, TrainingDiverged) and assembly.is_main:
-                _keep_checkpoint_models(assembly, run, checkpointer.history, folder)
-            raise _reason_to_stop(error, run, checkpointer, cluster is not None) from None
-    return ExperimentResult(run.run_id, run.run_name, history, test_metrics, run.where_to_look())
+        history = assembly.history + _epochs(assembly, training_model, session, progress, should_stop)
+        if config.restore_best:
+            _restore_best(assembly, run, history, session.folder)
+        return session.finish(training_model, history)
 
 
 def _open(assembly: Assembly, run: Tracker) -> None:
@@ -345,30 +395,17 @@ def _for_the_loop(assembly: Assembly) -> torch.nn.Module:
     return with_options(model, device, config.amp, config.compile, config.compile_mode)
 
 
-def _after_each_epoch(assembly: Assembly, run: Tracker, checkpointer: Checkpointer) -> Callable[[EpochResult], None]:
-    """The per-epoch hook: the finite check, then the checkpoint (rank 0's), then the tracker."""
-
-    def after_epoch(result: EpochResult) -> None:
-        check_finite(result, checkpointer.last_saved)
-        if assembly.is_main:
-            checkpointer(result)
-        run.log_epoch(result, memory_metrics(assembly.device))
-
-    return after_epoch
-
-
 def _epochs(
-    assembly: Assembly, training_model: torch.nn.Module, run: Tracker, checkpointer: Checkpointer, progress: bool,
-    should_stop: Callable[[EpochResult], bool] | None = None,
+    assembly: Assembly, training_model: torch.nn.Module, session: Session, progress: bool, should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> list[EpochResult]:
     """Train and validate the epochs left, with the controls the config turns on; stop early where it or `should_stop` says."""
-    config, recipe = assembly.config, assembly.recipe
+    config, recipe, run = assembly.config, assembly.recipe, session.run
     train_dl, val_dl, _ = assembly.loaders
     first_epoch = len(assembly.history) + 1
     stepper = stepper_for(config, assembly.optimizer, assembly.scaler, assembly.scheduler, len(assembly.history) * assembly.steps_per_epoch)
     stopper = Stopper(config, assembly.history, should_stop)
     # Rank 0 profiles the first epoch this process trains; the profiler stops itself after its last step.
-    profiler = StepProfiler(checkpointer.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=len(train_dl)) if config.profile and assembly.is_main else None
+    profiler = StepProfiler(session.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=len(train_dl)) if config.profile and assembly.is_main else None
     on_batch = each_batch([
         TrainingProgress(len(train_dl), first_epoch, config.epochs) if progress else None,
         StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
@@ -378,7 +415,7 @@ def _epochs(
         history = train_and_evaluate(
             model=training_model, train_dl=train_dl, val_dl=val_dl, loss_fn=recipe.loss_fn, optimizer=assembly.optimizer,
             metric=recipe.metrics(), val_metric=recipe.metrics(), num_epochs=config.epochs, device=assembly.device,
-            on_epoch=_after_each_epoch(assembly, run, checkpointer), start_epoch=first_epoch,
+            on_epoch=session.after_epoch, start_epoch=first_epoch,
             on_batch=on_batch, stepper=stepper, should_stop=stopper.should_stop,
         )
     if profiler is not None:

@@ -18,6 +18,16 @@ from deep_learning.config import ALL_DEVICES, TrainConfig, option_name
 from deep_learning.errors import ConfigError
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+# Settings whose per-seed behaviour a batched model does not reproduce: a norm or a loss scale shared by all seeds,
+# a stop that comes at a different epoch for each, a compiled or profiled or per-step-logged loop.
+NOT_VECTORIZED = {
+    "grad_clip_norm": "the gradient norm is each seed's own",
+    "early_stopping_patience": "each seed would stop at its own epoch",
+    "restore_best": "each seed has its own best epoch",
+    "compile": "the batched model is not compiled",
+    "profile": "profile one run instead",
+    "log_every_n_steps": "per-step metrics are logged by separate runs only",
+}
 NOT_IN_A_GRID = {"seed", "device", "checkpoint_dir", "register_model"}  # --seeds and --devices say these; the others are not settings of a point
 
 
@@ -47,12 +57,13 @@ class Point:
 
 @dataclass(frozen=True)
 class Study:
-    """What a sweep trains: a base config, a grid of other values, seeds and devices."""
+    """What a sweep trains: a base config, a grid of other values, seeds and devices; with `vectorize`, each group's seeds together."""
 
     base: TrainConfig
     grid: dict[str, list[Any]]
     seeds: list[int]
     devices: list[str]
+    vectorize: bool = False
 
     def points(self) -> list[Point]:
         """Every combination, in a stable order (grid, then device, then seed), each checked by TrainConfig."""
@@ -63,17 +74,30 @@ class Study:
             for device in self.devices:
                 for seed in self.seeds:
                     config = _config(self.base, {**settings, "seed": seed, "device": device})
+                    if self.vectorize:
+                        check_vectorizable(config)
                     points.append(Point(config, settings, show_device=len(self.devices) > 1 or device != TrainConfig.device))
         return points
 
     def to_json(self) -> str:
         """The study as the parent run keeps it (a resumed sweep reads it back)."""
-        return json.dumps({"base": self.base.to_params(), "grid": self.grid, "seeds": self.seeds, "devices": self.devices}, sort_keys=True)
+        return json.dumps(
+            {"base": self.base.to_params(), "grid": self.grid, "seeds": self.seeds, "devices": self.devices, "vectorize": self.vectorize}, sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Study:
         record = json.loads(text)
-        return cls(TrainConfig(**record["base"]), record["grid"], record["seeds"], record["devices"])
+        return cls(TrainConfig(**record["base"]), record["grid"], record["seeds"], record["devices"], record.get("vectorize", False))
+
+
+def check_vectorizable(config: TrainConfig) -> None:
+    """Refuse, in one line, a config whose seeds a batched model would not train as separate runs do."""
+    if config.amp == "fp16":
+        raise ConfigError("--vectorize does not train with --amp fp16 (one loss scale for all seeds): use --amp bf16 or off.")
+    for name, why in NOT_VECTORIZED.items():
+        if getattr(config, name) != getattr(TrainConfig, name):
+            raise ConfigError(f"--vectorize cannot be combined with {option_name(name)} ({why}): sweep without --vectorize.")
 
 
 def parse_grid(assignments: Sequence[str]) -> dict[str, list[Any]]:

@@ -12,19 +12,18 @@ KIND_TAG = "deep_learning.kind"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own, on a nested run
 SOURCE_RUN_TAG = "deep_learning.source_run_id"
 COMPARED_RUNS_TAG = "deep_learning.compared_run_ids"
-SWEPT_DEVICES_TAG = "deep_learning.devices"
 MODEL_FORMAT_TAG = "deep_learning.model_format"  # pt2 (torch.export) or pickle
 STOP_REASON_TAG = "deep_learning.stop_reason"  # why a run ended before its last epoch: early stopping, a search's pruner
 TRAINING = "training"
 COMPARISON = "comparison"
 EVALUATION = "evaluation"
-DEVICE_SWEEP = "device-sweep"
 SWEEP = "sweep"
 SEARCH = "search"
 SEARCH_TAG = "deep_learning.search"  # on a search's parent: its base config, space, storage and trials as JSON
 STUDY_TAG = "deep_learning.study"  # on a sweep's parent: the study (base config, grid, seeds, devices) as JSON
 POINT_TAG = "deep_learning.point"  # on a sweep's child: its point's label, such as "lr=0.05 seed=3 cuda"
 GROUP_TAG = "deep_learning.group"  # on a sweep's child: the label without the seed
+VECTORIZED_TAG = "deep_learning.vectorized"  # on a sweep's child trained with --vectorize: how many seeds trained together
 SPLITS = ("train", "val", "test")
 # Logged under a split's prefix but not a metric a user chose: the loss, the speed, and evaluation's per-class scores.
 NOT_METRICS = ("loss", "samples_per_second")
@@ -69,7 +68,7 @@ class RunRecord:
 
     @property
     def kind(self) -> str:
-        """training, comparison, evaluation or device-sweep (the parent of one training run per device): what made the run."""
+        """training, comparison, evaluation, sweep or search (the parents of many training runs): what made the run."""
         return self.tags.get(KIND_TAG, TRAINING)
 
     @property

@@ -1,5 +1,6 @@
 """A study's roll-up: for each group of runs that differ only in seed, the spread of every metric (final and per
-epoch), and for each configuration each device's group against the CPU's (Welch's 95% interval of the difference).
+epoch), and for each configuration each device's group against the CPU's (Welch's 95% interval of the difference)
+and each device's runs against the CPU's of the same seed (their largest difference).
 
 Plain data in, plain data out: runs come as RunRecords with their histories, so this module needs neither
 torch nor mlflow (scipy gives Student's t quantile).
@@ -15,6 +16,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from deep_learning.comparison import largest_difference
 from deep_learning.records import RunRecord
 
 CONFIDENCE = 0.95
@@ -62,6 +64,22 @@ class DeviceVerdict:
     low: float
     high: float
     verdict: str
+
+
+@dataclass(frozen=True)
+class SeedDifference:
+    """One device's runs against the reference device's runs of the same seed, for one configuration and metric.
+
+    A seed's difference is the largest absolute per-epoch difference of the metric, as `compare` reports it
+    (max_abs_diff), or for a metric that has no history on both runs (a test metric) that of the final values.
+    """
+
+    configuration: str
+    metric: str
+    device: str
+    reference: str
+    largest: float  # over the seeds
+    per_seed: dict[int, float]  # each seed both devices ran, and its difference
 
 
 def roll_up(members: Sequence[tuple[str, str, str, RunRecord]], keys: Sequence[str]) -> list[GroupRollup]:
@@ -124,6 +142,35 @@ def device_verdicts(rollups: Sequence[GroupRollup], keys: Sequence[str]) -> list
     return verdicts
 
 
+def seed_differences(members: Sequence[tuple[str, str, int, RunRecord]], keys: Sequence[str]) -> list[SeedDifference]:
+    """For each configuration on more than one device, each device's (configuration, device, seed, run) members
+    against the CPU's (else the first device's) of the same seed: one row per device and metric of `keys`."""
+    runs: dict[str, dict[str, dict[int, RunRecord]]] = {}  # configuration -> device -> seed -> run
+    for configuration, device, seed, run in members:
+        runs.setdefault(configuration, {}).setdefault(device, {})[seed] = run
+    differences = []
+    for configuration, devices in runs.items():
+        reference = "cpu" if "cpu" in devices else next(iter(devices))
+        for device, seeds in devices.items():
+            if device == reference:
+                continue
+            pairs = {seed: (run, devices[reference][seed]) for seed, run in seeds.items() if seed in devices[reference]}
+            for key in keys:
+                per_seed = {seed: value for seed, pair in pairs.items() if (value := seed_difference(*pair, key)) is not None}
+                if per_seed:
+                    differences.append(SeedDifference(configuration, key, device, reference, max(per_seed.values()), per_seed))
+    return differences
+
+
+def seed_difference(run: RunRecord, reference: RunRecord, key: str) -> float | None:
+    """The largest absolute per-epoch difference where both runs hold a history of `key`, else that of their final values."""
+    if run.histories.get(key) and reference.histories.get(key):
+        return largest_difference(run.histories[key], reference.histories[key])
+    if key in run.metrics and key in reference.metrics:
+        return abs(run.metrics[key] - reference.metrics[key])
+    return None
+
+
 def metric_key(group: str, key: str, stat: str) -> str:
     """A roll-up's metric name on the parent run: the group (its label, `=` as `_`), then the metric and the statistic."""
     return f"{group.replace('=', '_')}/{key}_{stat}"
@@ -153,8 +200,8 @@ def to_csv(rollups: Sequence[GroupRollup]) -> str:
     return buffer.getvalue()
 
 
-def to_markdown(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict]) -> str:
-    """The final metrics' spread per group, then the device verdicts."""
+def to_markdown(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict], differences: Sequence[SeedDifference] = ()) -> str:
+    """The final metrics' spread per group, then the device verdicts, then the same-seed differences."""
     lines = ["| group | metric | mean | std | min | max | n |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for rollup in rollups:
         lines += [
@@ -167,10 +214,28 @@ def to_markdown(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict
             f"| {v.configuration or '(base)'} | {v.metric} | {v.device} - {v.reference} | {v.difference:+.4f} | [{v.low:+.4f}, {v.high:+.4f}] | {v.verdict} |"
             for v in verdicts
         ]
+    if differences:
+        lines += ["", "| configuration | metric | device - reference | largest same-seed difference | per seed |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| {d.configuration or '(base)'} | {d.metric} | {d.device} - {d.reference} | {_shown(d.largest)} | {_per_seed(d.per_seed)} |"
+            for d in differences
+        ]
     return "\n".join(lines) + "\n"
 
 
-def to_json(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict]) -> str:
-    """Everything: each group's final and per-epoch spreads, and the verdicts."""
-    record = {"groups": [asdict(rollup) for rollup in rollups], "verdicts": [asdict(verdict) for verdict in verdicts]}
+def _per_seed(differences: dict[int, float]) -> str:
+    return ", ".join(f"seed {seed}: {_shown(value)}" for seed, value in differences.items())
+
+
+def _shown(difference: float) -> str:
+    return "0" if difference == 0 else f"{difference:.2e}"
+
+
+def to_json(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict], differences: Sequence[SeedDifference] = ()) -> str:
+    """Everything: each group's final and per-epoch spreads, the verdicts and the same-seed differences."""
+    record = {
+        "groups": [asdict(rollup) for rollup in rollups],
+        "verdicts": [asdict(verdict) for verdict in verdicts],
+        "seed_differences": [asdict(difference) for difference in differences],
+    }
     return json.dumps(record, indent=2, default=str)

@@ -62,16 +62,17 @@ class EpochResult:
         }
 
 
-def _loss_accumulator(device: torch.device) -> Tensor:
+def loss_accumulator(device: torch.device, *shape: int) -> Tensor:
+    """Zeros on `device` to sum a pass's batch losses into (one per model with a `shape`)."""
     # float64 sums the float32 batch losses exactly as the chapter's Python floats do; MPS has no float64.
     dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
-    return torch.zeros((), dtype=dtype, device=device)
+    return torch.zeros(shape, dtype=dtype, device=device)
 
 
 Score = float | dict[str, float]  # one metric's value, or a collection's values by name
 
 
-def _read_pass(
+def read_pass(
     total_loss: Tensor, num_batches: int, metric: Metric | MetricCollection, extra: dict[str, Tensor] | None = None
 ) -> tuple[float, Score, dict[str, float]]:
     """The pass's batch-averaged loss, its metrics and the `extra` scalars, read from the device in one transfer:
@@ -136,7 +137,7 @@ def train(
     stepper = stepper or Stepper(optimizer, grad_scaler=grad_scaler)
     # An iterable without a length (0): with --accumulate-batches, a last incomplete group is then not stepped.
     stepper.start_pass(len(dataloader) if hasattr(dataloader, "__len__") else 0, device)
-    total_loss = _loss_accumulator(device)
+    total_loss = loss_accumulator(device)
     num_batches = 0
     for X, y in dataloader:
         X = X.to(device)
@@ -149,7 +150,7 @@ def train(
         metric.update(logits.detach(), y)
         if on_batch is not None:
             on_batch(loss.detach(), len(y))
-    loss, score, stats = _read_pass(total_loss, num_batches, metric, stepper.device_stats())
+    loss, score, stats = read_pass(total_loss, num_batches, metric, stepper.device_stats())
     stepper.finish_pass(stats)
     return loss, score
 
@@ -164,7 +165,7 @@ def evaluate(
     """Evaluate without gradients; return the batch-averaged loss and the metric (a MetricCollection's by name)."""
     model.eval()
     metric.reset()
-    total_loss = _loss_accumulator(device)
+    total_loss = loss_accumulator(device)
     num_batches = 0
     with torch.inference_mode():
         for X, y in dataloader:
@@ -174,7 +175,7 @@ def evaluate(
             total_loss += loss_fn(logits, y)
             num_batches += 1
             metric.update(logits, y)
-    loss, score, _ = _read_pass(total_loss, num_batches, metric)
+    loss, score, _ = read_pass(total_loss, num_batches, metric)
     return loss, score
 
 
@@ -231,9 +232,9 @@ def train_and_evaluate(
             epoch=epoch,
             num_epochs=num_epochs,
             train_loss=loss,
-            train_metrics=_by_name(score),
+            train_metrics=by_name(score),
             val_loss=val_loss,
-            val_metrics=_by_name(val_score),
+            val_metrics=by_name(val_score),
             train_seconds=trained - started,
             epoch_seconds=time.perf_counter() - started,
             num_train_samples=num_train_samples,
@@ -248,7 +249,8 @@ def train_and_evaluate(
     return history
 
 
-def _by_name(score: Score) -> dict[str, float]:
+def by_name(score: Score) -> dict[str, float]:
+    """A pass's score by metric name (one metric's value is `metric`)."""
     return score if isinstance(score, dict) else {"metric": score}
 
 

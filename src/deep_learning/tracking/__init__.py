@@ -76,6 +76,7 @@ from deep_learning.records import (
     EVALUATION,
     KIND_TAG,
     MODEL_FORMAT_TAG,
+    PARENT_RUN_TAG,
     STOP_REASON_TAG,
     RunRecord,
 )
@@ -480,7 +481,7 @@ def tracked_run(
             run_name=None if resume_run_id else run_name,
             experiment_id=None if resume_run_id else experiment_id,
             nested=parent_run_id is not None,
-            parent_run_id=parent_run_id,
+            parent_run_id=_nested_under(parent_run_id),
             log_system_metrics=system_metrics,
         )
     except MlflowException as error:
@@ -495,6 +496,8 @@ def tracked_run(
         # `mlflow run -P resume=ID` made a run of its own; point it at the run that goes on.
         with contextlib.suppress(Exception):
             client.set_tag(adopted, "deep_learning.resumed_run", resume_run_id)
+    if parent_run_id is not None:
+        tags = {**tags, PARENT_RUN_TAG: parent_run_id}  # the parent, also where a sibling is the active run
     try:
         _log_params_and_tags(client, run.run_id, params, {**tags, "tracking_uri": run.tracking_uri})
         yield run
@@ -510,6 +513,15 @@ def tracked_run(
         with signals_deferred():
             run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
         run.close()
+
+
+def _nested_under(parent_run_id: str | None) -> str | None:
+    """The run MLflow's run stack nests a new child under: its parent, or the sibling that is the active run
+    (several children open at once, such as seeds trained together); the parent tag is then set to the parent."""
+    active = mlflow.active_run()
+    if parent_run_id is None or active is None:
+        return parent_run_id
+    return active.info.run_id
 
 
 def _experiment_named(client: MlflowClient, name: str) -> str:
