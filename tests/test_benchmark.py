@@ -83,7 +83,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     folder, _, result, _ = quick_run
     assert result.exit_code == 0, result.output
     results = json.loads((folder / "out" / "benchmark.json").read_text())
-    assert {"settings", "host", "devices", "flops", "sgemm", "epochs", "host_reads", "cuda_epoch_syncs", "mlflow", "startup", "mlflow_run", "memory", "targets"} <= set(results)
+    assert {"settings", "host", "devices", "flops", "sgemm", "epochs", "host_reads", "cuda_epoch_syncs", "mlflow", "studies", "startup", "mlflow_run", "memory", "targets"} <= set(results)
     assert results["quick"] is True and results["mlflow_run"] == {"skipped": "--quick"}
     assert results["settings"]["devices"] == ["cpu"] and results["cuda_epoch_syncs"] == {}
     assert results["settings"]["torch_threads"]["intra_op"] >= 1
@@ -114,6 +114,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
         "tracked_over_untracked_batch_64", "tracked_over_untracked_batch_1024", "mlflow_share_batch_64", "mlflow_share_batch_1024",
         "run_fixed_seconds", "log_model_first_seconds", "log_model_second_seconds", "system_metrics_cpu_share", "help_seconds",
         "host_reads_per_batch_train", "host_reads_per_pass_train", "host_reads_per_batch_evaluate", "host_reads_per_pass_evaluate",
+        "study_extra_child_seconds", "vectorized_seeds_over_one_run",
     }
     assert targets["host_reads_per_batch_train"]["passed"] and targets["host_reads_per_pass_train"]["passed"]
     assert {(row["loop"], row["pass"]) for row in results["host_reads"]} == {
@@ -122,8 +123,13 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     assert all(target["verdict"].startswith(("PASS by", "MISS by")) for target in targets.values())
     assert judge(results) and results["targets"] == [verdict.as_dict() for verdict in judge(results)]
 
+    [study] = results["studies"]
+    assert study["device"] == "cpu" and study["seeds"] == 3 and study["extra_child_seconds"] > 0
+    assert study["one_run_seconds"] < study["separate_seconds"] and study["separate_over_one_run"] > 1
+    assert 0 <= study["largest_differences"]["val_loss"] < 1e-3  # the vectorized seeds train as their separate runs do
+
     markdown = (folder / "out" / "benchmark.md").read_text()
-    assert "noisy and preliminary" in markdown
+    assert "noisy and preliminary" in markdown and "| cpu (3 seeds, 1 epoch(s)) |" in markdown
     assert "| cpu | tensor | 1024 | tracked |" in markdown
     assert "| speedup_batch_64 | cpu |" in markdown and "benchmark.json" in result.output
     assert "| cpu | ours | train | 0 | 1 |" in markdown and "| cpu | 1024 | compile-amp-bf16 |" in markdown

@@ -150,6 +150,22 @@ def costs_table(results: dict[str, Any]) -> str:
     )
 
 
+def studies_table(results: dict[str, Any]) -> str:
+    """Per device: a sweep's extra child, and 8 seeds separate and vectorized against one run."""
+    rows = []
+    for study in results["studies"]:
+        differences = ", ".join(f"{key} {value:.1e}" for key, value in study["largest_differences"].items())
+        rows.append([
+            f"{study['device']} ({study['seeds']} seeds, {study['epochs']} epoch(s))", f"{study['extra_child_seconds']:.2f}", f"{study['one_run_seconds']:.1f}",
+            f"{study['separate_seconds']:.1f} ({study['separate_over_one_run']:.2f}x)", f"{study['vectorized_seconds']:.1f} ({study['vectorized_over_one_run']:.2f}x)",
+            differences,
+        ])
+    return _table(
+        ["device", "extra child (s)", "one run (s)", "seeds separate (s)", "seeds vectorized (s)", "largest difference, vectorized vs separate"],
+        rows,
+    )
+
+
 def machine_table(results: dict[str, Any]) -> str:
     """Each device's measured SGEMM rate and peak allocation."""
     peaks = results["memory"]["device_peak_allocated_bytes"]
@@ -201,6 +217,11 @@ def markdown(results: dict[str, Any]) -> str:
           for device, syncs in results["cuda_epoch_syncs"].items()),
         "## Costs outside the loop",
         costs_table(results),
+        "## Studies",
+        "A sweep's children in one process: what each extra child adds beyond its epochs (sweeps of 1 and 4 seeds, one short "
+        "epoch each), then the chapter's MLP with 8 seeds as separate children and as one `--vectorize` group against one "
+        "run, and the largest difference per metric between a seed's vectorized and separate runs (over seeds and epochs).",
+        studies_table(results),
         "## Machine",
         machine_table(results),
         f"FLOPs (matrix multiplies, as torch's FlopCounterMode counts them): {flops['per_train_sample']:,.0f} per training "

@@ -24,6 +24,7 @@ from deep_learning.benchmarks.machine import (
     torch_threads,
 )
 from deep_learning.benchmarks.mlflow_costs import measure_mlflow_costs, scratch_store
+from deep_learning.benchmarks.studies import measure_studies
 from deep_learning.benchmarks.models import MODEL, cnn_contestants, cnn_splits, metric_update_costs
 from deep_learning.benchmarks.syncs import cuda_syncs, host_reads
 from deep_learning.benchmarks.targets import judge
@@ -116,6 +117,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
                     progress(f"Synchronizing CUDA calls in one epoch at batch 64 on {device}")
                     epoch_syncs[str(device)] = cuda_epoch_syncs(lineup)
         peak_allocated = {str(device): peak for device in devices if (peak := peak_device_memory(device)) is not None}
+        studies = [measure_studies(str(device), options.data_root, options.quick, progress) for device in devices]
         progress(f"MLflow's fixed costs in {repeats} fresh process(es)")
         mlflow_costs = measure_mlflow_costs(repeats)
         progress("`deep-learning --help` start-up")
@@ -151,6 +153,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         "host_reads": reads,
         "cuda_epoch_syncs": epoch_syncs,
         "mlflow": mlflow_costs,
+        "studies": studies,
         "startup": startup,
         "mlflow_run": mlflow_run,
         "memory": {

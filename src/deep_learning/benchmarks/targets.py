@@ -113,6 +113,13 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
                 "one per pass, as train and evaluate each return their floats", syncs["untracked"], 2.0, False, "syncs")
         for device, syncs in results["cuda_epoch_syncs"].items()
     ]
+    for study in results["studies"]:
+        verdicts += [
+            Verdict("study_extra_child_seconds", study["device"], "wall time each extra child adds to a sweep beyond its epochs "
+                    f"(one epoch on {study['child_samples']:,} samples; validation, test, models and figures)", study["extra_child_seconds"], 0.3, False, "s"),
+            Verdict("vectorized_seeds_over_one_run", study["device"], f"{study['seeds']} seeds with --vectorize / one run "
+                    f"({study['epochs']} epoch(s) on {study['train_samples']:,} samples)", study["vectorized_over_one_run"], 3.0, False, "x"),
+        ]
     costs = results["mlflow"]
     verdicts += [
         Verdict("run_fixed_seconds", "host", "fixed cost of a run (first in a fresh process, existing sqlite store)",
