@@ -309,11 +309,13 @@ def training_session(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     loaders: tuple[Any, Any, Any] | None = None,
+    system_metrics: bool = True,
 ) -> Iterator[Session]:
     """Assemble the run, open its MLflow run and checkpointer, and end it as what stopped it says:
     an interruption keeps what it trained, a diverged run its last good checkpoints as models.
 
-    `loaders` (built for `config` by `make_loaders`) are shared by runs that train on the same batches.
+    `loaders` (built for `config` by `make_loaders`) are shared by runs that train on the same batches;
+    `system_metrics` samples the process's CPU, memory and GPU into the run.
     """
     resume_run_id, checkpoint = resumed or (None, None)
     assembly = assemble(config, recipe, device, cluster, checkpoint, loaders)
@@ -322,7 +324,7 @@ def training_session(
     ]))
     tracked = tracking.tracked_run(
         run_name, run_params(assembly), {**device_tags(assembly.description), **(tags or {})},
-        resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=True,
+        resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=system_metrics,
     )
     with tracked if assembly.is_main else contextlib.nullcontext(Tracker()) as run:
         checkpointer = Checkpointer(

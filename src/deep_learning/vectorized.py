@@ -37,6 +37,7 @@ from deep_learning.records import GROUP_TAG, POINT_TAG, VECTORIZED_TAG
 from deep_learning.reproducibility import restore_rng_state, rng_state
 from deep_learning.training import EpochResult, by_name, epoch_line, loss_accumulator, read_pass
 
+
 class SeedEnsemble:
     """Copies of one model architecture, their parameters and buffers stacked along a new first dimension, called as one."""
 
@@ -47,17 +48,27 @@ class SeedEnsemble:
         self.size = len(self.models)
         self.params, self.buffers = self._stacked(probe)
 
-    def _scored(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        logits = functional_call(self.base, (params, buffers), (inputs,))
-        return logits, self.loss_fn(logits, targets)
-
-    def __call__(self, inputs: Tensor, targets: Tensor, shared: bool = False) -> tuple[Tensor, Tensor]:
-        """Every seed's logits (seeds, batch, classes) and loss (seeds,): on its own batch (inputs (seeds, batch, ...)), or on one shared batch."""
-        return self._batched(shared)(self.params, self.buffers, inputs, targets)
+    def _logits(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        return functional_call(self.base, (params, buffers), (inputs,))
 
     def _batched(self, shared: bool):
-        batched = None if shared else 0
-        return vmap(self._scored, in_dims=(0, 0, batched, batched), randomness="different")
+        return vmap(self._logits, in_dims=(0, 0, None if shared else 0), randomness="different")
+
+    def __call__(self, inputs: Tensor, shared: bool = False) -> Tensor:
+        """Every seed's logits, (seeds, batch, classes): of its own batch (inputs (seeds, batch, ...)), or of one shared batch."""
+        return self._batched(shared)(self.params, self.buffers, inputs)
+
+    def losses(self, logits: Tensor, targets: Tensor, shared: bool = False) -> Tensor:
+        """Each seed's loss on its batch, (seeds,): the loss batched with vmap, or a plain mean cross-entropy (the
+        chapter's) as one call over every seed's samples, where vmap's rule for it costs a step more than its forward."""
+        loss_fn = self.loss_fn
+        if type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None and loss_fn.reduction == "mean":
+            targets = targets.expand(logits.shape[:2]) if shared else targets
+            per_sample = nn.functional.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), reduction="none", ignore_index=loss_fn.ignore_index, label_smoothing=loss_fn.label_smoothing,
+            )
+            return per_sample.view(logits.shape[:2]).mean(dim=1)
+        return vmap(loss_fn, in_dims=(0, None if shared else 0))(logits, targets)
 
     def train(self, mode: bool = True) -> None:
         self.base.train(mode)
@@ -69,7 +80,7 @@ class SeedEnsemble:
         inputs, targets = probe
         try:
             self.base.train()
-            _, losses = self._batched(shared=True)(params, buffers, inputs, targets)
+            losses = self.losses(self._batched(shared=True)(params, buffers, inputs), targets, shared=True)
             gradients = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
         except Exception as error:
             raise ConfigError(
@@ -114,10 +125,11 @@ def train_seeds_together(points: Sequence[Point], recipe: Recipe, *, parent_run_
     loaders = make_loaders(config, recipe.data, device)
     with contextlib.ExitStack() as stack:
         members, randomness = [], SeedRandomness(device)
-        for point in points:
+        for index, point in enumerate(points):
             member = stack.enter_context(training_session(
                 point.config, recipe, device, None, resumed=None, parent_run_id=parent_run_id, run_name=point.label,
                 tags={POINT_TAG: point.label, GROUP_TAG: point.group, VECTORIZED_TAG: str(len(points))}, loaders=loaders,
+                system_metrics=index == 0,  # one process, one set of samples: the group's first run holds them
             ))
             members.append(member)
             randomness.keep()  # what the seed's own run would draw its first shuffle from
@@ -174,7 +186,7 @@ class SeedRandomness:
 
 @dataclasses.dataclass
 class _Together:
-    """What trains the seeds as one: the batched model, its optimizer and stepper, each seed's metrics, and their RNGs."""
+    """What trains the seeds as one: the batched model, its optimizer, schedule and stepper, and each seed's metrics."""
 
     ensemble: SeedEnsemble
     optimizer: torch.optim.Optimizer
@@ -182,10 +194,9 @@ class _Together:
     stepper: Stepper
     train_metrics: list[Any]
     val_metrics: list[Any]
-    randomness: SeedRandomness
 
 
-def _together(members: Sequence[Session], randomness: SeedRandomness, recipe: Recipe) -> _Together:
+def _together(members: Sequence[Session], recipe: Recipe) -> _Together:
     first = members[0].assembly
     config, device = first.config, first.device
     probe = next(iter(first.loaders[1]))  # each seed's RNG is put in place where it draws: this draw is no seed's
@@ -194,7 +205,7 @@ def _together(members: Sequence[Session], randomness: SeedRandomness, recipe: Re
     optimizer = recipe.build_optimizer(list(ensemble.params.values()))
     scheduler = lr_scheduler(optimizer, build_schedule(config, first.steps_per_epoch))
     metrics = [[recipe.metrics().to(device) for _ in members] for _ in range(2)]
-    return _Together(ensemble, optimizer, scheduler, stepper_for(config, optimizer, None, scheduler, 0), *metrics, randomness)
+    return _Together(ensemble, optimizer, scheduler, stepper_for(config, optimizer, None, scheduler, 0), *metrics)
 
 
 def _epochs(members: Sequence[Session], randomness: SeedRandomness, labels: Sequence[str], recipe: Recipe, progress: bool) -> list[list[EpochResult]]:
@@ -202,7 +213,7 @@ def _epochs(members: Sequence[Session], randomness: SeedRandomness, labels: Sequ
     first = members[0].assembly
     config, device = first.config, first.device
     train_dl, val_dl, _ = first.loaders
-    together = _together(members, randomness, recipe)
+    together = _together(members, recipe)
     on_batch = each_batch([TrainingProgress(len(train_dl), 1, config.epochs) if progress else None])
     histories: list[list[EpochResult]] = [[] for _ in members]
     for epoch in range(1, config.epochs + 1):
@@ -231,7 +242,8 @@ def _train_pass(together: _Together, batches: Iterator[tuple[Tensor, Tensor]], n
     totals, count = loss_accumulator(device, ensemble.size), 0
     for inputs, targets in batches:
         inputs, targets = inputs.to(device), targets.to(device)
-        logits, losses = ensemble(inputs, targets)
+        logits = ensemble(inputs)
+        losses = ensemble.losses(logits, targets)
         stepper.step(losses.sum(), ensemble.base)  # each seed's parameters get its own loss's gradient
         totals += losses.detach()
         count += 1
@@ -252,8 +264,8 @@ def _evaluate(ensemble: SeedEnsemble, batches: Iterator[tuple[Tensor, Tensor]], 
     with torch.inference_mode():
         for inputs, targets in batches:
             inputs, targets = inputs.to(device), targets.to(device)
-            logits, losses = ensemble(inputs, targets, shared=True)
-            totals += losses
+            logits = ensemble(inputs, shared=True)
+            totals += ensemble.losses(logits, targets, shared=True)
             count += 1
             for metric, seed_logits in zip(metrics, logits):
                 metric.update(seed_logits, targets)

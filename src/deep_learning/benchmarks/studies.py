@@ -38,6 +38,7 @@ def measure_studies(device: str, data_root: Path | None, quick: bool, progress: 
 def extra_child_seconds(device: str, data_root: Path | None) -> dict[str, Any]:
     """Each extra child's wall time beyond its epochs: a sweep's growth from one seed to more, less the epochs it adds."""
     base = TrainConfig(epochs=1, train_subset=CHILD_COST_SAMPLES, device=device)
+    run_study(Study(base, {}, [base.seed], [device]), data_root)  # untimed: what a process pays once (the first export, imports)
     walls, epochs = {}, {}
     for count in CHILD_COUNTS:
         started = time.perf_counter()
