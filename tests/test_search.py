@@ -85,7 +85,7 @@ def test_a_search_space_that_does_not_parse_is_one_line(params, message):
     ("options", "message"),
     [
         (("--search", "optuna", "--param", "lr=gauss:1:2"), "does not parse"),
-        (("--search", "optuna", "--param", "lr=uniform:0.1:1", "--grid", "batch_size=32,64"), "--grid, --seeds and --devices are for a grid sweep"),
+        (("--search", "optuna", "--param", "lr=uniform:0.1:1", "--grid", "batch_size=32,64"), "--grid, --seeds, --devices and --vectorize are for a grid sweep"),
         (("--param", "lr=uniform:0.1:1"), "--param and --trials are for a search: add --search optuna"),
     ],
 )

@@ -113,13 +113,7 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
                 "one per pass, as train and evaluate each return their floats", syncs["untracked"], 2.0, False, "syncs")
         for device, syncs in results["cuda_epoch_syncs"].items()
     ]
-    for study in results["studies"]:
-        verdicts += [
-            Verdict("study_extra_child_seconds", study["device"], "wall time each extra child adds to a sweep beyond its epochs "
-                    f"(one epoch on {study['child_samples']:,} samples; validation, test, models and figures)", study["extra_child_seconds"], 0.3, False, "s"),
-            Verdict("vectorized_seeds_over_one_run", study["device"], f"{study['seeds']} seeds with --vectorize / one run "
-                    f"({study['epochs']} epoch(s) on {study['train_samples']:,} samples)", study["vectorized_over_one_run"], 3.0, False, "x"),
-        ]
+    verdicts += [verdict for study in results["studies"] for verdict in _study_verdicts(study)]
     costs = results["mlflow"]
     verdicts += [
         Verdict("run_fixed_seconds", "host", "fixed cost of a run (first in a fresh process, existing sqlite store)",
@@ -135,6 +129,16 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
                 results["startup"]["median_seconds"], 0.3, False, "s"),
     ]
     return verdicts
+
+
+def _study_verdicts(study: dict[str, Any]) -> list[Verdict]:
+    """A sweep's extra child, and a group of seeds trained together against one run."""
+    return [
+        Verdict("study_extra_child_seconds", study["device"], "wall time each extra child adds to a sweep beyond its epochs "
+                f"(one epoch on {study['child_samples']:,} samples; validation, test, models and figures)", study["extra_child_seconds"], 0.3, False, "s"),
+        Verdict("vectorized_seeds_over_one_run", study["device"], f"{study['seeds']} seeds with --vectorize / one run "
+                f"({study['epochs']} epoch(s) on {study['train_samples']:,} samples)", study["vectorized_over_one_run"], 3.0, False, "x"),
+    ]
 
 
 def _host_read_verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
