@@ -28,11 +28,11 @@ from deep_learning.data import (
     import_raw_files,
     load_dataset,
     load_splits,
-    make_loaders,
     raw_folder,
     split_digest,
 )
 from deep_learning.errors import ConfigError, DataError
+from deep_learning.loaders import make_loaders
 from deep_learning.metrics import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.reproducibility import set_seed
@@ -328,8 +328,10 @@ def test_imagefolder_batches_are_the_same_from_tensors_and_dataloaders(tmp_path,
         torch.manual_seed(3)
         for (inputs, labels), (expected_inputs, expected_labels) in zip(from_tensors, dataloader, strict=True):
             assert torch.equal(inputs, expected_inputs) and torch.equal(labels, expected_labels)
-    assert split_digest(splits.val) == split_digest(splits.val, as_tensors(splits.val)) == split_digest(splits.val, _stack(splits.val))
-    assert split_digest(splits.val, (torch.zeros(3, 1, 28, 28), torch.zeros(3))) != split_digest(splits.val)
+    # Image files are not stored tensors: their digest reads a bounded sample, unless a loader already decoded them.
+    assert split_digest(splits.val, as_tensors(splits.val)) == split_digest(splits.val, _stack(splits.val))
+    assert split_digest(splits.val, (torch.zeros(3, 1, 28, 28), torch.zeros(3))) != split_digest(splits.val, _stack(splits.val))
+    assert split_digest(splits.val) == split_digest(load_splits(config, tmp_path).val) != split_digest(splits.train)
 
 
 # Factories: user code that returns the splits.
@@ -362,7 +364,7 @@ def test_factory_without_a_test_split_gets_no_test_loader(data_root):
         ("user_datasets:a_list", DataError, r"returned a list of 3 items: expected a dict with keys train, val"),
         ("user_datasets:records", DataError, r"the training split yields a dict with keys image, label, not \(input, target\) pairs"),
         ("user_datasets:missing", ConfigError, r"has no attribute 'missing'"),
-        ("imagefolder:", ConfigError, r"dataset must be mnist, fashion-mnist, imagefolder:DIR or an import path package.module:factory, not 'imagefolder:'"),
+        ("imagefolder:", ConfigError, r"dataset must be mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path package.module:factory, not 'imagefolder:'"),
     ],
 )
 def test_unusable_datasets_are_refused(data_root, dataset, error, message):
@@ -373,40 +375,54 @@ def test_unusable_datasets_are_refused(data_root, dataset, error, message):
 # The pieces fit() calls on user datasets.
 
 class Stream(utils.IterableDataset):
+    def __init__(self, limit: int = 1) -> None:
+        self.limit = limit
+
     def __iter__(self):
-        yield torch.zeros(1), 0
+        for _ in range(self.limit):
+            yield torch.zeros(1), 0
 
 
 def test_describe_data_reads_a_tensor_dataset():
     dataset = utils.TensorDataset(torch.rand(6, 5, dtype=torch.float64), torch.tensor([0, 3, 1, 1, 0, 2]))
-    assert describe_data(dataset) == DataSpec((5,), "float64", 4, ("0", "1", "2", "3"))
+    assert describe_data(dataset) == DataSpec((5,), "float64", 4, ("0", "1", "2", "3"), task="", target_shape=(), target_dtype="int64")
     assert describe_data(utils.Subset(dataset, [0, 2])).num_classes == 4
     assert describe_data(dataset, num_classes=6).class_names == ("0", "1", "2", "3", "4", "5")
     assert describe_data(dataset, class_names=["a", "b"]).class_names == ("a", "b")
+    # Labels that are not stored are not read to count the classes: the model's output gives them, once a run starts.
     pairs = [(torch.zeros(2), label) for label in (0, 4)]
-    assert describe_data(pairs).num_classes == 5
+    assert describe_data(pairs).num_classes == 0
+    regression = describe_data(utils.TensorDataset(torch.rand(3, 2), torch.rand(3, 4)))
+    assert (regression.num_classes, regression.target_shape, regression.target_dtype) == (0, (4,), "float32")
 
 
 @pytest.mark.parametrize(
-    "dataset, message",
+    "dataset, target_key, message",
     [
-        (utils.Subset(Records(), [0]), r"yields a dict with keys image, label, not \(input, target\) pairs: make __getitem__ return \(tensor, label\)"),
-        ([(torch.zeros(1), 0, "extra")], r"yields a tuple of 3 items, not \(input, target\) pairs"),
-        ([(Image.new("L", (2, 2)), 0)], r"inputs are an Image, not tensors: convert them"),
-        ([(torch.zeros(1), 1.0)], r"labels are a float, not class indices"),
-        ([(torch.zeros(1), torch.tensor([0.0, 1.0]))], r"labels are a tensor of shape \(2,\) and dtype float32, not class indices"),
-        ([], r"the training split is empty"),
-        (Stream(), r"is a Stream, not a map-style dataset"),
+        (utils.Subset(Records(), [0]), None, r"yields a dict with keys image, label, not \(input, target\) pairs: name the target's key with target_key"),
+        (Records(), "target", r"samples have no key 'target' \(their keys: image, label\): give the target's key as target_key"),
+        ([(torch.zeros(1), 0)], "label", r"yields a tuple of 2 items, not dicts: target_key is for samples that are dicts"),
+        ([(torch.zeros(1), 0, "extra")], None, r"yields a tuple of 3 items, not \(input, target\) pairs"),
+        ([(Image.new("L", (2, 2)), 0)], None, r"inputs are an Image, not tensors: convert them"),
+        ([((torch.zeros(1), "text"), 0)], None, r"inputs are a tuple of 2 items, not tensors"),
+        ([(torch.zeros(1), "cat")], None, r"targets are a str, not tensors or numbers"),
+        ([], None, r"the training split is empty"),
+        (Stream(limit=0), None, r"is a stream that yields nothing"),
+        ({1, 2}, None, r"is a set, not a dataset: give one with __getitem__ and __len__, or an IterableDataset"),
     ],
 )
-def test_check_samples_refuses_what_is_not_pairs_of_tensor_and_label(dataset, message):
+def test_check_samples_refuses_what_is_not_inputs_and_a_target(dataset, target_key, message):
     with pytest.raises(DataError, match=message):
-        check_samples(dataset, "training")
+        check_samples(dataset, "training", target_key)
 
 
-def test_check_samples_takes_int_and_integer_tensor_labels():
+def test_check_samples_takes_every_form_of_inputs_and_targets():
     check_samples([(torch.zeros(1), 3)], "training")
     check_samples(utils.TensorDataset(torch.zeros(2, 1), torch.tensor([1, 0], dtype=torch.int32)), "validation")
+    check_samples([(torch.zeros(1), 1.5), (torch.zeros(1), torch.tensor([0.0, 1.0]))], "training")  # regression, multi-label
+    check_samples([((torch.zeros(3), torch.zeros(2, dtype=torch.int64)), 0)], "training")  # two inputs
+    check_samples([{"input_ids": torch.zeros(4, dtype=torch.int64), "mask": torch.ones(4), "labels": torch.zeros(4, dtype=torch.int64)}], "training", "labels")
+    check_samples(Stream(), "training")
 
 
 def test_as_tensors_indexes_tensor_datasets_through_subsets():

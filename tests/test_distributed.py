@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 
 from conftest import BIN, subprocess_env
 from deep_learning.config import TrainConfig
-from deep_learning.data import load_splits, make_loaders
+from deep_learning.data import load_splits
+from deep_learning.loaders import make_loaders
 from deep_learning.metrics import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.training import evaluate

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from deep_learning.data import DATASET_CLASSES, TensorLoader, as_tensors, load_dataset
+from deep_learning.data import DATASET_CLASSES, as_tensors, load_dataset
+from deep_learning.loaders import TensorLoader
 from deep_learning.figures import (
     CONFUSION_MATRIX_FILE,
     LEARNING_CURVES_FILE,

@@ -16,7 +16,8 @@ from torchmetrics import MetricCollection
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads, cuda_syncs, host_reads
 from deep_learning.config import TrainConfig
 from deep_learning.controls import stepper_for
-from deep_learning.data import load_splits, make_loaders
+from deep_learning.data import load_splits
+from deep_learning.loaders import make_loaders
 from deep_learning.metrics import METRIC_NAMES, accuracy_metric, build_metrics
 from deep_learning.model import build_model
 from deep_learning.optimization import build_optimizer, build_schedule, lr_scheduler

@@ -71,7 +71,10 @@ def test_an_image_folder_trains_and_predict_reads_its_images(store, data_root, t
     assert run.info.run_name == "cnn-digits-cpu"
     assert run.data.params["num_train_samples"] == str(180 - round(180 * 0.1)) and run.data.params["num_val_samples"] == str(round(180 * 0.1))
     spec = json.loads(Path(client.download_artifacts(run_id, "data_spec.json", str(tmp_path))).read_text())
-    assert spec == {"input_shape": [1, 28, 28], "input_dtype": "float32", "num_classes": 3, "class_names": ["0", "1", "2"]}
+    assert spec == {
+        "input_shape": [1, 28, 28], "input_dtype": "float32", "num_classes": 3, "class_names": ["0", "1", "2"],
+        "task": "classification", "target_shape": [], "target_dtype": "int64",
+    }
     assert run.data.metrics["test_accuracy"] > 0.5
     images = sorted((folder / "test").glob("*/*.png"))
     result = invoke("predict", run_id, *map(str, images), "--device", "cpu", "--format", "json")

@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from deep_learning.errors import ConfigError, first_line
-from deep_learning.factories import is_import_path
+from deep_learning.factories import is_import_path, is_python_reference
 
-DATASETS = ("mnist", "fashion-mnist")  # built in; also imagefolder:DIR and package.module:factory
+DATASETS = ("mnist", "fashion-mnist")  # built in; also imagefolder:DIR, csv:FILE, text:FILE and package.module:factory
 IMAGE_FOLDER = "imagefolder:"
+FILE_DATASETS = (IMAGE_FOLDER, "csv:", "text:")  # a prefix and a folder or file
+AUTO = "auto"
+CLASSIFICATION, MULTILABEL, REGRESSION, SEQUENCE = "classification", "multilabel", "regression", "sequence"
+TASK_NAMES = (CLASSIFICATION, MULTILABEL, REGRESSION, SEQUENCE)
 MODELS = ("mlp", "cnn", "transformer")  # built in; also package.module:factory
 LOADERS = ("tensor", "dataloader")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -37,10 +41,13 @@ def _help(text: str) -> dict[str, str]:
 class TrainConfig:
     """One training run: the chapter's defaults (MNIST, MLP 784-128-10, SGD lr 0.1, 5 epochs)."""
 
-    dataset: str = field(default="mnist", metadata=_help("mnist, fashion-mnist, imagefolder:DIR (DIR/train/<class>/*.png), or package.module:factory returning the splits."))
+    dataset: str = field(default="mnist", metadata=_help("mnist, fashion-mnist, imagefolder:DIR (DIR/train/<class>/*.png), csv:FILE (with --target), text:FILE (characters), or package.module:factory returning the splits."))
+    task: str = field(default=AUTO, metadata=_help("auto (from the data and the model's output), classification, multilabel, regression or sequence: the default loss, metrics and checks."))
+    target: str = field(default="", metadata=_help("csv:FILE: the column to predict (several, comma-separated, for a regression with several outputs)."))
+    block_size: int = field(default=64, metadata=_help("text:FILE: characters per sample, each predicting the next at every position."))
     model: str = field(default="mlp", metadata=_help("mlp (the chapter's), cnn, transformer, or package.module:factory building an nn.Module."))
     model_args: str = field(default="", metadata=_help("Arguments of the model's factory: key=value (repeatable; JSON values) or a JSON object."))
-    metrics: str = field(default="accuracy", metadata=_help("Metrics to log, comma-separated: accuracy, f1, precision, recall, auroc, top5."))
+    metrics: str = field(default=AUTO, metadata=_help("Metrics to log, comma-separated (auto: the task's): accuracy, f1, precision, recall, auroc, top5; mse, mae, r2; perplexity."))
     epochs: int = field(default=5, metadata=_help("Number of training epochs."))
     lr: float = field(default=0.1, metadata=_help("Learning rate (the peak one, with a schedule)."))
     optimizer: str = field(default="sgd", metadata=_help("sgd (the chapter's), adamw, adam or rmsprop."))
@@ -61,6 +68,7 @@ class TrainConfig:
     deterministic: bool = field(default=True, metadata=_help("Use deterministic algorithms where possible."))
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu); all: one run per available device, compared."))
     train_subset: int = field(default=0, metadata=_help("Train on the first N samples of the training split (0: all 50,000)."))
+    steps_per_epoch: int = field(default=0, metadata=_help("Batches per training epoch (0: one pass of the training data; a stream's: read on across epochs)."))
     val_fraction: float = field(default=0.0, metadata=_help("Share of the training data held out for validation (and test) where the dataset has no such split (0: MNIST's 10,000 of 60,000, else 0.1)."))
     image_size: int = field(default=0, metadata=_help("Resize images of an image folder to N x N (0: keep their size)."))
     loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
@@ -96,7 +104,9 @@ class TrainConfig:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        """The metrics to log, in order."""
+        """The metrics to log, in order (none named: `auto`, the task's own)."""
+        if self.metrics.strip() == AUTO:
+            return ()
         return tuple(name.strip() for name in self.metrics.split(",") if name.strip())
 
 
@@ -119,10 +129,12 @@ def option_name(field_name: str) -> str:
 
 def _problems(config: TrainConfig):
     # The names' form only: whether an import path imports is for the recipe to find out.
-    if not (config.dataset in DATASETS or config.dataset.startswith(IMAGE_FOLDER) or is_import_path(config.dataset)):
-        yield f"dataset must be one of {', '.join(DATASETS)}, {IMAGE_FOLDER}DIR or an import path package.module:factory, not {config.dataset!r}"
-    if not (config.model in MODELS or is_import_path(config.model)):
+    if not (config.dataset in DATASETS or config.dataset.startswith(FILE_DATASETS) or is_import_path(config.dataset)):
+        yield f"dataset must be one of {', '.join(DATASETS)}, {IMAGE_FOLDER}DIR, csv:FILE, text:FILE or an import path package.module:factory, not {config.dataset!r}"
+    if not (config.model in MODELS or is_import_path(config.model) or is_python_reference(config.model)):
         yield f"model must be one of {', '.join(MODELS)} or an import path package.module:factory, not {config.model!r}"
+    if config.task not in (AUTO, *TASK_NAMES):
+        yield f"task must be one of {AUTO}, {', '.join(TASK_NAMES)}, not {config.task!r}"
     try:
         arguments = config.model_arguments
     except ValueError:
@@ -130,13 +142,13 @@ def _problems(config: TrainConfig):
     else:
         if not isinstance(arguments, dict):
             yield f"model_args must be a JSON object, not {config.model_args!r}"
-    if not config.metric_names:
-        yield "metrics must name at least one metric"
-    for name in ("epochs", "batch_size", "val_batch_size", "keep_checkpoints", "lr_step_size", "accumulate_batches"):
+    if not config.metric_names and config.metrics.strip() != AUTO:
+        yield "metrics must name at least one metric, or be auto"
+    for name in ("epochs", "batch_size", "val_batch_size", "keep_checkpoints", "lr_step_size", "accumulate_batches", "block_size"):
         value = getattr(config, name)
         if not _is_int(value) or value < 1:
             yield f"{name} must be a positive integer, not {value!r}"
-    for name in ("train_subset", "image_size", "keep_best", "early_stopping_patience", "log_every_n_steps"):
+    for name in ("train_subset", "steps_per_epoch", "image_size", "keep_best", "early_stopping_patience", "log_every_n_steps"):
         value = getattr(config, name)
         if not _is_int(value) or value < 0:
             yield f"{name} must be 0 or a positive integer, not {value!r}"
@@ -192,14 +204,22 @@ def _optimization_problems(config: TrainConfig):
 def _monitor_problems(config: TrainConfig):
     if config.monitor_mode not in MONITOR_MODES:
         yield f"monitor_mode must be one of {', '.join(MONITOR_MODES)}, not {config.monitor_mode!r}"
-    monitored = monitorable(config.metric_names)
-    if config.monitor not in monitored:
+    if not could_monitor(config.monitor, config.metric_names):
+        monitored = monitorable(config.metric_names or ("<metric>",))
         yield f"monitor must be one of the epoch metrics {', '.join(monitored)}, not {config.monitor!r}"
 
 
 def monitorable(metric_names: tuple[str, ...]) -> tuple[str, ...]:
     """The epoch metrics a run can monitor: each split's loss and metrics, validation first."""
     return tuple(f"{split}_{name}" for split in ("val", "train") for name in ("loss", *metric_names))
+
+
+def could_monitor(monitor: str, metric_names: tuple[str, ...]) -> bool:
+    """Whether a run with these metrics (none named: the task's, not known yet) may log `monitor` every epoch."""
+    if metric_names:
+        return monitor in monitorable(metric_names)
+    split, _, name = monitor.partition("_")
+    return split in ("val", "train") and bool(name)
 
 
 def monitor_direction(monitor: str, mode: str = "auto") -> str:

@@ -1,16 +1,17 @@
-"""Data: where datasets live, MNIST and Fashion-MNIST as in the chapter, image folders, user factories, the spec, and the loaders."""
+"""Data: where datasets live, MNIST and Fashion-MNIST as in the chapter, image folders, csv and text files, user
+factories; the checks of a split's samples, its spec and its digest (the loaders are in deep_learning.loaders)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import math
 import numbers
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,14 @@ import torchvision.datasets as datasets
 import torchvision.transforms.v2 as v2
 from PIL import Image
 from torch import Tensor
+from torch.utils._pytree import tree_flatten
 from torchvision.datasets.utils import calculate_md5
 
-from deep_learning.config import IMAGE_FOLDER, TrainConfig
-from deep_learning.distributed import Cluster, ShuffledShards, evaluation_shard
+from deep_learning.config import CLASSIFICATION, IMAGE_FOLDER, SEQUENCE, TrainConfig
+from deep_learning.batches import first_tensor, split_target
 from deep_learning.errors import ConfigError, DataError, first_line
+from deep_learning.tabular import CSV, csv_splits
+from deep_learning.text import TEXT, text_splits
 from deep_learning.factories import call_factory, import_object, is_import_path
 
 DATASET_CLASSES: dict[str, type[datasets.MNIST]] = {
@@ -43,32 +47,44 @@ DEFAULT_VAL_FRACTION = 0.1  # held out for validation (and again for test) where
 class DataSpec:
     """What a model and everything after it need to know of the data."""
 
-    input_shape: tuple[int, ...]  # one sample's, e.g. (1, 28, 28)
+    input_shape: tuple[int, ...]  # one sample's first input tensor, e.g. (1, 28, 28)
     input_dtype: str  # a torch dtype's name without "torch.", e.g. "float32"
-    num_classes: int
+    num_classes: int  # classes (labels of a multi-label task, the vocabulary of a sequence task); 0: none or not known yet
     class_names: tuple[str, ...]
+    task: str = "classification"  # see deep_learning.tasks; "" until a run settles it
+    target_shape: tuple[int, ...] = ()  # one sample's target
+    target_dtype: str = "int64"
+    features: dict[str, Any] | None = None  # a csv run's feature and target columns and the training split's statistics
 
     def __post_init__(self) -> None:
-        if len(self.class_names) != self.num_classes:
+        if self.class_names and len(self.class_names) != self.num_classes:
             raise DataError(f"{len(self.class_names)} class names were given for {self.num_classes} classes")
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready values."""
-        return {
+        spec = {
             "input_shape": list(self.input_shape),
             "input_dtype": self.input_dtype,
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
+            "task": self.task,
+            "target_shape": list(self.target_shape),
+            "target_dtype": self.target_dtype,
         }
+        return spec | ({"features": self.features} if self.features else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSpec:
-        """The spec that `to_dict` gave, e.g. read back from JSON."""
+        """The spec that `to_dict` gave, e.g. read back from JSON (a run from before tasks: a classification's)."""
         return cls(
             input_shape=tuple(int(size) for size in data["input_shape"]),
             input_dtype=str(data["input_dtype"]),
             num_classes=int(data["num_classes"]),
             class_names=tuple(str(name) for name in data["class_names"]),
+            task=str(data.get("task", "classification")),
+            target_shape=tuple(int(size) for size in data.get("target_shape", ())),
+            target_dtype=str(data.get("target_dtype", "int64")),
+            features=data.get("features"),
         )
 
 
@@ -80,8 +96,14 @@ class DataSplits:
     val: utils.Dataset
     test: utils.Dataset | None  # a user's data may have no test split
     spec: DataSpec
-    name: str  # as the config names it: "mnist", "imagefolder:DIR", "package.module:factory"
-    source: str  # torchvision's mirror, the image folder, or the factory's import path
+    name: str  # as the config names it: "mnist", "imagefolder:DIR", "csv:FILE", "package.module:factory"
+    source: str  # torchvision's mirror, the image folder, the file, or the factory's import path
+    target_key: str | None = None  # dict samples: the key of the target, the other keys being the model's inputs
+    loaders: dict[str, utils.DataLoader] = field(default_factory=dict)  # the user's DataLoaders, by split: fit keeps their settings
+
+    def named(self) -> list[tuple[str, utils.Dataset | None]]:
+        """The splits by the names runs give them: training, validation, test."""
+        return [("training", self.train), ("validation", self.val), ("test", self.test)]
 
 
 def get_data_root() -> Path:
@@ -183,8 +205,18 @@ def _split_off(dataset: utils.Dataset, sizes: Sequence[int], split_seed: int) ->
     return utils.random_split(dataset, [rest, *sizes], generator=torch.Generator().manual_seed(split_seed))
 
 
-# What each kind of dataset gives load_splits: train, val, test, class names (None: the dataset's own), source.
-_Found = tuple[utils.Dataset, utils.Dataset, utils.Dataset | None, tuple[str, ...] | None, str]
+@dataclass(frozen=True)
+class _Found:
+    """What each kind of dataset gives load_splits: the splits, the class names (None: the dataset's own), where they
+    come from, and what the kind says of the task (empty: the run infers it) and of a csv file's columns."""
+
+    train: utils.Dataset
+    val: utils.Dataset
+    test: utils.Dataset | None
+    class_names: tuple[str, ...] | None
+    source: str
+    task: str = ""
+    features: dict[str, Any] | None = None
 
 
 def _held_out_size(count: int, fraction: float) -> int:
@@ -194,23 +226,34 @@ def _held_out_size(count: int, fraction: float) -> int:
 
 def load_splits(config: TrainConfig, root: str | Path | None = None) -> DataSplits:
     """Train (optionally its first `train_subset` samples), validation and test splits of the config's dataset, checked and described."""
-    name = config.dataset
-    if name in DATASET_CLASSES:
-        train, val, test, class_names, source = _mnist_splits(config, root)
-    elif name.startswith(IMAGE_FOLDER) and name != IMAGE_FOLDER:
-        train, val, test, class_names, source = _imagefolder_splits(config)
-    elif is_import_path(name):
-        train, val, test, class_names, source = _factory_splits(config, root)
-    else:
-        raise ConfigError(f"dataset must be mnist, fashion-mnist, imagefolder:DIR or an import path package.module:factory, not {name!r}")
-    for split, dataset in (("training", train), ("validation", val), ("test", test)):
+    found = _found(config, root)
+    train = found.train
+    for split, dataset in (("training", train), ("validation", found.val), ("test", found.test)):
         if dataset is not None:
             check_samples(dataset, split)
     if config.train_subset:
         if config.train_subset > len(train):
             raise ConfigError(f"train_subset must be at most {len(train)}, not {config.train_subset}")
         train = utils.Subset(train, range(config.train_subset))
-    return DataSplits(train, val, test, describe_data(train, class_names=class_names), name, source)
+    spec = dataclasses.replace(describe_data(train, class_names=found.class_names), task=found.task, features=found.features)
+    return DataSplits(train, found.val, found.test, spec, config.dataset, found.source)
+
+
+def _found(config: TrainConfig, root: str | Path | None) -> _Found:
+    name = config.dataset
+    if name in DATASET_CLASSES:
+        return _mnist_splits(config, root)
+    if name.startswith(IMAGE_FOLDER) and name != IMAGE_FOLDER:
+        return _imagefolder_splits(config)
+    if name.startswith(CSV) and name != CSV:
+        table = csv_splits(name, config.target, config.task, config.val_fraction, config.split_seed)
+        return _Found(table.train, table.val, table.test, table.class_names, str(Path(name.removeprefix(CSV)).expanduser().absolute()), table.task, table.features)
+    if name.startswith(TEXT) and name != TEXT:
+        text = text_splits(name, config.block_size, config.val_fraction)
+        return _Found(text.train, text.val, text.test, text.vocabulary, str(Path(name.removeprefix(TEXT)).expanduser().absolute()), SEQUENCE)
+    if is_import_path(name):
+        return _factory_splits(config, root)
+    raise ConfigError(f"dataset must be mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path package.module:factory, not {name!r}")
 
 
 def _mnist_splits(config: TrainConfig, root: str | Path | None) -> _Found:
@@ -220,7 +263,7 @@ def _mnist_splits(config: TrainConfig, root: str | Path | None) -> _Found:
     held_out = _held_out_size(len(train), config.val_fraction) if config.val_fraction else TRAIN_VAL_SPLIT[1]
     train_split, val_split = _split_off(train, [held_out], config.split_seed)
     test = load_dataset(config.dataset, train=False, root=root, transform=transform)
-    return train_split, val_split, test, None, dataset_source(config.dataset)
+    return _Found(train_split, val_split, test, None, dataset_source(config.dataset), CLASSIFICATION)
 
 
 def _image_transform(image_size: int) -> v2.Compose:
@@ -256,7 +299,7 @@ def _imagefolder_splits(config: TrainConfig) -> _Found:
         size = _held_out_size(len(train), config.val_fraction or DEFAULT_VAL_FRACTION)
         rest, *held_out = _split_off(train, [size] * len(missing), config.split_seed)
         found |= {"train": rest, **dict(zip(missing, held_out))}
-    return found["train"], found["val"], found["test"], None, str(folder)
+    return _Found(found["train"], found["val"], found["test"], None, str(folder), CLASSIFICATION)
 
 
 def _image_folder(path: Path, folder: Path, transform: v2.Compose) -> datasets.ImageFolder:
@@ -304,10 +347,10 @@ def _factory_splits(config: TrainConfig, root: str | Path | None) -> _Found:
     returned = call_factory(import_object(path, "dataset"), path, "dataset", offered=offered, given={})
     if isinstance(returned, dict) and {"train", "val"} <= returned.keys() <= {"train", "val", "test", "classes"}:
         classes = returned.get("classes")
-        return returned["train"], returned["val"], returned.get("test"), classes and tuple(map(str, classes)), path
+        return _Found(returned["train"], returned["val"], returned.get("test"), classes and tuple(map(str, classes)), path)
     if isinstance(returned, tuple) and len(returned) in (2, 3):
         train, val, test = (*returned, None)[:3]
-        return train, val, test, None, path
+        return _Found(train, val, test, None, path)
     raise DataError(
         f"dataset {path!r} returned {_kind(returned)}: expected a dict with keys train, val and optionally test and classes, "
         "or a tuple (train, val) or (train, val, test), of map-style Datasets"
@@ -328,107 +371,119 @@ def _kind(value: Any) -> str:
     return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
 
 
-def check_samples(dataset: Any, split: str) -> None:
-    """Refuse, in one line, a split that is not map-style or whose first sample is not an (input tensor, integer label) pair."""
-    where = f"the {split} split"
-    if isinstance(dataset, utils.IterableDataset) or not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
-        raise DataError(f"{where} is {_kind(dataset)}, not a map-style dataset: give one with __getitem__ and __len__")
-    if len(dataset) == 0:
-        raise DataError(f"{where} is empty")
-    sample = dataset[0]
-    if not isinstance(sample, (tuple, list)) or len(sample) != 2:
-        raise DataError(f"{where} yields {_kind(sample)}, not (input, target) pairs: make __getitem__ return (tensor, label)")
-    inputs, label = sample
-    if not isinstance(inputs, Tensor):
-        raise DataError(
-            f"{where}'s inputs are {_kind(inputs)}, not tensors: convert them in the dataset, "
-            "e.g. with v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])"
-        )
-    if not _is_class_index(label):
-        raise DataError(f"{where}'s labels are {_kind(label)}, not class indices: make each label an int (or a 0-d integer tensor)")
+def is_stream(dataset: Any) -> bool:
+    """True for an IterableDataset: samples come from iterating it, with no index and perhaps no length."""
+    return isinstance(dataset, utils.IterableDataset)
 
 
-def _is_class_index(label: Any) -> bool:
-    if isinstance(label, Tensor):
-        return label.ndim == 0 and not (label.dtype.is_floating_point or label.dtype.is_complex or label.dtype == torch.bool)
-    return isinstance(label, numbers.Integral) and not isinstance(label, bool)
+def split_size(dataset: Any) -> int | str:
+    """A split's number of samples, or "stream" for one without a length."""
+    return "stream" if is_stream(dataset) else len(dataset)
 
 
-def describe_data(train: Any, *, class_names: Sequence[str] | None = None, num_classes: int | None = None) -> DataSpec:
-    """The spec of a training split that check_samples accepts: the first sample's shape and dtype, and its classes.
+def first_sample(dataset: Any) -> Any:
+    """A split's first sample (a stream's first item), read once; None for a stream that yields nothing."""
+    samples = first_samples(dataset, 1)
+    return samples[0] if samples else None
 
-    The class names are `class_names`, else the dataset's `.classes` (under any Subsets); without
-    names, the count is `num_classes`, else one more than the largest stored label (a TensorDataset's
-    labels, `.targets`), else one more than the largest label of all samples, which reads every sample
-    once: fine for small datasets. Unnamed classes are called "0", "1", ...
+
+def first_samples(split: Any, count: int) -> list[Any]:
+    """The first `count` samples of a split (of a stream: the first it yields)."""
+    if not is_stream(split):
+        return [split[index] for index in range(min(count, len(split)))]
+    samples: list[Any] = []
+    for sample in split:
+        samples.append(sample)
+        if len(samples) >= count:
+            break
+    return samples
+
+
+def check_samples(dataset: Any, split: str, target_key: str | None = None) -> None:
+    """Refuse, in one line, a split whose first sample is not `(inputs, target)` (a dict holding `target_key`).
+
+    Inputs are a tensor, a tuple or list of tensors, or a dict of them; the target a tensor or a number.
     """
-    inputs = train[0][0]
+    where = f"the {split} split"
+    if not is_stream(dataset) and not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise DataError(f"{where} is {_kind(dataset)}, not a dataset: give one with __getitem__ and __len__, or an IterableDataset")
+    if not is_stream(dataset) and len(dataset) == 0:
+        raise DataError(f"{where} is empty")
+    sample = first_sample(dataset)
+    if sample is None:
+        raise DataError(f"{where} is a stream that yields nothing")
+    inputs, target = _as_pair(sample, where, target_key)
+    if not _all_tensors(inputs):
+        raise DataError(
+            f"{where}'s inputs are {_kind(inputs)}, not tensors: convert them in the dataset "
+            "(e.g. with v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])), or give a tuple or dict of tensors"
+        )
+    if not (isinstance(target, Tensor) or (isinstance(target, numbers.Number) and not isinstance(target, complex))):
+        raise DataError(f"{where}'s targets are {_kind(target)}, not tensors or numbers")
+
+
+def _as_pair(sample: Any, where: str, target_key: str | None) -> tuple[Any, Any]:
+    if isinstance(sample, dict):
+        if target_key is None:
+            raise DataError(f"{where} yields {_kind(sample)}, not (input, target) pairs: name the target's key with target_key")
+        if target_key not in sample:
+            raise DataError(f"{where}'s samples have no key {target_key!r} (their keys: {', '.join(map(str, sample))}): give the target's key as target_key")
+        return split_target(sample, target_key)
+    if target_key is not None:
+        raise DataError(f"{where} yields {_kind(sample)}, not dicts: target_key is for samples that are dicts")
+    if not isinstance(sample, (tuple, list)) or len(sample) != 2:
+        raise DataError(f"{where} yields {_kind(sample)}, not (input, target) pairs: make __getitem__ return (inputs, target)")
+    return sample[0], sample[1]
+
+
+def _all_tensors(inputs: Any) -> bool:
+    if isinstance(inputs, Tensor):
+        return True
+    if isinstance(inputs, dict):
+        return bool(inputs) and all(_all_tensors(value) for value in inputs.values())
+    if isinstance(inputs, (tuple, list)):
+        return bool(inputs) and all(_all_tensors(value) for value in inputs)
+    return False
+
+
+def describe_data(
+    train: Any, *, class_names: Sequence[str] | None = None, num_classes: int | None = None, target_key: str | None = None,
+) -> DataSpec:
+    """The spec of a training split that check_samples accepts, from its first sample alone: its first input tensor's
+    shape and dtype, its target's, and its classes where they are known without reading the data.
+
+    The class names are `class_names`, else the dataset's `.classes` (under any Subsets); without names, the count is
+    `num_classes`, else one more than the largest stored label (a TensorDataset's integer targets, `.targets`), else
+    not known yet (0): a run then takes it from the model's output. Unnamed classes are called "0", "1", ...
+    """
+    inputs, target = split_target(first_sample(train), target_key)
+    first, target = first_tensor(inputs), torch.as_tensor(target)
     names = class_names or getattr(_unwrap(train)[0], "classes", None)
-    if names is None:
-        names = [str(label) for label in range(num_classes or _count_classes(train))]
-    return DataSpec(tuple(inputs.shape), str(inputs.dtype).removeprefix("torch."), len(names), tuple(map(str, names)))
+    count = len(names) if names else num_classes or _stored_class_count(train)
+    names = tuple(map(str, names)) if names else tuple(str(label) for label in range(count))
+    return DataSpec(
+        tuple(first.shape), _dtype_name(first.dtype), count, names, task="",
+        target_shape=tuple(target.shape), target_dtype=_dtype_name(target.dtype),
+    )
 
 
-def _count_classes(dataset: Any) -> int:
-    """One more than the largest label: stored ones where the dataset keeps them, else read sample by sample."""
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _stored_class_count(dataset: Any) -> int:
+    """One more than the largest stored integer label (a TensorDataset's, `.targets`), without reading a sample; 0 when none is stored."""
+    if is_stream(dataset):
+        return 0
     base, _ = _unwrap(dataset)
     if isinstance(base, utils.TensorDataset) and len(base.tensors) == 2:
         labels = base.tensors[1]
     elif getattr(base, "targets", None) is not None:
         labels = torch.as_tensor(base.targets)
     else:
-        labels = torch.tensor([int(dataset[index][1]) for index in range(len(dataset))])
-    return int(labels.max()) + 1
-
-
-class TensorLoader:
-    """A split held as one tensor on the device, batched by index: the DataLoader's batches without per-sample work.
-
-    Each pass draws from torch's global RNG exactly as a DataLoader with a RandomSampler does, so
-    both paths give the same batches in the same order, epoch after epoch. With a `sampler` (a
-    rank's shard under torchrun) the sampler gives the order instead.
-    """
-
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool, sampler: utils.Sampler | None = None) -> None:
-        self.dataset = utils.TensorDataset(images, labels)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.sampler = sampler
-
-    def __len__(self) -> int:
-        return math.ceil((len(self.sampler) if self.sampler is not None else len(self.dataset)) / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        yield from self.batches(self.draw_order())  # drawn when the first batch is asked for, as a DataLoader draws
-
-    def draw_order(self) -> Tensor | None:
-        """A pass's order of samples, drawn from the global RNG as a DataLoader's iterator draws it (None: in order)."""
-        device = self.dataset.tensors[0].device
-        torch.empty((), dtype=torch.int64).random_()  # the DataLoader iterator's worker base seed
-        if self.sampler is not None:
-            return _onto(torch.tensor(list(self.sampler)), device)
-        if self.shuffle:
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())  # RandomSampler's seed, from the host's RNG
-            return _onto(torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed)), device)
-        return None
-
-    def batches(self, order: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
-        """The batches of a pass in `order`; of several passes at once, stacked, when `order` has a row per pass."""
-        images, labels = self.dataset.tensors
-        count = order.shape[-1] if order is not None else len(self.dataset)
-        for start in range(0, count, self.batch_size):
-            if order is None:
-                yield images[start:start + self.batch_size], labels[start:start + self.batch_size]
-            else:
-                batch = order[..., start:start + self.batch_size]
-                yield images[batch], labels[batch]
-
-
-def _onto(indices: Tensor, device: torch.device) -> Tensor:
-    """Host indices on `device`; to CUDA through pinned memory, so that the copy does not wait for the GPU."""
-    if device.type == "cuda":
-        return indices.pin_memory().to(device, non_blocking=True)
-    return indices.to(device)
+        return 0
+    integral = not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool)
+    return int(labels.max()) + 1 if integral and labels.numel() and labels.ndim == 1 else 0
 
 
 def _unwrap(dataset: Any) -> tuple[Any, Tensor | None]:
@@ -449,38 +504,41 @@ def _is_chapter_mnist(dataset: Any) -> bool:
     return [type(step) for step in steps] == [v2.ToImage, v2.ToDtype] and steps[1].dtype == torch.float32 and steps[1].scale
 
 
-def _stored_tensors(dataset: Any) -> tuple[Tensor, Tensor] | None:
-    """A split's inputs and labels as stored, without decoding: MNIST's uint8 images (N, 1, 28, 28) or a TensorDataset's tensors."""
+def stored_tensors(dataset: Any) -> tuple[Tensor, Tensor] | None:
+    """A split's inputs and targets as stored, without decoding: MNIST's uint8 images (N, 1, 28, 28) or a TensorDataset's
+    two tensors; integer targets as int64 (what cross-entropy takes). None for any other split."""
     base, indices = _unwrap(dataset)
     if _is_chapter_mnist(base):
-        inputs, labels = base.data.unsqueeze(1), base.targets
+        inputs, targets = base.data.unsqueeze(1), base.targets
     elif isinstance(base, utils.TensorDataset) and len(base.tensors) == 2:
-        inputs, labels = base.tensors
+        inputs, targets = base.tensors
     else:
         return None
     if indices is not None:
-        inputs, labels = inputs[indices], labels[indices]
-    return inputs, labels.to(torch.int64)
+        inputs, targets = inputs[indices], targets[indices]
+    integral = not (targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool)
+    return inputs, targets.to(torch.int64) if integral else targets
 
 
 def is_tensor_backed(dataset: Any) -> bool:
-    """True for a split whose inputs and labels are stored as tensors (MNIST's, a TensorDataset's), so batching it copies no sample."""
-    return _stored_tensors(dataset) is not None
+    """True for a split whose inputs and targets are stored as tensors (MNIST's, a TensorDataset's), so batching it copies no sample."""
+    return stored_tensors(dataset) is not None
 
 
 def as_tensors(dataset: Any) -> tuple[Tensor, Tensor]:
-    """A split as one inputs tensor and int64 labels, equal to its samples stacked.
+    """A split as one inputs tensor and its targets, equal to its samples stacked.
 
     MNIST's stored images are converted as the chapter's transform does and a TensorDataset's
-    tensors are indexed, both without per-sample work; any other dataset is read sample by sample, once.
+    tensors are indexed, both without per-sample work; any other dataset of (tensor, label) pairs is read
+    sample by sample, once (runs never do this: it is for a split that fits in memory, on request).
     """
-    stored = _stored_tensors(dataset)
+    stored = stored_tensors(dataset)
     if stored is None:
         return _stacked(dataset)
-    inputs, labels = stored
+    inputs, targets = stored
     if _is_chapter_mnist(_unwrap(dataset)[0]):
         inputs = v2.functional.to_dtype(inputs, torch.float32, scale=True)
-    return inputs, labels
+    return inputs, targets
 
 
 def _stacked(dataset: Any) -> tuple[Tensor, Tensor]:
@@ -496,16 +554,32 @@ def _stacked(dataset: Any) -> tuple[Tensor, Tensor]:
     return inputs, labels
 
 
-def split_digest(dataset: Any, tensors: tuple[Tensor, Tensor] | None = None) -> str:
-    """A short digest of a split's content: its inputs and labels, in order.
+DIGEST_SAMPLES = 16  # a split's digest reads at most this many samples where it is not stored as tensors
 
-    MNIST's digest is of its stored uint8 images and a TensorDataset's of its tensors, read without
-    decoding; any other split's is of `tensors` when the caller already has them from as_tensors,
-    else of as_tensors(dataset).
+
+def split_digest(dataset: Any, tensors: tuple[Tensor, Tensor] | None = None) -> str:
+    """A short digest of a split's content.
+
+    Of its stored tensors where it has them (MNIST's uint8 images, a TensorDataset's), else of `tensors` when the
+    caller already decoded them; else, as MLflow's own dataset digests do, of a bounded sample: its first
+    DIGEST_SAMPLES samples (their structure and tensors) and its length, so no split is read whole for its digest.
     """
-    inputs, labels = _stored_tensors(dataset) or tensors or as_tensors(dataset)
+    stored = stored_tensors(dataset) or tensors
+    if stored is None:
+        return _sample_digest(dataset)
+    inputs, labels = stored
     digest = hashlib.md5(_as_bytes(inputs))
-    digest.update(_as_bytes(labels.to(torch.int64)))
+    digest.update(_as_bytes(labels))
+    return digest.hexdigest()[:12]
+
+
+def _sample_digest(dataset: Any) -> str:
+    digest = hashlib.md5(f"{type(dataset).__name__} {len(dataset) if not is_stream(dataset) else 'stream'}".encode())
+    for sample in first_samples(dataset, DIGEST_SAMPLES):
+        values, structure = tree_flatten(sample)
+        digest.update(str(structure).encode())
+        for value in values:
+            digest.update(_as_bytes(value) if isinstance(value, Tensor) else repr(value).encode())
     return digest.hexdigest()[:12]
 
 
@@ -517,31 +591,3 @@ def _as_bytes(tensor: Tensor) -> np.ndarray:
 def dataset_source(dataset: str) -> str:
     """Where a dataset's files come from (torchvision's first mirror)."""
     return DATASET_CLASSES[dataset].mirrors[0]
-
-
-Loaders = tuple[Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]] | None]
-
-
-def make_loaders(config: TrainConfig, splits: DataSplits, device: torch.device, cluster: Cluster | None = None, first_epoch: int = 1) -> Loaders:
-    """Training batches shuffled from the global RNG (as in the chapter), ordered evaluation batches; None for a missing test split.
-
-    `loader="dataloader"` gives the chapter's DataLoaders; `loader="tensor"` the same batches from
-    tensors decoded once and kept on `device`. Under torchrun (`cluster`), each rank trains on its
-    shard of a seeded DistributedSampler and evaluates every world_size-th sample.
-    """
-    train, val, test = splits.train, splits.val, splits.test
-    sampler = None
-    if cluster is not None:
-        sampler = ShuffledShards(train, cluster, seed=config.seed, first_epoch=first_epoch)
-        val, test = (None if split is None else utils.Subset(split, evaluation_shard(len(split), cluster)) for split in (val, test))
-    sizes = ((train, config.batch_size, True), (val, config.val_batch_size, False), (test, config.val_batch_size, False))
-    loaders = []
-    for split, size, shuffle in sizes:
-        if split is None:
-            loaders.append(None)
-        elif config.loader == "dataloader":
-            loaders.append(utils.DataLoader(split, batch_size=size, shuffle=shuffle and sampler is None, sampler=sampler if shuffle else None))
-        else:
-            inputs, labels = as_tensors(split)
-            loaders.append(TensorLoader(inputs.to(device), labels.to(device), size, shuffle, sampler if shuffle else None))
-    return tuple(loaders)

@@ -9,6 +9,7 @@ At the end come the test scores, the model, and the figures of the learning curv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import signal
@@ -24,25 +25,26 @@ from deep_learning import distributed, tracking
 from deep_learning.checkpoints import (
     Checkpointer, check_compatible, checkpoint_name, checkpoints_in, epoch_of, latest_checkpoint, load_checkpoint, restore,
 )
-from deep_learning.config import TrainConfig, settings_apart
+from deep_learning.config import CLASSIFICATION, REGRESSION, TrainConfig, settings_apart
 from deep_learning.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
-from deep_learning.data import TensorLoader, make_loaders, split_digest
+from deep_learning.batches import to_device
+from deep_learning.data import split_digest, split_size
+from deep_learning.loaders import TensorLoader, example_batch, example_inputs, loader_kind, make_loaders
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.distributed import Cluster
-from deep_learning.errors import CheckpointError, DeepLearningError, DistributedFailure, Interrupted, TrackingError, TrainingDiverged, first_line
+from deep_learning.errors import CheckpointError, ConfigError, DeepLearningError, DistributedFailure, Interrupted, TrackingError, TrainingDiverged, first_line
 from deep_learning.model import count_parameters
 from deep_learning.optimization import build_schedule, lr_scheduler, optimizer_steps
 from deep_learning.precision import grad_scaler, with_options
 from deep_learning.profiling import StepProfiler
 from deep_learning.progress import TrainingProgress
-from deep_learning.recipe import Recipe, check_model_output, recipe_from_config
+from deep_learning.recipe import Recipe, recipe_from_config, settle
 from deep_learning.reproducibility import set_seed
-from deep_learning.scoring import class_scores
+from deep_learning.scoring import class_scores, predicted_against_true
 from deep_learning.stopping import Monitor
 from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult, evaluate, train_and_evaluate
 
-EXAMPLE_SAMPLES = 2
 PROFILE_ARTIFACTS = "profile"  # the run's folder of the profiler's trace and table
 
 Resumed = tuple[str, dict[str, Any]]  # the run id and its checkpoint
@@ -223,27 +225,26 @@ def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
             )
 
 
-def example_batch(recipe: Recipe) -> torch.Tensor:
-    """The first samples of the test split (else validation): what checks the model and shows its input to MLflow."""
-    split = recipe.data.test if recipe.data.test is not None else recipe.data.val
-    return torch.stack([split[index][0] for index in range(min(EXAMPLE_SAMPLES, len(split)))])
-
-
 def assemble(
     config: TrainConfig, recipe: Recipe, device: torch.device, cluster: Cluster | None, checkpoint: dict[str, Any] | None,
     loaders: tuple[Any, Any, Any] | None = None,
 ) -> Assembly:
-    """Build the recipe's loaders (unless given), seeded model, optimizer and scaler on `device`; restore them from `checkpoint` when resuming."""
+    """Build the recipe's loaders (unless given), seeded model, optimizer and scaler on `device`, settle the task on a batch
+    of the data; restore them from `checkpoint` when resuming."""
     first_epoch = checkpoint["epoch"] + 1 if checkpoint else 1
+    kind, reason = loader_kind(config, recipe.data, device)
+    if reason is not None and loaders is None:
+        print(f"Batches come from a DataLoader: {reason}.", flush=True)
+    config = dataclasses.replace(config, loader=kind)
     loaders = loaders or make_loaders(config, recipe.data, device, cluster, first_epoch=first_epoch)
     set_seed(config.seed, deterministic=config.deterministic)
     model = recipe.build_model().to(device)
-    check_model_output(model, example_batch(recipe).to(device), recipe.data.spec.num_classes, recipe.model_name)
+    config, recipe = settle(config, recipe, model, to_device(example_batch(recipe.data), device))
     optimizer = recipe.build_optimizer(model.parameters())
     scaler = grad_scaler(device, config.amp)
-    steps_per_epoch = optimizer_steps(len(loaders[0]), config.accumulate_batches)
+    steps_per_epoch = optimizer_steps(epoch_length(loaders[0], config), config.accumulate_batches)
     scheduler = lr_scheduler(optimizer, build_schedule(config, steps_per_epoch))
-    extra_params = recipe.extra_params(model, optimizer)
+    extra_params = recipe.extra_params(model, optimizer, recipe.data.spec)
     history = []
     if checkpoint is not None:
         check_compatible(checkpoint, config, cluster.world_size if cluster else 1, extra_params)
@@ -256,14 +257,24 @@ def assemble(
     )
 
 
+def epoch_length(train_dl: Any, config: TrainConfig) -> int:
+    """The batches of a training epoch: the loader's, or a stream's `steps_per_epoch`; a schedule needs a stream to have them."""
+    try:
+        return len(train_dl)
+    except TypeError:
+        if config.lr_schedule != "constant" or config.warmup_epochs:
+            raise ConfigError(f"--lr-schedule {config.lr_schedule} (and warm-up) needs epochs of known length: give steps_per_epoch for a stream.") from None
+        return 0
+
+
 def run_params(assembly: Assembly) -> dict[str, Any]:
     """What a run logs as params: the config, the recipe's own, the data sizes and the job's shape."""
     config, recipe, cluster = assembly.config, assembly.recipe, assembly.cluster
     return {
         **config.to_params(),
         **assembly.extra_params,
-        "num_train_samples": len(recipe.data.train),
-        "num_val_samples": len(recipe.data.val),
+        "num_train_samples": split_size(recipe.data.train),
+        "num_val_samples": split_size(recipe.data.val),
         "num_parameters": count_parameters(assembly.model),
         "world_size": assembly.world_size,
         "backend": cluster.backend if cluster else "none",
@@ -319,8 +330,9 @@ def training_session(
     """
     resume_run_id, checkpoint = resumed or (None, None)
     assembly = assemble(config, recipe, device, cluster, checkpoint, loaders)
+    config = assembly.config  # settled: the task and metrics the run logs
     run_name = run_name or " ".join(filter(None, [
-        f"{recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""), settings_apart(config),
+        f"{assembly.recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""), settings_apart(config),
     ]))
     tracked = tracking.tracked_run(
         run_name, run_params(assembly), {**device_tags(assembly.description), **(tags or {})},
@@ -359,7 +371,7 @@ def _train(
         assembly, run = session.assembly, session.run
         training_model = _for_the_loop(assembly)
         history = assembly.history + _epochs(assembly, training_model, session, progress, should_stop)
-        if config.restore_best:
+        if assembly.config.restore_best:
             _restore_best(assembly, run, history, session.folder)
         return session.finish(training_model, history)
 
@@ -456,8 +468,6 @@ def _reason_to_stop(error: BaseException, run: Tracker, checkpointer: Checkpoint
 
 def _finish(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, history: list[EpochResult], folder: Path) -> dict[str, float]:
     """Score the test split, send every metric, then log the models and the figures; return the test scores."""
-    recipe, device = assembly.recipe, assembly.device
-    _, val_dl, test_dl = assembly.loaders
     test_metrics = _test_scores(assembly, training_model)
     if not run.flush(wait_seconds=tracking.patience_seconds()):
         run.log_metrics(test_metrics, step=history[-1].epoch)
@@ -467,13 +477,26 @@ def _finish(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, h
             f"(send them later with `deep-learning sync {unsent}`); checkpoints are in {folder}."
         )
     _log_models(assembly, run, history, folder, test_metrics)
-    scored = test_dl if test_dl is not None else val_dl
-    confusion_matrix = class_scores(training_model, scored, device, recipe.data.spec.num_classes).confusion_matrix  # on every rank: counts are summed
+    figures = _figure_data(assembly, training_model)  # on every rank: counts are summed, predictions gathered
     if assembly.is_main:
         from deep_learning.figures import plot_run  # matplotlib loads only when a run has something to draw
 
-        run.log_files(plot_run(history, confusion_matrix, recipe.data.spec.class_names, folder))
+        run.log_files(plot_run(history, folder, **figures))
     return test_metrics
+
+
+def _figure_data(assembly: Assembly, training_model: torch.nn.Module) -> dict[str, Any]:
+    """What the task's figure shows, of the test split (else the validation split): a classification's confusion
+    matrix, a regression's predictions against the truth; nothing more for the other tasks."""
+    _, val_dl, test_dl = assembly.loaders
+    scored, spec = (test_dl if test_dl is not None else val_dl), assembly.recipe.data.spec
+    split = "Test" if test_dl is not None else "Validation"
+    if spec.task == CLASSIFICATION:
+        matrix = class_scores(training_model, scored, assembly.device, spec.num_classes).confusion_matrix
+        return {"confusion_matrix": matrix, "class_names": spec.class_names, "split": split}
+    if spec.task == REGRESSION:
+        return {"predicted_against_true": predicted_against_true(training_model, scored, assembly.device), "split": split}
+    return {}
 
 
 def _test_scores(assembly: Assembly, training_model: torch.nn.Module) -> dict[str, float]:
@@ -498,11 +521,11 @@ def _log_models(assembly: Assembly, run: Tracker, history: list[EpochResult], fo
     }
     model_id = None
     try:
-        model_id = run.log_trained_model(assembly.model, example_batch(recipe), records, folder, config.register_model)
+        model_id = run.log_trained_model(assembly.model, example_inputs(recipe.data), records, folder, config.register_model)
     finally:
         run.log_metrics(test_metrics, step=history[-1].epoch, model_id=model_id or None)
     if assembly.is_main:
-        run.log_checkpoint_models(assembly.model, example_batch(recipe), *_kept_checkpoints(config, history, folder))
+        run.log_checkpoint_models(assembly.model, example_inputs(recipe.data), *_kept_checkpoints(config, history, folder))
 
 
 def _kept_checkpoints(config: TrainConfig, history: list[EpochResult], folder: Path) -> tuple[dict[int, dict[str, torch.Tensor]], tuple[int, str] | None]:
@@ -516,4 +539,4 @@ def _kept_checkpoints(config: TrainConfig, history: list[EpochResult], folder: P
 def _keep_checkpoint_models(assembly: Assembly, run: Tracker, history: list[EpochResult], folder: Path) -> None:
     """A diverged run's kept checkpoints still become loadable LoggedModels (their weights are the last good ones); best effort."""
     with contextlib.suppress(Exception):
-        run.log_checkpoint_models(assembly.model, example_batch(assembly.recipe), *_kept_checkpoints(assembly.config, history, folder))
+        run.log_checkpoint_models(assembly.model, example_inputs(assembly.recipe.data), *_kept_checkpoints(assembly.config, history, folder))

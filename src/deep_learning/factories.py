@@ -17,6 +17,14 @@ def is_import_path(name: str) -> bool:
     return bool(module) and bool(attribute) and all(part.isidentifier() for part in (*module.split("."), *attribute.split(".")))
 
 
+def is_python_reference(name: str) -> bool:
+    """True for `module:qualified.name` of an object that cannot be imported by name: a lambda, or a function or class
+    defined inside a function (`module:build.<locals>.<lambda>`), as fit records a model it was handed."""
+    module, _, attribute = name.partition(":")
+    parts = attribute.split(".")
+    return bool(module) and bool(attribute) and all(part.isidentifier() or part in ("<lambda>", "<locals>") for part in parts) and not is_import_path(name)
+
+
 def import_object(path: str, what: str) -> Any:
     """The object an import path names; a ConfigError saying why when it cannot be had."""
     if not is_import_path(path):

@@ -1,4 +1,5 @@
-"""Figures as PNG files: learning curves (of one run or of several side by side), a confusion matrix, and a
+"""Figures as PNG files: learning curves (of one run or of several side by side), a confusion matrix, a regression's
+predictions against the truth, and a
 sweep's roll-up (each group's mean curve with a band of one standard deviation).
 
 matplotlib draws with its Agg canvas only, so no display is needed; import this module lazily.
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 LEARNING_CURVES_FILE = "learning_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+PREDICTED_VS_TRUE_FILE = "predicted_vs_true.png"
 DPI = 100
 CURVE_SPLITS = ("train", "val")
 # Sizes in inches: panels stay legible at up to three a row, and the smallest figure is still 800 pixels wide.
@@ -124,18 +126,42 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     return path
 
 
-def plot_run(history: Sequence[EpochResult], confusion_matrix: Sequence[Sequence[int]], class_names: Sequence[str], folder: Path) -> list[Path]:
-    """A finished run's learning_curves.png and its test confusion_matrix.png, written into `folder`."""
+def plot_run(
+    history: Sequence[EpochResult], folder: Path, *, confusion_matrix: Sequence[Sequence[int]] | None = None, class_names: Sequence[str] = (),
+    predicted_against_true: tuple[Sequence[float], Sequence[float]] | None = None, split: str = "Test",
+) -> list[Path]:
+    """A finished run's learning_curves.png, with its `split`'s confusion_matrix.png (a classification's) or
+    predicted_vs_true.png (a regression's), written into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    num_samples = sum(map(sum, confusion_matrix))
-    correct = sum(confusion_matrix[label][label] for label in range(len(confusion_matrix)))
-    return [
-        plot_learning_curves([("", epoch_histories(history))], folder / LEARNING_CURVES_FILE),
-        plot_confusion_matrix(
-            confusion_matrix, class_names, folder / CONFUSION_MATRIX_FILE,
-            f"Test split: {correct} of {num_samples} correct ({correct / num_samples:.2%})",
-        ),
-    ]
+    paths = [plot_learning_curves([("", epoch_histories(history))], folder / LEARNING_CURVES_FILE)]
+    if confusion_matrix is not None:
+        num_samples = sum(map(sum, confusion_matrix))
+        correct = sum(confusion_matrix[label][label] for label in range(len(confusion_matrix)))
+        title = f"{split} split: {correct} of {num_samples} correct ({correct / max(num_samples, 1):.2%})"
+        paths.append(plot_confusion_matrix(confusion_matrix, class_names, folder / CONFUSION_MATRIX_FILE, title))
+    if predicted_against_true is not None:
+        paths.append(plot_predicted_against_true(*predicted_against_true, folder / PREDICTED_VS_TRUE_FILE, f"{split} split"))
+    return paths
+
+
+def predicted_against_true_figure(predicted: Sequence[float], true: Sequence[float], title: str) -> Figure:
+    """Each predicted value against its true one, with the line where they are equal."""
+    figure = _figure(MIN_MATRIX_SIDE, MIN_MATRIX_SIDE)
+    axes = figure.subplots()
+    axes.scatter(true, predicted, s=8, alpha=0.5)
+    if true:
+        low, high = min(min(true), min(predicted)), max(max(true), max(predicted))
+        axes.plot([low, high], [low, high], "--", color="C1", label="predicted = true")
+        axes.legend(loc="upper left", fontsize="small")
+    axes.set(title=f"{title}: {len(true)} predicted values", xlabel="true", ylabel="predicted")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def plot_predicted_against_true(predicted: Sequence[float], true: Sequence[float], path: Path, title: str) -> Path:
+    """A PNG of a regression's predictions against the truth."""
+    predicted_against_true_figure(predicted, true, title).savefig(path, dpi=DPI)
+    return path
 
 
 def rollup_figure(rollups: Sequence[GroupRollup]) -> Figure:

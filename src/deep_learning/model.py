@@ -1,4 +1,5 @@
-"""The models a run can train: the chapter's MLP, a small CNN, a small vision transformer, or user code by import path."""
+"""The models a run can train: the chapter's MLP, a small CNN, a small transformer (a vision transformer of images, a
+causal language model of tokens), or user code by import path."""
 
 from __future__ import annotations
 
@@ -16,16 +17,37 @@ from deep_learning.errors import ConfigError
 from deep_learning.factories import call_factory, import_object, is_import_path
 
 
-def build_model(name: str = "mlp", input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, **model_args: Any) -> nn.Module:
-    """A fresh, randomly initialised model mapping (N, *input_shape) floats to (N, num_classes) logits (draws from torch's global RNG)."""
+def build_model(
+    name: str = "mlp", input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, *, input_dtype: str = "float32", **model_args: Any,
+) -> nn.Module:
+    """A fresh, randomly initialised model (draws from torch's global RNG) mapping (N, *input_shape) inputs to
+    `num_classes` outputs per sample: logits of classes or labels, regression outputs, or, for token inputs (an integer
+    `input_dtype`) and the transformer, next-token logits of a `num_classes` vocabulary at every position."""
     input_shape = tuple(input_shape)
     if name in _BUILDERS:
         builder = _BUILDERS[name]
         _check_model_args(name, builder, model_args)
+        if _is_token_dtype(input_dtype):
+            return _token_model(name, input_shape, num_classes, model_args)
         return builder(input_shape, num_classes, **model_args)
     if is_import_path(name):
-        return _user_model(name, input_shape, num_classes, model_args)
+        return _user_model(name, input_shape, num_classes, input_dtype, model_args)
     raise ConfigError(f"model must be one of {', '.join(MODELS)}, or an import path package.module:factory, not {name!r}")
+
+
+def _is_token_dtype(dtype: str) -> bool:
+    return dtype in ("int64", "int32", "int16", "int8", "uint8")
+
+
+def _token_model(name: str, input_shape: tuple[int, ...], vocabulary_size: int, model_args: dict[str, Any]) -> nn.Module:
+    """The built-in model for token inputs: the transformer, as a causal language model; the others take float inputs."""
+    if name != "transformer":
+        raise ConfigError(f"model {name!r} takes float inputs, not integer tokens: train token data with --model transformer")
+    if len(input_shape) != 1:
+        raise ConfigError(f"model 'transformer' takes tokens of shape (positions,), not {input_shape}")
+    if "patch_size" in model_args:
+        raise ConfigError("model 'transformer' on tokens has no patch_size: use any of dim, depth, heads, mlp_dim")
+    return causal_transformer(input_shape[0], vocabulary_size, **model_args)
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128) -> nn.Module:
@@ -100,6 +122,53 @@ class VisionTransformer(nn.Module):
         return self.head(self.norm(self.encoder(tokens)[:, 0]))
 
 
+def causal_transformer(block_size: int, vocabulary_size: int, dim: int = 64, depth: int = 2, heads: int = 4, mlp_dim: int = 128) -> nn.Module:
+    """A small GPT-style language model of `vocabulary_size` tokens, over at most `block_size` positions."""
+    _check_positive("transformer", block_size=block_size, vocabulary_size=vocabulary_size, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim)
+    if dim % heads:
+        raise ConfigError(f"model 'transformer' needs dim divisible by heads, not dim={dim} with heads={heads}")
+    return CausalTransformer(block_size, vocabulary_size, dim, depth, heads, mlp_dim)
+
+
+class CausalTransformer(nn.Module):
+    """Token and learned position embeddings, pre-norm causal self-attention blocks, a linear head: logits (N, L, vocabulary)
+    for tokens (N, L), each position seeing itself and those before it."""
+
+    def __init__(self, block_size: int, vocabulary_size: int, dim: int, depth: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocabulary_size, dim)
+        self.position_embedding = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, block_size, dim), std=0.02))
+        self.blocks = nn.ModuleList([CausalBlock(dim, heads, mlp_dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocabulary_size)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        hidden = self.token_embedding(tokens) + self.position_embedding[:, : tokens.shape[1]]
+        for block in self.blocks:
+            hidden = block(hidden)
+        return self.head(self.norm(hidden))
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm multi-head causal self-attention (torch's scaled_dot_product_attention) and an MLP, each residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.attention_norm = nn.LayerNorm(dim)
+        self.query_key_value = nn.Linear(dim, 3 * dim)
+        self.projection = nn.Linear(dim, dim)
+        self.mlp_norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        batch, positions, dim = hidden.shape
+        query, key, value = self.query_key_value(self.attention_norm(hidden)).reshape(batch, positions, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        attended = nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True)
+        hidden = hidden + self.projection(attended.transpose(1, 2).reshape(batch, positions, dim))
+        return hidden + self.mlp(self.mlp_norm(hidden))
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn": cnn, "transformer": transformer}
 
 
@@ -122,9 +191,9 @@ def _image_shape(model: str, input_shape: tuple[int, ...]) -> tuple[int, int, in
     return input_shape  # type: ignore[return-value]
 
 
-def _user_model(path: str, input_shape: tuple[int, ...], num_classes: int, model_args: dict[str, Any]) -> nn.Module:
+def _user_model(path: str, input_shape: tuple[int, ...], num_classes: int, input_dtype: str, model_args: dict[str, Any]) -> nn.Module:
     factory = import_object(path, "model")
-    offered = {"input_shape": input_shape, "num_classes": num_classes}
+    offered = {"input_shape": input_shape, "num_classes": num_classes, "num_outputs": num_classes, "input_dtype": input_dtype}
     model = call_factory(factory, path, "model", offered, model_args)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {path!r} returned a {type(model).__name__}, not a torch.nn.Module")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.optim as optim
+from torch.utils._pytree import tree_map
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Autocast(nn.Module):
-    """Runs the wrapped model's forward under autocast and returns float32 logits.
+    """Runs the wrapped model's forward under autocast and returns its floating-point outputs in float32.
 
     Autocast belongs around each forward, not around the whole loop: it caches low-precision
     copies of the weights until its region ends, so a loop-wide region would keep using the
@@ -25,9 +27,16 @@ class Autocast(nn.Module):
         self.device_type = device_type
         self.dtype = dtype
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         with torch.autocast(device_type=self.device_type, dtype=self.dtype):
-            return self.module(inputs).float()
+            return _in_float32(self.module(*args, **kwargs))
+
+
+def _in_float32(output: Any) -> Any:
+    """The output with its floating-point tensors (also inside tuples, lists and dicts) in float32."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    return tree_map(lambda leaf: leaf.float() if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() else leaf, output)
 
 
 def with_amp(model: nn.Module, device: torch.device, amp: str) -> nn.Module:

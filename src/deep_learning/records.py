@@ -13,6 +13,7 @@ PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own, on a nested run
 SOURCE_RUN_TAG = "deep_learning.source_run_id"
 COMPARED_RUNS_TAG = "deep_learning.compared_run_ids"
 MODEL_FORMAT_TAG = "deep_learning.model_format"  # pt2 (torch.export) or pickle
+MODEL_INPUTS_TAG = "deep_learning.model_inputs"  # tensor, or "positional: NAME, ..." for a model of several inputs
 STOP_REASON_TAG = "deep_learning.stop_reason"  # why a run ended before its last epoch: early stopping, a search's pruner
 TRAINING = "training"
 COMPARISON = "comparison"

@@ -14,6 +14,9 @@ import torch
 
 from deep_learning.training import EpochResult
 
+# A batch's inputs (a tensor, a tuple or a dict of them), and for each input tensor the dimensions whose size the data varies.
+ExampleInputs = tuple[Any, Sequence[set[int]]]
+
 
 class Tracker:
     """A run's tracker. Every method here does nothing; `tracking.TrackedRun` overrides them all."""
@@ -39,14 +42,14 @@ class Tracker:
         """Keep files with the run, at its root or in its `folder`."""
 
     def log_trained_model(
-        self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
+        self, model: torch.nn.Module, example: ExampleInputs, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
     ) -> str:
         """Keep the trained model with the run, loadable on any device, and the run's records (file name to content);
         return the model's id."""
         return ""
 
     def log_checkpoint_models(
-        self, model: torch.nn.Module, example_batch: torch.Tensor, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None
+        self, model: torch.nn.Module, example: ExampleInputs, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None
     ) -> None:
         """Keep the kept checkpoints (epoch to weights) as models of the run; mark `best` (its epoch, the monitored metric)."""
 

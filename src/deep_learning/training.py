@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -19,6 +20,7 @@ import torch.utils.data as utils
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
+from deep_learning.batches import LossFn, num_samples, output_and_loss, predictions, to_device
 from deep_learning.devices import get_default_device
 from deep_learning.optimization import Stepper
 
@@ -117,7 +119,7 @@ def _named(values: dict[str, Tensor], flat: list[Tensor], scores: list[float]) -
 def train(
     model: nn.Module,
     dataloader: utils.DataLoader[tuple[Tensor, Tensor]],
-    loss_fn: nn.Module,
+    loss_fn: LossFn,
     optimizer: optim.Optimizer,
     metric: Metric | MetricCollection,
     device: torch.device,
@@ -127,6 +129,9 @@ def train(
     stepper: Stepper | None = None,
 ) -> tuple[float, Score]:
     """Train one epoch; return the batch-averaged loss and the epoch's metric (a MetricCollection's by name; fp16 passes a GradScaler).
+
+    Batches are `(inputs, target)` as the dataloader makes them (see deep_learning.batches): a tensor, a tuple or a
+    dict of inputs, moved to the device with the target; `loss_fn(output, target)` may be any callable.
 
     `stepper` turns each loss into optimizer steps (accumulation, clipping, a schedule; by default the chapter's
     zero_grad, backward, step) and keeps the epoch's lr and gradient norms in its `epoch_stats`.
@@ -139,17 +144,16 @@ def train(
     stepper.start_pass(len(dataloader) if hasattr(dataloader, "__len__") else 0, device)
     total_loss = loss_accumulator(device)
     num_batches = 0
-    for X, y in dataloader:
-        X = X.to(device)
-        y = y.to(device)
-        logits = model(X)
-        loss = loss_fn(logits, y)
+    for inputs, target in dataloader:
+        inputs = to_device(inputs, device)
+        target = to_device(target, device)
+        output, loss = output_and_loss(model, inputs, target, loss_fn)
         stepper.step(loss, model)
         total_loss += loss.detach()
         num_batches += 1
-        metric.update(logits.detach(), y)
+        metric.update(predictions(output).detach(), target)
         if on_batch is not None:
-            on_batch(loss.detach(), len(y))
+            on_batch(loss.detach(), num_samples(target))
     loss, score, stats = read_pass(total_loss, num_batches, metric, stepper.device_stats())
     stepper.finish_pass(stats)
     return loss, score
@@ -158,7 +162,7 @@ def train(
 def evaluate(
     model: nn.Module,
     dataloader: utils.DataLoader[tuple[Tensor, Tensor]],
-    loss_fn: nn.Module,
+    loss_fn: LossFn,
     metric: Metric | MetricCollection,
     device: torch.device,
 ) -> tuple[float, Score]:
@@ -168,13 +172,13 @@ def evaluate(
     total_loss = loss_accumulator(device)
     num_batches = 0
     with torch.inference_mode():
-        for X, y in dataloader:
-            X = X.to(device)
-            y = y.to(device)
-            logits = model(X)
-            total_loss += loss_fn(logits, y)
+        for inputs, target in dataloader:
+            inputs = to_device(inputs, device)
+            target = to_device(target, device)
+            output, loss = output_and_loss(model, inputs, target, loss_fn)
+            total_loss += loss
             num_batches += 1
-            metric.update(logits, y)
+            metric.update(predictions(output), target)
     loss, score, _ = read_pass(total_loss, num_batches, metric)
     return loss, score
 
@@ -183,7 +187,7 @@ def train_and_evaluate(
     model: nn.Module,
     train_dl: utils.DataLoader[tuple[Tensor, Tensor]],
     val_dl: utils.DataLoader[tuple[Tensor, Tensor]],
-    loss_fn: nn.Module,
+    loss_fn: LossFn,
     optimizer: optim.Optimizer,
     metric: Metric | MetricCollection,
     val_metric: Metric | MetricCollection,
@@ -205,7 +209,7 @@ def train_and_evaluate(
     model.to(device)
     metric.to(device)
     val_metric.to(device)
-    num_train_samples = len(train_dl.dataset)
+    num_train_samples = samples_per_epoch(train_dl)
     stepper = stepper or Stepper(optimizer, grad_scaler=grad_scaler)
     history = []
     for epoch in range(start_epoch, num_epochs + 1):
@@ -247,6 +251,12 @@ def train_and_evaluate(
         if should_stop is not None and should_stop(result):
             break
     return history
+
+
+def samples_per_epoch(loader: Any) -> int:
+    """How many training samples an epoch holds: what the loader says (a stream's), else its dataset's length."""
+    counted = getattr(loader, "samples_per_epoch", None)
+    return counted if counted is not None else len(loader.dataset)
 
 
 def by_name(score: Score) -> dict[str, float]:

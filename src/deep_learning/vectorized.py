@@ -21,10 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.utils._pytree import tree_map
 
+from deep_learning.batches import as_arguments, predictions, to_device
 from deep_learning.config import TrainConfig
 from deep_learning.controls import each_batch, stepper_for
-from deep_learning.data import TensorLoader, make_loaders
+from deep_learning.loaders import TensorLoader, make_loaders
 from deep_learning.devices import resolve_device
 from deep_learning.errors import ConfigError, first_line
 from deep_learning.experiment import ExperimentResult, Session, training_session
@@ -41,21 +43,22 @@ from deep_learning.training import EpochResult, by_name, epoch_line, loss_accumu
 class SeedEnsemble:
     """Copies of one model architecture, their parameters and buffers stacked along a new first dimension, called as one."""
 
-    def __init__(self, models: Sequence[nn.Module], probe: tuple[Tensor, Tensor], loss_fn: nn.Module) -> None:
+    def __init__(self, models: Sequence[nn.Module], probe: tuple[Any, Tensor], loss_fn: Any) -> None:
         self.models = list(models)
         self.base = copy.deepcopy(self.models[0]).to("meta")
         self.loss_fn = loss_fn
         self.size = len(self.models)
         self.params, self.buffers = self._stacked(probe)
 
-    def _logits(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor) -> Tensor:
-        return functional_call(self.base, (params, buffers), (inputs,))
+    def _logits(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Any) -> Tensor:
+        args, kwargs = as_arguments(inputs)
+        return predictions(functional_call(self.base, (params, buffers), args, kwargs))
 
     def _batched(self, shared: bool):
         return vmap(self._logits, in_dims=(0, 0, None if shared else 0), randomness="different")
 
-    def __call__(self, inputs: Tensor, shared: bool = False) -> Tensor:
-        """Every seed's logits, (seeds, batch, classes): of its own batch (inputs (seeds, batch, ...)), or of one shared batch."""
+    def __call__(self, inputs: Any, shared: bool = False) -> Tensor:
+        """Every seed's logits, (seeds, batch, ...): of its own batch (inputs (seeds, batch, ...)), or of one shared batch."""
         return self._batched(shared)(self.params, self.buffers, inputs)
 
     def losses(self, logits: Tensor, targets: Tensor, shared: bool = False) -> Tensor:
@@ -73,7 +76,7 @@ class SeedEnsemble:
     def train(self, mode: bool = True) -> None:
         self.base.train(mode)
 
-    def _stacked(self, probe: tuple[Tensor, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def _stacked(self, probe: tuple[Any, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """The stacked parameters, each laid out as its gradient comes from the batched backward pass, so that
         accumulating a gradient is an addition, not a strided copy; found on a throwaway stack."""
         params, buffers = stack_module_state(self.models)
@@ -107,6 +110,11 @@ class SeedEnsemble:
                     member.assembly.scheduler.load_state_dict(scheduler.state_dict())
 
 
+def _stack(inputs: Sequence[Any]) -> Any:
+    """The seeds' inputs of one batch stacked along a new first dimension (each tensor of a tuple or dict of them)."""
+    return tree_map(lambda *tensors: torch.stack(tensors), *inputs)
+
+
 def _slice_of(state: dict[str, Any], index: int) -> dict[str, Any]:
     """One seed's optimizer state from the stacked optimizer's: each per-parameter tensor's slice, shared scalars (a step count) as they are."""
     per_parameter = {
@@ -133,7 +141,7 @@ def train_seeds_together(points: Sequence[Point], recipe: Recipe, *, parent_run_
             ))
             members.append(member)
             randomness.keep()  # what the seed's own run would draw its first shuffle from
-        histories = _epochs(members, randomness, [point.label for point in points], recipe, progress)
+        histories = _epochs(members, randomness, [point.label for point in points], members[0].assembly.recipe, progress)
         return [member.finish(with_amp(member.assembly.model, device, config.amp), history) for member, history in zip(members, histories)]
 
 
@@ -171,7 +179,7 @@ class SeedRandomness:
                 first = next(iterator, None)
             passes.append(itertools.chain([first] if first is not None else [], iterator))
         for batches in zip(*passes):
-            yield torch.stack([inputs for inputs, _ in batches]), torch.stack([targets for _, targets in batches])
+            yield _stack([inputs for inputs, _ in batches]), torch.stack([targets for _, targets in batches])
 
     def shared_batches(self, loader: Any) -> Iterator[tuple[Tensor, Tensor]]:
         """An unshuffled loader's batches, once for all seeds, each seed's RNG advanced as its own pass would advance it."""
@@ -199,9 +207,10 @@ class _Together:
 def _together(members: Sequence[Session], recipe: Recipe) -> _Together:
     first = members[0].assembly
     config, device = first.config, first.device
-    probe = next(iter(first.loaders[1]))  # each seed's RNG is put in place where it draws: this draw is no seed's
+    inputs, targets = next(iter(first.loaders[1]))  # each seed's RNG is put in place where it draws: this draw is no seed's
     models = [with_amp(member.assembly.model, device, config.amp) for member in members]
-    ensemble = SeedEnsemble(models, (probe[0][:8].to(device), probe[1][:8].to(device)), recipe.loss_fn)
+    probe = to_device((tree_map(lambda tensor: tensor[:8], inputs), targets[:8]), device)
+    ensemble = SeedEnsemble(models, probe, recipe.loss_fn)
     optimizer = recipe.build_optimizer(list(ensemble.params.values()))
     scheduler = lr_scheduler(optimizer, build_schedule(config, first.steps_per_epoch))
     metrics = [[recipe.metrics().to(device) for _ in members] for _ in range(2)]
@@ -241,7 +250,7 @@ def _train_pass(together: _Together, batches: Iterator[tuple[Tensor, Tensor]], n
     stepper.start_pass(num_batches, device)
     totals, count = loss_accumulator(device, ensemble.size), 0
     for inputs, targets in batches:
-        inputs, targets = inputs.to(device), targets.to(device)
+        inputs, targets = to_device(inputs, device), targets.to(device)
         logits = ensemble(inputs)
         losses = ensemble.losses(logits, targets)
         stepper.step(losses.sum(), ensemble.base)  # each seed's parameters get its own loss's gradient
@@ -263,7 +272,7 @@ def _evaluate(ensemble: SeedEnsemble, batches: Iterator[tuple[Tensor, Tensor]], 
     totals, count = loss_accumulator(device, ensemble.size), 0
     with torch.inference_mode():
         for inputs, targets in batches:
-            inputs, targets = inputs.to(device), targets.to(device)
+            inputs, targets = to_device(inputs, device), targets.to(device)
             logits = ensemble(inputs, shared=True)
             totals += ensemble.losses(logits, targets, shared=True)
             count += 1

@@ -24,7 +24,8 @@ import torch.optim as optim
 from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.config import LOADERS, TrainConfig
-from deep_learning.data import DataSplits, make_loaders
+from deep_learning.data import DataSplits
+from deep_learning.loaders import make_loaders
 from deep_learning.metrics import accuracy_metric
 from deep_learning.precision import with_options
 from deep_learning.model import build_model

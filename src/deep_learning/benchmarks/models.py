@@ -18,7 +18,8 @@ from torchmetrics import MetricCollection
 from deep_learning.benchmarks.loops import BATCH_SIZES, Contestant, epoch_runner
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.config import TrainConfig
-from deep_learning.data import DataSplits, make_loaders
+from deep_learning.data import DataSplits
+from deep_learning.loaders import make_loaders
 from deep_learning.metrics import build_metrics
 from deep_learning.model import build_model
 from deep_learning.reproducibility import set_seed

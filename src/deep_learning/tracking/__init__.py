@@ -59,6 +59,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 from deep_learning.checkpoints import epoch_of
 from deep_learning.errors import InputError, TrackingError, first_line
 from deep_learning.interruption import signals_deferred
+from deep_learning.batches import to_device
 from deep_learning.tracking.models import (
     BEST_MODEL_TAG,
     EPOCH_TAG,
@@ -69,6 +70,7 @@ from deep_learning.tracking.models import (
     log_model,
     mark_best,
     save_model,
+    served_model,
 )
 from deep_learning.records import (
     COMPARED_RUNS_TAG,
@@ -76,12 +78,13 @@ from deep_learning.records import (
     EVALUATION,
     KIND_TAG,
     MODEL_FORMAT_TAG,
+    MODEL_INPUTS_TAG,
     PARENT_RUN_TAG,
     STOP_REASON_TAG,
     RunRecord,
 )
 from deep_learning.tracking.stores import lost_insert_race, unreachable
-from deep_learning.tracker import Tracker
+from deep_learning.tracker import ExampleInputs, Tracker
 from deep_learning.training import EpochResult
 
 STATE_DICT_ARTIFACT = "state_dict.pt"
@@ -303,24 +306,24 @@ class TrackedRun(Tracker):
         self._client.log_dict(self.run_id, data, artifact_file)
 
     def log_trained_model(
-        self, model: torch.nn.Module, example_batch: torch.Tensor, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
+        self, model: torch.nn.Module, example: ExampleInputs, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
     ) -> str:
         """Log the run's `records` (device.json, config.yaml, ...: file name to content), the CPU `state_dict.pt`
-        (first saved in `folder`) and a model that loads on any device; register it as `registered_name` when given.
-        Return the model's LoggedModel id."""
+        (first saved in `folder`) and a model that loads on any device, shown to MLflow with `example` (a batch's inputs
+        and the dimensions the data varies); register it as `registered_name` when given. Return the model's LoggedModel id."""
         cpu_state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / STATE_DICT_ARTIFACT
         torch.save(cpu_state, path)
-        cpu_model = copy.deepcopy(model).to("cpu").eval()
-        example = Example.of(cpu_model, example_batch)
+        _, served, shown = _servable(model, example)
+        inputs_tag = _say_how_it_takes_inputs(type(model).__name__, shown)
 
         def log_all() -> str:
             for artifact_file, record in records.items():
                 self._client.log_dict(self.run_id, record, artifact_file)
             self._client.log_artifact(self.run_id, str(path))
-            model_id, model_format = log_model(self._client, self._info, cpu_model, example, params=self.params, registered_name=registered_name)
-            self._client.set_tag(self.run_id, MODEL_FORMAT_TAG, model_format)
+            model_id, model_format = log_model(self._client, self._info, served, shown, params=self.params, registered_name=registered_name)
+            self._client.log_batch(self.run_id, tags=[RunTag(MODEL_FORMAT_TAG, model_format), RunTag(MODEL_INPUTS_TAG, inputs_tag)])
             self._model_format = model_format
             return model_id
 
@@ -343,19 +346,18 @@ class TrackedRun(Tracker):
             if not unreachable(error):
                 self._send_error = self._send_error or error
 
-    def log_checkpoint_models(self, model: torch.nn.Module, example_batch: torch.Tensor, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None) -> None:
+    def log_checkpoint_models(self, model: torch.nn.Module, example: ExampleInputs, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None) -> None:
         """Write the files of each kept checkpoint's LoggedModel (`kept`: epoch to weights), and tag the best one's
         (`best`: its epoch and the monitored metric, as "val_loss min") when it is kept."""
         self._sender.submit(lambda: None).result()  # the sender has created the checkpoints' LoggedModels
-        cpu_model = copy.deepcopy(model).to("cpu").eval()
-        example = Example.of(cpu_model, example_batch)
+        cpu_model, served, example = _servable(model, example)
         for epoch, weights in sorted(kept.items()):
             cpu_model.load_state_dict(weights)
             if epoch not in self._checkpoint_models:
                 self._checkpoint_models[epoch] = create_model(self._client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)})
             if self._client.get_logged_model(self._checkpoint_models[epoch]).status != LoggedModelStatus.READY:
                 exports = self._model_format != "pickle"  # the final model did not export: the same model's checkpoints won't
-                self.with_patience(lambda: save_model(self._client, self._checkpoint_models[epoch], self.run_id, cpu_model, example, exports))
+                self.with_patience(lambda: save_model(self._client, self._checkpoint_models[epoch], self.run_id, served, example, exports))
         if best is not None and best[0] in kept:
             self.with_patience(lambda: mark_best(self._client, self.run_id, self._checkpoint_models[best[0]], best[1]))
 
@@ -395,6 +397,28 @@ class TrackedRun(Tracker):
         }
         path.write_text(json.dumps(record))
         return path
+
+
+def _servable(model: torch.nn.Module, example: ExampleInputs) -> tuple[torch.nn.Module, torch.nn.Module, Example]:
+    """A CPU copy of the model, the module MLflow's flavour logs (the copy, or it wrapped in `Served`), and its Example."""
+    inputs, varying_dims = example
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    cpu_inputs = to_device(inputs, torch.device("cpu"))
+    served = served_model(cpu_model, cpu_inputs)
+    return cpu_model, served, Example.of(served, cpu_inputs, varying_dims)
+
+
+def _say_how_it_takes_inputs(model_name: str, example: Example) -> str:
+    """The logged model's inputs, as its run's tag says them; for several, a warning that pyfunc takes one array."""
+    if not example.input_names:
+        return "tensor"
+    names = ", ".join(example.input_names)
+    print(
+        f"Warning: {model_name} takes {len(example.input_names)} inputs ({names}); the logged model takes them positionally, in that "
+        "order, through mlflow.pytorch.load_model, but MLflow's pyfunc and `mlflow models serve` pass one array to a PyTorch model.",
+        file=sys.stderr, flush=True,
+    )
+    return f"positional: {names}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import mlflow
@@ -22,10 +22,12 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus, RunInfo
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
+from mlflow.models import Model, ModelSignature
 from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.types.schema import Schema, TensorSpec
 from mlflow.utils import environment as mlflow_environment
 
+from deep_learning.batches import predictions
 from deep_learning.errors import first_line
 from deep_learning.tracking.stores import unreachable
 
@@ -47,17 +49,67 @@ def checkpoint_model_name(epoch: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """What a model is shown to MLflow with: a few inputs (numpy) and the signature of inputs to logits."""
+    """What a model is shown to MLflow with: a few inputs (numpy; a tuple of arrays for several inputs), the signature
+    of inputs to outputs (-1 where a dimension may vary: the batch, a token sequence's length, what varies in the data),
+    and the names of several inputs (empty for one)."""
 
-    inputs: np.ndarray
+    inputs: np.ndarray | tuple[np.ndarray, ...]
     signature: Any
+    input_names: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, cpu_model: torch.nn.Module, example_batch: torch.Tensor) -> Example:
-        inputs = example_batch.detach().cpu().numpy()
+    def of(cls, served: torch.nn.Module, example_inputs: Any, varying_dims: Sequence[set[int]] = ()) -> Example:
+        names, tensors = _named_inputs(example_inputs)
+        arrays = tuple(tensor.detach().cpu().numpy() for tensor in tensors)
         with torch.inference_mode():
-            output = cpu_model(torch.from_numpy(inputs)).numpy()
-        return cls(inputs, infer_signature(inputs, output))
+            output = served(*(torch.from_numpy(array) for array in arrays)).numpy()
+        specs = [
+            TensorSpec(array.dtype, tuple(-1 if dim == 0 or dim in _dynamic(array, varying_dims, index) else size for dim, size in enumerate(array.shape)), name)
+            for index, (name, array) in enumerate(zip(names, arrays))
+        ]
+        signature = ModelSignature(inputs=Schema(specs), outputs=Schema([TensorSpec(output.dtype, (-1, *output.shape[1:]))]))
+        if len(arrays) == 1:
+            return cls(arrays[0], signature)
+        return cls(arrays, signature, tuple(names))
+
+
+def _named_inputs(inputs: Any) -> tuple[list[str | None], list[torch.Tensor]]:
+    """A batch's inputs as MLflow's PyTorch flavour passes them, positionally: their names (None for a lone tensor) and tensors."""
+    if isinstance(inputs, torch.Tensor):
+        return [None], [inputs]
+    if isinstance(inputs, dict):
+        return list(map(str, inputs)), list(inputs.values())
+    return [f"input_{index}" for index in range(len(inputs))], list(inputs)
+
+
+def _dynamic(array: np.ndarray, varying_dims: Sequence[set[int]], index: int) -> set[int]:
+    """The dimensions of one input, besides the batch, that may vary: token ids' positions, and those the data varies."""
+    tokens = np.issubdtype(array.dtype, np.integer)
+    varying = varying_dims[index] if index < len(varying_dims) else set()
+    return set(range(1, array.ndim)) if tokens else varying
+
+
+class Served(torch.nn.Module):
+    """A model as MLflow's PyTorch flavour calls it: tensors in, positionally (a dict's by its keys' order), and one tensor
+    out (its predictions: the tensor, or the `logits` of an output object)."""
+
+    def __init__(self, model: torch.nn.Module, keywords: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.model = model
+        self.keywords = tuple(keywords)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        output = self.model(**dict(zip(self.keywords, tensors))) if self.keywords else self.model(*tensors)
+        return predictions(output)
+
+
+def served_model(cpu_model: torch.nn.Module, example_inputs: Any) -> torch.nn.Module:
+    """The model itself where MLflow's flavour can call it as it is, else wrapped in `Served`."""
+    keywords = tuple(map(str, example_inputs)) if isinstance(example_inputs, dict) else ()
+    args = tuple(example_inputs.values()) if keywords else (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    with torch.inference_mode():
+        output = cpu_model(**example_inputs) if keywords else cpu_model(*args)
+    return cpu_model if isinstance(output, torch.Tensor) and not keywords else Served(cpu_model, keywords)
 
 
 @contextlib.contextmanager
