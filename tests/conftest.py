@@ -20,6 +20,7 @@ CHAPTER = REPO.parent / "shared" / "seed" / "chapter-2.7-training-loop.txt"
 # Raw IDX files to copy from: $DEEP_LEARNING_TEST_DATA, else the shared data folder beside the repo.
 SOURCE_DATA = Path(os.environ.get("DEEP_LEARNING_TEST_DATA", REPO.parent / "shared" / "data"))
 BIN = Path(sys.executable).parent
+SERVER_SECONDS = 120
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +127,42 @@ def stop_mlflow_server(server: Server) -> None:
         server.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         kill_mlflow_server(server)
+
+
+@contextlib.contextmanager
+def model_server(model_uri: str, store: str, folder: Path):
+    """A real `mlflow models serve` of `model_uri` on 127.0.0.1, as a GPU host would choose its device; yields its URL."""
+    port = free_port()
+    log = folder / "serve.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=folder,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(MLFLOW_TRACKING_URI=store, MLFLOW_DEFAULT_PREDICTION_DEVICE="cuda"),
+            start_new_session=True,  # uvicorn shares its process group, so one kill stops both
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + SERVER_SECONDS
+        while not _answers(f"{url}/ping"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow models serve did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from deep_learning.loaders import TensorLoader
 from deep_learning.figures import (
     CONFUSION_MATRIX_FILE,
     LEARNING_CURVES_FILE,
+    PREDICTED_VS_TRUE_FILE,
     confusion_matrix_figure,
     epoch_histories,
     learning_curves_figure,
@@ -59,11 +60,19 @@ def _history(metrics: Sequence[str], epochs: int = 3) -> list[EpochResult]:
 def test_a_run_draws_its_learning_curves_and_confusion_matrix(tmp_path):
     history = _history(["accuracy"])
     matrix = [[90 if true == predicted else 1 for predicted in range(10)] for true in range(10)]
-    paths = plot_run(history, matrix, DATASET_CLASSES["fashion-mnist"].classes, tmp_path / "figures")
+    paths = plot_run(history, tmp_path / "figures", confusion_matrix=matrix, class_names=DATASET_CLASSES["fashion-mnist"].classes)
     assert [path.name for path in paths] == [LEARNING_CURVES_FILE, CONFUSION_MATRIX_FILE]
     width, height = assert_valid_png(paths[0], *FIGURE_SIZES[LEARNING_CURVES_FILE])
     assert width > height  # two panels side by side
     assert_valid_png(paths[1], *FIGURE_SIZES[CONFUSION_MATRIX_FILE])
+
+
+def test_a_regression_draws_its_predictions_against_the_truth(tmp_path):
+    history = _history(["mae"])
+    true = [float(value) for value in range(100)]
+    paths = plot_run(history, tmp_path / "figures", predicted_against_true=([value + (value % 7) - 3 for value in true], true), split="Validation")
+    assert [path.name for path in paths] == [LEARNING_CURVES_FILE, PREDICTED_VS_TRUE_FILE]
+    assert_valid_png(paths[1], (500, 500), (2000, 2000))
 
 
 def test_epoch_histories_hold_every_logged_metric_by_epoch():

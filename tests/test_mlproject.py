@@ -53,7 +53,7 @@ def test_the_sweep_entry_point_nests_its_runs_under_the_run_mlflow_starts(tmp_pa
     [
         ("epochs=0", "Error: epochs must be a positive integer, not 0"),
         ("lr=nan", "Error: lr must be a finite number above 0, not nan"),
-        ("dataset=nope", "Error: dataset must be one of mnist, fashion-mnist, imagefolder:DIR or an import path"),
+        ("dataset=nope", "Error: dataset must be one of mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path"),
         pytest.param(
             "device=cuda", "Error: Device 'cuda' is not available on this machine; available: cpu",
             marks=pytest.mark.skipif(torch.accelerator.is_available(), reason="this machine has an accelerator"),

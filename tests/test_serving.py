@@ -7,12 +7,7 @@ the CPU. What runs on a GPU itself is left to gpu_checks/serving.sh.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -28,14 +23,13 @@ from mlflow.exceptions import MlflowException
 import deep_learning
 from user_models import DataDependent
 from commands import train_run
-from conftest import BIN, free_port, subprocess_env
+from conftest import model_server
 from deep_learning.data import as_tensors, load_dataset
 from deep_learning.model import build_model
 from readback import tracking_uri
 
 # MLflow's device when a model's config leaves it open: this, else "cuda" if available, else "cpu".
 DEFAULT_DEVICE = "MLFLOW_DEFAULT_PREDICTION_DEVICE"
-SERVER_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
@@ -94,42 +88,6 @@ def test_a_pickled_model_is_left_to_mlflow_which_moves_it_to_the_device_it_picks
     # "meta" stands in for "cuda": the same `.to(device)` in mlflow.pytorch._load_model, without a GPU.
     moved = mlflow.pytorch._load_pyfunc(str(local / flavor["data"]), model_config={"device": "meta"})
     assert {tensor.device.type for tensor in moved.get_raw_model().parameters()} == {"meta"}
-
-
-@contextlib.contextmanager
-def model_server(model_uri: str, store: str, folder: Path):
-    """A real `mlflow models serve` of `model_uri` on 127.0.0.1, as a GPU host would choose its device; yields its URL."""
-    port = free_port()
-    log = folder / "serve.log"
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(MLFLOW_TRACKING_URI=store, **{DEFAULT_DEVICE: "cuda"}),
-            start_new_session=True,  # uvicorn shares its process group, so one kill stops both
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + SERVER_SECONDS
-        while not _answers(f"{url}/ping"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow models serve did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def test_mlflow_models_serve_answers_invocations_with_the_models_predictions(run_id, module_store, images, tmp_path):

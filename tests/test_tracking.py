@@ -127,7 +127,7 @@ def test_redacted_uri_hides_credentials():
         (["--lr", "-1"], "lr must be a finite number above 0"),
         (["--lr", "nan"], "lr must be a finite number above 0"),
         (["--batch-size", "0"], "batch_size must be a positive integer"),
-        (["--dataset", "nope"], "dataset must be one of mnist, fashion-mnist, imagefolder:DIR or an import path"),
+        (["--dataset", "nope"], "dataset must be one of mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path"),
     ],
 )
 def test_bad_input_one_line_no_run(store, args, message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -24,6 +26,11 @@ def from_keywords(**arguments) -> nn.Module:
     """A linear model that takes whatever it is offered as keywords."""
     channels, height, width = arguments["input_shape"]
     return nn.Sequential(nn.Flatten(), nn.Linear(channels * height * width, arguments["num_classes"]))
+
+
+def three_outputs(input_shape: tuple[int, ...]) -> nn.Module:
+    """A linear model of three outputs, whatever the data asks for."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 3))
 
 
 def raises() -> nn.Module:

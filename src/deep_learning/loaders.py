@@ -8,6 +8,7 @@ DistributedSampler deals the shards instead. Nothing here reads every sample of 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -144,6 +145,8 @@ def make_loaders(config: TrainConfig, splits: DataSplits, device: torch.device, 
             loader = _tensor_loader(split, sizes[name], training, device, cluster, config.seed, first_epoch)
         else:
             loader = _dataloader(split, sizes[name], training, splits.loaders.get(name), cluster, config.seed, first_epoch)
+        if training and config.steps_per_epoch and not is_stream(split):
+            loader = FirstBatches(loader, config.steps_per_epoch, cluster.world_size if cluster else 1)
         loaders.append(TargetSplit(loader, splits.target_key) if splits.target_key else loader)
     return tuple(loaders)
 
@@ -198,6 +201,22 @@ class SeededDataLoader(utils.DataLoader):
         self.generator.manual_seed(self.run_seed * 1_000_003 + self.epoch)
         self.epoch += 1
         return super().__iter__()
+
+
+class FirstBatches:
+    """The first `steps` batches of each pass of a loader: an epoch of `steps_per_epoch` batches of a dataset, each
+    epoch from a new shuffle (so a run resumes exactly, as every epoch's order comes from the checkpointed RNG)."""
+
+    def __init__(self, loader: Any, steps: int, world_size: int) -> None:
+        self.loader, self.dataset, self.batch_size = loader, loader.dataset, loader.batch_size
+        self.steps = min(steps, len(loader))
+        self.samples_per_epoch = min(self.steps * loader.batch_size * world_size, len(loader.dataset))
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.loader), self.steps)
 
 
 class RankShare(utils.IterableDataset):
@@ -285,8 +304,12 @@ def example_batch(splits: DataSplits, count: int = 2) -> tuple[Any, Any]:
 
 def example_inputs(splits: DataSplits, count: int = 8) -> tuple[Any, list[set[int]]]:
     """The example batch's inputs, and for each input tensor the dimensions (the batch's being 0) whose size differs
-    among the first `count` samples: what a logged model's signature lets vary beside the batch."""
+    among the first `count` samples, each collated alone as the run collates batches: what a logged model's signature
+    lets vary beside the batch (a sequence's length, where a collate_fn pads to the longest)."""
     name, split = ("test", splits.test) if splits.test is not None else ("validation", splits.val)
-    shapes = [[leaf.shape for leaf in leaves(split_target(sample, splits.target_key)[0])] for sample in first_samples(split, count)]
-    varying = [{dim + 1 for dim in range(len(sizes[0])) if len({size[dim] for size in sizes if len(size) > dim}) > 1} for sizes in zip(*shapes)]
+    users = splits.loaders.get(name)
+    collate = users.collate_fn if users is not None else utils.default_collate
+    alone = [split_target(collate([sample]), splits.target_key)[0] for sample in first_samples(split, count)]
+    shapes = [[leaf.shape for leaf in leaves(inputs)] for inputs in alone]
+    varying = [{dim for dim in range(1, len(sizes[0])) if len({size[dim] for size in sizes if len(size) > dim}) > 1} for sizes in zip(*shapes)]
     return example_batch(splits)[0], varying

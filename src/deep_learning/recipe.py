@@ -29,7 +29,7 @@ from deep_learning.data import DataSpec, DataSplits, load_splits
 from deep_learning.errors import ConfigError, first_line
 from deep_learning.model import build_model
 from deep_learning.optimization import build_optimizer
-from deep_learning.tabular import Standardized
+from deep_learning.tabular import Standardized, StandardizedMSE
 from deep_learning.tasks import Task, check_metric_names, check_output, infer_task, output_width, task_named
 
 
@@ -84,13 +84,14 @@ def recipe_from_config(config: TrainConfig, data_root: str | Path | None = None,
         model_name=short_name(config.model),
         metric_names=config.metric_names,
         task=config.task,
+        loss_fn=StandardizedMSE(data.spec.features["target_std"]) if data.spec.features and "target_std" in data.spec.features else None,
     )
 
 
 def model_for(config: TrainConfig, spec: DataSpec) -> nn.Module:
     """The model a config names, sized from the data's spec; a csv run's takes the raw features and standardises them."""
     model = build_model(config.model, spec.input_shape, _outputs(config.task, spec), input_dtype=spec.input_dtype, **config.model_arguments)
-    return Standardized(model, spec.features["mean"], spec.features["std"]) if spec.features else model
+    return Standardized(model, spec.features) if spec.features else model
 
 
 def _outputs(task: str, spec: DataSpec) -> int:
@@ -118,6 +119,8 @@ def settle(config: TrainConfig, recipe: Recipe, model: nn.Module, example: tuple
     spec = settled_spec(recipe.data.spec, task, scores)
     check_output(task, scores, target, spec.num_classes, recipe.model_name)
     loss_fn = recipe.loss_fn if recipe.loss_fn is not None else task.default_loss()
+    if recipe.loss_fn is None and not isinstance(output, Tensor):
+        loss_fn = OfPredictions(loss_fn)  # the task's loss, of an output object's logits
     _check_loss(loss_fn, output, target, recipe.model_name)
     width = output_width(task, scores)
     if recipe.user_metrics is not None:
@@ -155,6 +158,17 @@ def _check_loss(loss_fn: LossFn, output: Any, target: Tensor, model_name: str) -
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ConfigError(f"The loss gives {shape}, not a scalar tensor: reduce it (its mean over the batch) in loss_fn.")
+
+
+class OfPredictions(nn.Module):
+    """A loss of a model's predictions (an output object's `logits`), where the model returns more than a tensor."""
+
+    def __init__(self, loss_fn: nn.Module) -> None:
+        super().__init__()
+        self.loss_fn = loss_fn
+
+    def forward(self, output: Any, target: Tensor) -> Tensor:
+        return self.loss_fn(predictions(output), target)
 
 
 def settled_spec(spec: DataSpec, task: Task, scores: Tensor) -> DataSpec:

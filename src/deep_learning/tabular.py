@@ -5,7 +5,8 @@ outputs). Rows are split at random by `--split-seed` into training, validation a
 
 The features are standardised with the training split's mean and standard deviation inside the model (`Standardized`),
 so the logged model, `predict` and `mlflow models serve` all take the raw columns; the statistics are also in the run's
-`data_spec.json`.
+`data_spec.json`. A regression's targets are standardised the same way: the model gives its outputs back in the targets'
+units, its metrics (mse, mae, r2) are in those units, and its loss is the mean squared error of standardised targets.
 """
 
 from __future__ import annotations
@@ -142,25 +143,48 @@ def csv_splits(dataset: str, target: str, task: str, val_fraction: float, split_
         raise DataError(f"{path} has {len(features)} rows: too few to hold out {held_out} for validation and {held_out} for test")
     parts = [order[: len(order) - 2 * held_out], order[len(order) - 2 * held_out: len(order) - held_out], order[len(order) - held_out:]]
     train, val, test = (utils.TensorDataset(features[part], targets[part]) for part in parts)
-    mean, std = features[parts[0]].mean(dim=0), features[parts[0]].std(dim=0, correction=0)
-    statistics = {
-        "names": table.feature_names, "mean": mean.tolist(), "std": torch.where(std > 0, std, torch.ones_like(std)).tolist(),
-        "target_names": table.target_names,
-    }
+    statistics = {"names": table.feature_names, **_statistics(features[parts[0]]), "target_names": table.target_names}
+    if regression:
+        target_statistics = _statistics(targets[parts[0]])
+        statistics |= {"target_mean": target_statistics["mean"], "target_std": target_statistics["std"]}
     return CsvSplits(train, val, test, classes, statistics, "regression" if regression else "classification")
 
 
-class Standardized(nn.Module):
-    """A model of standardised features that takes the raw ones: (features - mean) / std, then the model."""
+def _statistics(columns: Tensor) -> dict[str, list[float]]:
+    """Each column's mean and standard deviation (1 where a column is constant)."""
+    std = columns.std(dim=0, correction=0)
+    return {"mean": columns.mean(dim=0).tolist(), "std": torch.where(std > 0, std, torch.ones_like(std)).tolist()}
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
+
+class Standardized(nn.Module):
+    """A model of standardised features that takes the raw ones, (features - mean) / std; for a regression, its outputs
+    are standardised targets, given back in the targets' own units: output * target_std + target_mean."""
+
+    def __init__(self, model: nn.Module, statistics: dict[str, Any]) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        self.register_buffer("mean", torch.tensor(statistics["mean"], dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(statistics["std"], dtype=torch.float32))
+        self.regression = "target_mean" in statistics
+        if self.regression:
+            self.register_buffer("target_mean", torch.tensor(statistics["target_mean"], dtype=torch.float32))
+            self.register_buffer("target_std", torch.tensor(statistics["target_std"], dtype=torch.float32))
 
     def forward(self, features: Tensor) -> Any:
-        return self.model((features - self.mean) / self.std)
+        output = self.model((features - self.mean) / self.std)
+        return output * self.target_std + self.target_mean if self.regression else output
+
+
+class StandardizedMSE(nn.Module):
+    """The mean squared error of standardised targets: a regression's loss in the targets' own units divided by each
+    target's variance, so that one learning rate suits targets of any scale (the metrics stay in the targets' units)."""
+
+    def __init__(self, target_std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("target_std", torch.tensor(target_std, dtype=torch.float32))
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        return ((output - target.to(output.dtype)) / self.target_std).pow(2).mean()
 
 
 def read_rows(path: Path, features: dict[str, Any]) -> tuple[list[str], Tensor]:

@@ -94,6 +94,30 @@ def metric_updates_table(results: dict[str, Any]) -> str:
     )
 
 
+def tasks_table(results: dict[str, Any]) -> str:
+    """The regression and the language model: each data path's median epoch, and the tensor path's speed-up over the DataLoader."""
+    rows = results["tasks"]["epochs"]
+    dataloader = {(row["device"], row["loop"]): row["epoch_seconds"] for row in rows if row["loader"] == "dataloader"}
+    return _table(
+        ["device", "task", "training samples", "batch", "data path", "median epoch (s)", "speed-up over the DataLoader"],
+        [
+            [
+                row["device"], row["loop"], f"{row['train_samples']:,}", str(row["batch_size"]), row["loader"], f"{row['median_epoch_seconds']:.3f}",
+                format_value(paired_ratio(dataloader[row["device"], row["loop"]], row["epoch_seconds"]), "x"),
+            ]
+            for row in rows
+        ],
+    )
+
+
+def batch_handling_table(results: dict[str, Any]) -> str:
+    """What a batch's handling costs: the loop's (any inputs, moved recursively) against the tuple path's direct calls."""
+    return _table(
+        ["device", "batch handling", "forward and loss of a batch of 64 (µs)"],
+        [[row["device"], row["path"], f"{row['microseconds_per_batch']:.1f}"] for row in results["tasks"]["batch_handling"]],
+    )
+
+
 def targets_table(results: dict[str, Any]) -> str:
     """Each target: what was measured, its value, the goal, PASS or MISS and by how much."""
     return _table(
@@ -209,6 +233,13 @@ def markdown(results: dict[str, Any]) -> str:
         "then the cost of updating a pass's metrics per batch of 64, accuracy alone and four metrics.",
         models_table(results),
         metric_updates_table(results),
+        "## Other tasks",
+        "A regression (scikit-learn's diabetes data as `--dataset csv:`, the built-in MLP) and a character-level language model "
+        "(`--dataset text:` of this package's source, the built-in causal transformer, block 64) in our untracked loop, on the "
+        "tensor path and through a plain DataLoader of the same batches, interleaved as above. Then the cost of the loop's batch "
+        "handling (inputs of any form, moved recursively; any loss) against the tuple path it replaced, on the chapter's MLP.",
+        tasks_table(results),
+        batch_handling_table(results),
         "## Host reads",
         "Every read of device data back to the host, counted from the operations on any device (on CUDA each one "
         "is a sync that stalls the kernel queue), over passes of 4 and 8 batches of 64; what grows between them is per batch.",

@@ -27,6 +27,7 @@ from deep_learning.benchmarks.mlflow_costs import measure_mlflow_costs, scratch_
 from deep_learning.benchmarks.studies import measure_studies
 from deep_learning.benchmarks.models import MODEL, cnn_contestants, cnn_splits, metric_update_costs
 from deep_learning.benchmarks.syncs import cuda_syncs, host_reads
+from deep_learning.benchmarks.tasks import measure_tasks
 from deep_learning.benchmarks.targets import judge
 from deep_learning.config import TrainConfig
 from deep_learning.data import DataSplits, load_splits
@@ -94,7 +95,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         descriptions = {str(device): describe_device(device) for device in devices}
         progress(f"SGEMM rate on {', '.join(descriptions)}")
         sgemm = {str(device): sgemm_gflops(device) for device in devices}
-        epochs, option_rows, cnn_rows, metric_rows, reads, epoch_syncs = [], [], [], [], [], {}
+        epochs, option_rows, cnn_rows, metric_rows, task_rows, reads, epoch_syncs = [], [], [], [], [], [], {}
         params = {"quick": options.quick, "repeats": repeats, "train_samples": len(splits.train), "torch_threads": threads["intra_op"]}
         with tracking.tracked_run("benchmark", params, device_tags(host)) as run:
             for device in devices:
@@ -112,6 +113,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
                 race(cnn_lineup, repeats, progress)
                 cnn_rows += [contestant.summary(cnn_flops_per_epoch) | {"model": MODEL} for contestant in cnn_lineup]
                 metric_rows += metric_update_costs(device)
+                task_rows.append(measure_tasks(device, splits, options.quick, repeats, progress))
                 progress(f"Host reads per pass on {device}")
                 reads += host_reads(device, make_loaders(TrainConfig(), splits, device)[0])
                 if device.type == "cuda":
@@ -151,6 +153,10 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         "epochs": epochs,
         "options": option_rows,
         "models": {"train_samples": len(cnn_data.train), "epochs": cnn_rows, "metric_updates": metric_rows},
+        "tasks": {
+            "epochs": [row for rows in task_rows for row in rows["epochs"]],
+            "batch_handling": [row for rows in task_rows for row in rows["batch_handling"]],
+        },
         "host_reads": reads,
         "cuda_epoch_syncs": epoch_syncs,
         "mlflow": mlflow_costs,

@@ -114,6 +114,7 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
         for device, syncs in results["cuda_epoch_syncs"].items()
     ]
     verdicts += [verdict for study in results["studies"] for verdict in _study_verdicts(study)]
+    verdicts += _batch_handling_verdicts(results)
     costs = results["mlflow"]
     verdicts += [
         Verdict("run_fixed_seconds", "host", "fixed cost of a run (first in a fresh process, existing sqlite store)",
@@ -139,6 +140,21 @@ def _study_verdicts(study: dict[str, Any]) -> list[Verdict]:
         Verdict("vectorized_seeds_over_one_run", study["device"], f"{study['seeds']} seeds with --vectorize / one run "
                 f"({study['epochs']} epoch(s) on {study['train_samples']:,} samples)", study["vectorized_over_one_run"], 3.0, False, "x"),
     ]
+
+
+def _batch_handling_verdicts(results: dict[str, Any]) -> list[Verdict]:
+    """The loop's handling of batches of any form costs, per batch, within noise of the chapter's run: at most 2% of its step."""
+    verdicts = []
+    for device in results["settings"]["devices"]:
+        costs = {row["path"]: row["microseconds_per_batch"] for row in results["tasks"]["batch_handling"] if row["device"] == device}
+        epoch = _epoch(results["epochs"], device, "tensor", 64, "untracked")
+        step_microseconds = 1e6 * epoch["median_epoch_seconds"] / (results["settings"]["train_samples"] / 64)
+        verdicts.append(Verdict(
+            "batch_handling_share_batch_64", device, "extra time the loop's batch handling (any inputs, moved recursively) takes per "
+            "batch over the tuple path's, as a share of a training step of the chapter's run (untracked, tensor path, batch 64)",
+            100 * (costs["batches as made"] - costs["tuple path"]) / step_microseconds, 2.0, False, "%",
+        ))
+    return verdicts
 
 
 def _host_read_verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
