@@ -189,3 +189,23 @@ def test_a_model_whose_output_does_not_fit_the_task_is_one_line(store, tmp_path)
     result = invoke("train", "--dataset", f"csv:{path}", "--target", "progression", "--task", "regression", "--model", "user_models:three_outputs", "--device", "cpu")
     assert_one_line_error(result, "outputs (2, 3) for a batch of 2, not (2, 1): a regression's output must have the target's shape")
     assert not MlflowClient(store).search_runs(["0"])
+
+
+def test_a_csv_regression_sweep_trains_its_seeds_together_and_rolls_up_its_metrics(diabetes_csv, module_store):
+    result = invoke(
+        "sweep", "--dataset", f"csv:{diabetes_csv}", "--target", "progression", "--task", "regression", "--grid", "lr=0.02,0.05",
+        "--seeds", "2", "--vectorize", "--epochs", "2", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    parent_id = result.stdout.strip().splitlines()[-1].split()[1]
+    client = MlflowClient(module_store)
+    children = client.search_runs(["0"], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    assert len(children) == 4 and all(child.info.status == "FINISHED" and child.data.tags["deep_learning.vectorized"] == "2" for child in children)
+    parent = client.get_run(parent_id).data.metrics
+    for group in ("lr_0.02 cpu", "lr_0.05 cpu"):
+        assert {f"{group}/val_mae_mean", f"{group}/test_r2_std", f"{group}/val_loss_n"} <= set(parent), group
+    one_per_lr = {child.data.params["lr"]: child.info.run_id for child in children}
+    comparison = invoke("compare", *one_per_lr.values(), "--format", "csv")
+    assert comparison.exit_code == 0, comparison.output
+    rows = {line.split(",")[0] for line in comparison.stdout.splitlines()}
+    assert {"test_mae", "test_mse", "test_r2", "val_mae", "params.lr"} <= rows

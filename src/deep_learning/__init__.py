@@ -1,6 +1,7 @@
 """deep_learning: the PyTorch training template of chapter 2.7, reproducible and tracked in MLflow.
 
-The chapter's API is importable from here, and `fit` for a user's own model, data and metrics. Submodules load on first use, so that the CLI
+The chapter's API is importable from here, and `fit` for a user's own model, data, task and metrics
+(`ModelLoss` for a model that computes its own loss). Submodules load on first use, so that the CLI
 answers `--help` without importing torch.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS = {
     "set_seed": "deep_learning.reproducibility",
@@ -23,6 +24,7 @@ _EXPORTS = {
     "run_experiment": "deep_learning.experiment",
     "fit": "deep_learning.fitting",
     "Recipe": "deep_learning.recipe",
+    "ModelLoss": "deep_learning.batches",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
