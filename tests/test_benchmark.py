@@ -114,7 +114,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
         "tracked_over_untracked_batch_64", "tracked_over_untracked_batch_1024", "mlflow_share_batch_64", "mlflow_share_batch_1024",
         "run_fixed_seconds", "log_model_first_seconds", "log_model_second_seconds", "system_metrics_cpu_share", "help_seconds",
         "host_reads_per_batch_train", "host_reads_per_pass_train", "host_reads_per_batch_evaluate", "host_reads_per_pass_evaluate",
-        "study_extra_child_seconds", "vectorized_seeds_over_one_run",
+        "study_extra_child_seconds", "vectorized_seeds_over_one_run", "batch_handling_share_batch_64",
     }
     assert targets["host_reads_per_batch_train"]["passed"] and targets["host_reads_per_pass_train"]["passed"]
     assert {(row["loop"], row["pass"]) for row in results["host_reads"]} == {
@@ -122,6 +122,14 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     }
     assert all(target["verdict"].startswith(("PASS by", "MISS by")) for target in targets.values())
     assert judge(results) and results["targets"] == [verdict.as_dict() for verdict in judge(results)]
+
+    tasks = results["tasks"]
+    assert {(row["loop"], row["loader"]) for row in tasks["epochs"]} == {
+        (task, loader) for task in ("regression", "language model") for loader in ("dataloader", "tensor")
+    }
+    assert all(row["median_epoch_seconds"] > 0 and row["train_samples"] > 0 for row in tasks["epochs"])
+    assert [row["path"] for row in tasks["batch_handling"]] == ["tuple path", "batches as made"]
+    assert all(row["microseconds_per_batch"] > 0 for row in tasks["batch_handling"])
 
     [study] = results["studies"]
     assert study["device"] == "cpu" and study["seeds"] == 3 and study["extra_child_seconds"] > 0
@@ -133,6 +141,7 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     assert "| cpu | tensor | 1024 | tracked |" in markdown
     assert "| speedup_batch_64 | cpu |" in markdown and "benchmark.json" in result.output
     assert "| cpu | ours | train | 0 | 1 |" in markdown and "| cpu | 1024 | compile-amp-bf16 |" in markdown
+    assert "| cpu | regression | 354 | 32 | tensor |" in markdown and "| cpu | batches as made |" in markdown
 
 
 def test_the_benchmark_leaves_the_users_mlflow_alone(quick_run):
@@ -162,6 +171,7 @@ def test_accelerator_results_are_judged_with_the_gpu_targets(quick_run):
         "options": results["options"] + on_gpu(results["options"]) + [graphs],
         "host_reads": results["host_reads"] + on_gpu(results["host_reads"], cuda_syncs={"per_batch": 0.0, "per_pass": 1.0}),
         "cuda_epoch_syncs": {gpu: {"chapter": 1722, "untracked": 3}},
+        "tasks": {key: rows + on_gpu(rows) for key, rows in results["tasks"].items()},
     }
     verdicts = {(verdict.name, verdict.device): verdict for verdict in judge(results)}
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -23,15 +21,10 @@ import fit_script
 from conftest import BIN, subprocess_env
 from deep_learning.errors import ConfigError, DataError
 from readback import logged_state_dict_bytes, only_run, tracking_uri
+from scripts import run_script, terminate_after_first_epoch
 
 SCRIPT = Path(fit_script.__file__)
 LEARNED = ("train_loss", "train_accuracy", "train_f1", "val_loss", "val_accuracy", "val_f1")
-
-
-def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=subprocess_env())
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def histories(client: MlflowClient, run_id: str, keys=LEARNED + ("test_loss", "test_accuracy", "test_f1")) -> dict[str, list[tuple[int, float]]]:
@@ -41,10 +34,7 @@ def histories(client: MlflowClient, run_id: str, keys=LEARNED + ("test_loss", "t
 @pytest.fixture(scope="module")
 def fitted(module_store, tmp_path_factory):
     """One uninterrupted run of the user's script, as a separate process (as a user runs it)."""
-    folder = tmp_path_factory.mktemp("fit")
-    result = run_script(cwd=folder)
-    run_id = result.stdout.strip().splitlines()[-1].split()[-1]
-    return MlflowClient(module_store).get_run(run_id)
+    return MlflowClient(module_store).get_run(run_script(SCRIPT, cwd=tmp_path_factory.mktemp("fit")))
 
 
 def test_every_metric_is_logged_per_epoch_and_at_the_end(fitted, module_store):
@@ -86,18 +76,12 @@ def test_the_logged_model_reproduces_the_test_accuracy_through_pyfunc(fitted, mo
 
 
 def test_killed_after_an_epoch_and_resumed_ends_as_the_uninterrupted_run(fitted, module_store, tmp_path):
-    process = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
-    for line in process.stdout:
-        if line.startswith("Epoch [1/3]"):
-            process.send_signal(signal.SIGTERM)
-            break
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode != 0
+    terminate_after_first_epoch(SCRIPT, tmp_path)
     client = MlflowClient(module_store)
     [killed] = client.search_runs(["0"], "attributes.status = 'KILLED'")
     run_id = killed.info.run_id
 
-    run_script(run_id, cwd=tmp_path)
+    run_script(SCRIPT, run_id, cwd=tmp_path)
     assert client.get_run(run_id).info.status == "FINISHED"
     assert histories(client, run_id) == histories(client, fitted.info.run_id)
     assert logged_state_dict_bytes(client, run_id) == logged_state_dict_bytes(client, fitted.info.run_id)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,20 +17,15 @@ from sklearn.datasets import load_diabetes
 
 import regression_script
 from commands import assert_one_line_error, invoke, train_run
-from conftest import model_server, subprocess_env
+from conftest import model_server
 from deep_learning.config import TrainConfig
 from deep_learning.data import load_splits
 from readback import assert_valid_png, logged_state_dict_bytes, tracking_uri
+from scripts import run_script, terminate_after_first_epoch
 
 SCRIPT = Path(regression_script.__file__)
 KEYS = ("train_loss", "train_mae", "val_loss", "val_mae", "test_loss", "test_mae")
 CSV_OPTIONS = ("--target", "progression", "--task", "regression", "--epochs", "4", "--batch-size", "32", "--device", "cpu")
-
-
-def run_script(*args: str, cwd: Path) -> str:
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=subprocess_env())
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1].split()[-1]
 
 
 def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -43,7 +35,7 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, fl
 @pytest.fixture(scope="module")
 def fitted(module_store, tmp_path_factory):
     """One uninterrupted run of the user's script, as a separate process."""
-    return MlflowClient(module_store).get_run(run_script(cwd=tmp_path_factory.mktemp("fit")))
+    return MlflowClient(module_store).get_run(run_script(SCRIPT, cwd=tmp_path_factory.mktemp("fit")))
 
 
 def test_fit_learns_the_diabetes_data_and_logs_every_epoch(fitted, module_store):
@@ -67,16 +59,10 @@ def test_the_logged_model_reproduces_the_test_mae_through_pyfunc(fitted, module_
 
 
 def test_killed_after_an_epoch_and_resumed_it_ends_as_the_uninterrupted_run(fitted, module_store, tmp_path):
-    process = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
-    for line in process.stdout:
-        if line.startswith("Epoch [1/3]"):
-            process.send_signal(signal.SIGTERM)
-            break
-    process.communicate(timeout=300)
-    assert process.returncode != 0
+    terminate_after_first_epoch(SCRIPT, tmp_path)
     client = MlflowClient(module_store)
     [killed] = client.search_runs(["0"], "attributes.status = 'KILLED'")
-    run_script(killed.info.run_id, cwd=tmp_path)
+    run_script(SCRIPT, killed.info.run_id, cwd=tmp_path)
     assert client.get_run(killed.info.run_id).info.status == "FINISHED"
     assert histories(client, killed.info.run_id) == histories(client, fitted.info.run_id)
     assert logged_state_dict_bytes(client, killed.info.run_id) == logged_state_dict_bytes(client, fitted.info.run_id)

@@ -12,13 +12,9 @@ from torchmetrics.utilities import dim_zero_cat
 from deep_learning.errors import ConfigError
 
 
-class Accuracy(Metric):
-    """The fraction of samples whose highest logit is their label: `MulticlassAccuracy(average="micro")`'s value.
-
-    Its update is four kernels (argmax, compare, sum, add) and no argument checks, where the general
-    metric runs its stat-scores machinery: 17 µs a batch in Python against 42 µs on a CPU, and fewer
-    launches on a GPU. Counts are summed across processes under torchrun like any torchmetrics state.
-    """
+class Fraction(Metric):
+    """A fraction counted over a pass: the samples (or positions) an update finds right over those it counts, summed
+    across processes under torchrun like any torchmetrics state; 0 before any is counted."""
 
     is_differentiable = False
     higher_is_better = True
@@ -32,44 +28,40 @@ class Accuracy(Metric):
         self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
+    def compute(self) -> Tensor:
+        """Right over counted, in float32 as torchmetrics divides (0 before any sample)."""
+        return self.correct.float() / self.total.clamp(min=1).float()
+
+
+class Accuracy(Fraction):
+    """The fraction of samples whose highest logit is their label: `MulticlassAccuracy(average="micro")`'s value.
+
+    Its update is four kernels (argmax, compare, sum, add) and no argument checks, where the general
+    metric runs its stat-scores machinery: 17 µs a batch in Python against 42 µs on a CPU, and fewer
+    launches on a GPU.
+    """
+
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count a batch: `logits` of shape (N, classes), `target` class indices of shape (N,)."""
         self.correct += (logits.argmax(dim=1) == target).sum()
         self.total += target.numel()
 
-    def compute(self) -> Tensor:
-        """Correct over seen, in float32 as torchmetrics divides (0 before any sample)."""
-        return self.correct.float() / self.total.clamp(min=1).float()
 
-
-class TopKAccuracy(Metric):
+class TopKAccuracy(Fraction):
     """The fraction of samples whose label is among their `k` highest logits: `MulticlassAccuracy(top_k=k, average="micro")`'s value.
 
     torchmetrics one-hot encodes the targets for top-k, and on the CPU `one_hot` reads the smallest
     and largest label back to check them, twice a batch; a comparison with the top-k indices reads nothing.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    correct: Tensor
-    total: Tensor
-
     def __init__(self, k: int) -> None:
         super().__init__()
         self.k = k
-        self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Count a batch: `logits` of shape (N, classes), `target` class indices of shape (N,)."""
         self.correct += (logits.topk(self.k, dim=1).indices == target.unsqueeze(1)).any(dim=1).sum()
         self.total += target.numel()
-
-    def compute(self) -> Tensor:
-        """Hits over seen, in float32 (0 before any sample)."""
-        return self.correct.float() / self.total.clamp(min=1).float()
 
 
 class MacroScore(Metric):

@@ -10,29 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from deep_learning.metrics import Fraction
+
 IGNORE_INDEX = -100  # positions of a sequence target that no loss or metric counts (torch's cross_entropy default)
 
 
-class _Counted(Metric):
-    """A fraction counted over a pass: hits over seen, summed across processes under torchrun."""
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    hits: Tensor
-    seen: Tensor
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("hits", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("seen", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-
-    def compute(self) -> Tensor:
-        return self.hits.float() / self.seen.clamp(min=1).float()
-
-
-class ExactMatch(_Counted):
+class ExactMatch(Fraction):
     """Multi-label exact match: the fraction of samples whose every label is right (`MultilabelExactMatch`'s value).
 
     Takes logits (N, labels) against 0/1 targets; a label is predicted where its sigmoid is above 0.5.
@@ -40,8 +23,8 @@ class ExactMatch(_Counted):
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         right = (logits.sigmoid() > 0.5) == target.bool()
-        self.hits += right.flatten(1).all(dim=1).sum()
-        self.seen += target.shape[0]
+        self.correct += right.flatten(1).all(dim=1).sum()
+        self.total += target.shape[0]
 
 
 class MultilabelScore(Metric):
@@ -174,11 +157,11 @@ class Perplexity(_Sums):
         return torch.exp(self.total / self.count.clamp(min=1)).float()
 
 
-class TokenAccuracy(_Counted):
+class TokenAccuracy(Fraction):
     """The fraction of counted positions whose highest logit is their target (`MulticlassAccuracy(average="micro",
     ignore_index=-100)` over every position): logits (N, L, V) against targets (N, L)."""
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         counted = target != IGNORE_INDEX
-        self.hits += ((logits.argmax(dim=-1) == target) & counted).sum()
-        self.seen += counted.sum()
+        self.correct += ((logits.argmax(dim=-1) == target) & counted).sum()
+        self.total += counted.sum()
