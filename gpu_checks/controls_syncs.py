@@ -15,7 +15,8 @@ import torch.nn as nn
 from deep_learning.benchmarks.syncs import cuda_syncs
 from deep_learning.config import TrainConfig
 from deep_learning.controls import stepper_for
-from deep_learning.data import load_splits, make_loaders
+from deep_learning.data import load_splits
+from deep_learning.loaders import make_loaders
 from deep_learning.metrics import accuracy_metric
 from deep_learning.model import build_model
 from deep_learning.optimization import build_optimizer, build_schedule, lr_scheduler

@@ -29,8 +29,8 @@ from deep_learning.data import (
     load_dataset,
     load_splits,
     raw_folder,
-    split_digest,
 )
+from deep_learning.digests import split_digest
 from deep_learning.errors import ConfigError, DataError
 from deep_learning.loaders import make_loaders
 from deep_learning.metrics import accuracy_metric

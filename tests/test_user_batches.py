@@ -20,7 +20,7 @@ from conftest import BIN, CHAPTER, subprocess_env
 from deep_learning.batches import ModelLoss
 from deep_learning.data import as_tensors, load_dataset
 from deep_learning.distributed import Cluster
-from deep_learning.errors import DataError
+from deep_learning.errors import ConfigError, DataError
 from deep_learning.loaders import RankShare
 from readback import only_run, tracking_uri
 
@@ -201,6 +201,17 @@ def test_a_stream_reads_on_across_epochs_and_resumes_exactly(store, data_root):
     resumed = _fit_stream(stream, val, resume=killed.info.run_id)
     assert [epoch.train_loss for epoch in resumed.history] == [epoch.train_loss for epoch in uninterrupted.history]
     assert client.get_run(killed.info.run_id).info.status == "FINISHED"
+
+
+def test_a_stream_without_steps_per_epoch_trains_one_pass_an_epoch(store, data_root):
+    images, labels = _mnist(data_root, 700)
+    result = deep_learning.fit(
+        nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), InterruptedStream(images[:600], labels[:600]), utils.TensorDataset(images[600:], labels[600:]),
+        epochs=2, batch_size=64, device="cpu",
+    )
+    assert [epoch.num_train_samples for epoch in result.history] == [600, 600]  # counted as the pass went: a stream has no length
+    with pytest.raises(ConfigError, match="--lr-schedule cosine \\(and warm-up\\) needs epochs of known length: give steps_per_epoch for a stream"):
+        deep_learning.fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), InterruptedStream(images[:600], labels[:600]), utils.TensorDataset(images[600:], labels[600:]), lr_schedule="cosine", device="cpu")
 
 
 def test_a_stream_is_dealt_between_ranks_by_position():

@@ -9,6 +9,7 @@ through `ModelLoss`, the one hook the loop knows besides a plain `loss_fn(output
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +19,15 @@ from torch.utils._pytree import tree_map
 
 Inputs = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
 LossFn = Callable[[Any, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ExampleInputs:
+    """A batch's inputs that a logged model is shown with, and for each input tensor the dimensions (the batch's being 0)
+    whose size the data varies."""
+
+    inputs: Any
+    varying_dims: Sequence[set[int]] = ()
 
 
 def to_device(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
@@ -63,6 +73,14 @@ def num_samples(target: Any) -> int:
     if isinstance(target, Tensor):
         return target.shape[0] if target.ndim else 1
     return len(target)
+
+
+def batches_per_pass(loader: Any) -> int:
+    """How many batches a pass of `loader` gives; 0 where it cannot say (a stream, an iterable without a length)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return 0
 
 
 def leaves(value: Any) -> list[Tensor]:

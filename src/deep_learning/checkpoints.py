@@ -20,8 +20,8 @@ from deep_learning.training import EpochResult
 
 FORMAT = 1
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
-# Where a run is, not what it computes: these may differ when a run is resumed.
-RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints", "keep_best", "register_model", "log_every_n_steps", "profile"}
+# Where a run is, not what it computes: these may differ when a run is resumed (both data paths give the same batches).
+RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints", "keep_best", "register_model", "log_every_n_steps", "profile", "loader"}
 
 
 def checkpoint_name(epoch: int) -> str:

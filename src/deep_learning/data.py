@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import numbers
 import os
 import shutil
@@ -16,14 +15,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.utils.data as utils
 import torchvision.datasets as datasets
 import torchvision.transforms.v2 as v2
 from PIL import Image
 from torch import Tensor
-from torch.utils._pytree import tree_flatten
 from torchvision.datasets.utils import calculate_md5
 
 from deep_learning.config import CLASSIFICATION, IMAGE_FOLDER, SEQUENCE, TrainConfig
@@ -520,11 +517,6 @@ def stored_tensors(dataset: Any) -> tuple[Tensor, Tensor] | None:
     return inputs, targets.to(torch.int64) if integral else targets
 
 
-def is_tensor_backed(dataset: Any) -> bool:
-    """True for a split whose inputs and targets are stored as tensors (MNIST's, a TensorDataset's), so batching it copies no sample."""
-    return stored_tensors(dataset) is not None
-
-
 def as_tensors(dataset: Any) -> tuple[Tensor, Tensor]:
     """A split as one inputs tensor and its targets, equal to its samples stacked.
 
@@ -552,40 +544,6 @@ def _stacked(dataset: Any) -> tuple[Tensor, Tensor]:
             raise DataError(f"sample {index} has shape {tuple(sample.shape)} but sample 0 {tuple(first.shape)}: samples must share one shape")
         inputs[index], labels[index] = sample, int(label)
     return inputs, labels
-
-
-DIGEST_SAMPLES = 16  # a split's digest reads at most this many samples where it is not stored as tensors
-
-
-def split_digest(dataset: Any, tensors: tuple[Tensor, Tensor] | None = None) -> str:
-    """A short digest of a split's content.
-
-    Of its stored tensors where it has them (MNIST's uint8 images, a TensorDataset's), else of `tensors` when the
-    caller already decoded them; else, as MLflow's own dataset digests do, of a bounded sample: its first
-    DIGEST_SAMPLES samples (their structure and tensors) and its length, so no split is read whole for its digest.
-    """
-    stored = stored_tensors(dataset) or tensors
-    if stored is None:
-        return _sample_digest(dataset)
-    inputs, labels = stored
-    digest = hashlib.md5(_as_bytes(inputs))
-    digest.update(_as_bytes(labels))
-    return digest.hexdigest()[:12]
-
-
-def _sample_digest(dataset: Any) -> str:
-    digest = hashlib.md5(f"{type(dataset).__name__} {len(dataset) if not is_stream(dataset) else 'stream'}".encode())
-    for sample in first_samples(dataset, DIGEST_SAMPLES):
-        values, structure = tree_flatten(sample)
-        digest.update(str(structure).encode())
-        for value in values:
-            digest.update(_as_bytes(value) if isinstance(value, Tensor) else repr(value).encode())
-    return digest.hexdigest()[:12]
-
-
-def _as_bytes(tensor: Tensor) -> np.ndarray:
-    """A tensor's bytes, without a copy where it is contiguous on the host; through uint8, as numpy has no bfloat16."""
-    return tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy()
 
 
 def dataset_source(dataset: str) -> str:

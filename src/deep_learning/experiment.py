@@ -27,8 +27,9 @@ from deep_learning.checkpoints import (
 )
 from deep_learning.config import CLASSIFICATION, REGRESSION, TrainConfig, settings_apart
 from deep_learning.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
-from deep_learning.batches import to_device
-from deep_learning.data import split_digest, split_size
+from deep_learning.batches import batches_per_pass, to_device
+from deep_learning.data import split_size
+from deep_learning.digests import split_digest
 from deep_learning.loaders import TensorLoader, example_batch, example_inputs, loader_kind, make_loaders
 from deep_learning.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.distributed import Cluster
@@ -259,12 +260,10 @@ def assemble(
 
 def epoch_length(train_dl: Any, config: TrainConfig) -> int:
     """The batches of a training epoch: the loader's, or a stream's `steps_per_epoch`; a schedule needs a stream to have them."""
-    try:
-        return len(train_dl)
-    except TypeError:
-        if config.lr_schedule != "constant" or config.warmup_epochs:
-            raise ConfigError(f"--lr-schedule {config.lr_schedule} (and warm-up) needs epochs of known length: give steps_per_epoch for a stream.") from None
-        return 0
+    length = batches_per_pass(train_dl)
+    if not length and (config.lr_schedule != "constant" or config.warmup_epochs):
+        raise ConfigError(f"--lr-schedule {config.lr_schedule} (and warm-up) needs epochs of known length: give steps_per_epoch for a stream.")
+    return length
 
 
 def run_params(assembly: Assembly) -> dict[str, Any]:
@@ -419,9 +418,10 @@ def _epochs(
     stepper = stepper_for(config, assembly.optimizer, assembly.scaler, assembly.scheduler, len(assembly.history) * assembly.steps_per_epoch)
     stopper = Stopper(config, assembly.history, should_stop)
     # Rank 0 profiles the first epoch this process trains; the profiler stops itself after its last step.
-    profiler = StepProfiler(session.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=len(train_dl)) if config.profile and assembly.is_main else None
+    num_batches = batches_per_pass(train_dl)
+    profiler = StepProfiler(session.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=num_batches or None) if config.profile and assembly.is_main else None
     on_batch = each_batch([
-        TrainingProgress(len(train_dl), first_epoch, config.epochs) if progress else None,
+        TrainingProgress(num_batches, first_epoch, config.epochs) if progress and num_batches else None,
         StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
         profiler,
     ])

@@ -68,17 +68,12 @@ def fit(
 ) -> ExperimentResult:
     """Train `model` on `train_data`, validate on `val_data` every epoch, score `test_data`, all as one MLflow run.
 
-    `model` is a module, or any callable that builds one (a class, a function, a lambda), called after seeding with
-    `num_classes`, `num_outputs`, `input_shape` and `input_dtype` where it names them. Data are datasets of
-    `(inputs, target)` samples (inputs a tensor, a tuple or a dict of tensors; `target_key` names the target of dict
-    samples), IterableDatasets (streams), or DataLoaders (kept but for their sampler). `task` is auto (inferred from the
-    targets and the model's output), classification, multilabel, regression or sequence; it gives the default
-    `loss_fn` (any callable of output and target, or `ModelLoss()` for a model that computes its own) and `metrics`
-    (torchmetrics objects by name, a MetricCollection, one Metric, or the task's metrics by name). `optimizer` is an
-    optimizer, a factory of the parameters, or a name (sgd, adamw, adam, rmsprop, with lr, momentum, ... as options),
-    by default the chapter's SGD at lr 0.1. `params` are logged beside what fit knows. `resume=RUN_ID` continues that
-    run from its last checkpoint, given the same model code and arguments. Other options are TrainConfig's by name
-    (steps_per_epoch, amp, compile, deterministic, checkpoint_dir, keep_checkpoints, register_model, ...).
+    `model` is a module or any callable that builds one (called after seeding with `num_classes`, `input_shape`, ... where
+    it names them). Data are datasets of `(inputs, target)` samples (dicts: `target_key` names the target), streams, or
+    DataLoaders (kept but for their sampler). `task` (auto: inferred) gives the default `loss_fn` (any callable of output
+    and target, or `ModelLoss()`) and `metrics` (torchmetrics objects by name, or the task's by name). `optimizer` is an
+    optimizer, a factory of the parameters, or a name (lr, momentum, ... as options). `resume=RUN_ID` continues that run.
+    Other options are TrainConfig's by name (steps_per_epoch, amp, compile, checkpoint_dir, ...); see the README.
     """
     data = user_splits(train_data, val_data, test_data, class_names, target_key, num_classes)
     metric_names, user_metrics = _metrics(metrics)

@@ -18,7 +18,7 @@ import torch
 import torch.utils.data as utils
 from torch import Tensor
 
-from deep_learning.batches import TargetSplit, first_tensor, leaves, num_samples, split_target
+from deep_learning.batches import ExampleInputs, TargetSplit, first_tensor, leaves, num_samples, split_target
 from deep_learning.config import TrainConfig
 from deep_learning.data import DataSplits, as_tensors, first_samples, is_stream, stored_tensors
 from deep_learning.distributed import Cluster, ShuffledShards, evaluation_shard
@@ -302,7 +302,7 @@ def example_batch(splits: DataSplits, count: int = 2) -> tuple[Any, Any]:
     return split_target(collate(samples), splits.target_key)
 
 
-def example_inputs(splits: DataSplits, count: int = 8) -> tuple[Any, list[set[int]]]:
+def example_inputs(splits: DataSplits, count: int = 8) -> ExampleInputs:
     """The example batch's inputs, and for each input tensor the dimensions (the batch's being 0) whose size differs
     among the first `count` samples, each collated alone as the run collates batches: what a logged model's signature
     lets vary beside the batch (a sequence's length, where a collate_fn pads to the longest)."""
@@ -312,4 +312,4 @@ def example_inputs(splits: DataSplits, count: int = 8) -> tuple[Any, list[set[in
     alone = [split_target(collate([sample]), splits.target_key)[0] for sample in first_samples(split, count)]
     shapes = [[leaf.shape for leaf in leaves(inputs)] for inputs in alone]
     varying = [{dim for dim in range(1, len(sizes[0])) if len({size[dim] for size in sizes if len(size) > dim}) > 1} for sizes in zip(*shapes)]
-    return example_batch(splits)[0], varying
+    return ExampleInputs(example_batch(splits)[0], varying)

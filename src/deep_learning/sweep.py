@@ -77,7 +77,7 @@ def resumed_study(parent_run_id: str) -> Study:
 class SharedData:
     """The splits of each distinct data setting, loaded once for all the points that train on them."""
 
-    FIELDS = ("dataset", "val_fraction", "split_seed", "image_size", "train_subset")
+    FIELDS = ("dataset", "task", "target", "block_size", "val_fraction", "split_seed", "image_size", "train_subset")
 
     def __init__(self, data_root: str | Path | None) -> None:
         self.root = data_root

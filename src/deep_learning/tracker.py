@@ -12,10 +12,8 @@ from typing import Any
 
 import torch
 
+from deep_learning.batches import ExampleInputs
 from deep_learning.training import EpochResult
-
-# A batch's inputs (a tensor, a tuple or a dict of them), and for each input tensor the dimensions whose size the data varies.
-ExampleInputs = tuple[Any, Sequence[set[int]]]
 
 
 class Tracker:

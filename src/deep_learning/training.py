@@ -20,7 +20,7 @@ import torch.utils.data as utils
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
-from deep_learning.batches import LossFn, num_samples, output_and_loss, predictions, to_device
+from deep_learning.batches import LossFn, batches_per_pass, num_samples, output_and_loss, predictions, to_device
 from deep_learning.devices import get_default_device
 from deep_learning.optimization import Stepper
 
@@ -141,7 +141,7 @@ def train(
     metric.reset()
     stepper = stepper or Stepper(optimizer, grad_scaler=grad_scaler)
     # An iterable without a length (0): with --accumulate-batches, a last incomplete group is then not stepped.
-    stepper.start_pass(len(dataloader) if hasattr(dataloader, "__len__") else 0, device)
+    stepper.start_pass(batches_per_pass(dataloader), device)
     total_loss = loss_accumulator(device)
     num_batches = 0
     for inputs, target in dataloader:
@@ -209,7 +209,6 @@ def train_and_evaluate(
     model.to(device)
     metric.to(device)
     val_metric.to(device)
-    num_train_samples = samples_per_epoch(train_dl)
     stepper = stepper or Stepper(optimizer, grad_scaler=grad_scaler)
     history = []
     for epoch in range(start_epoch, num_epochs + 1):
@@ -241,7 +240,7 @@ def train_and_evaluate(
             val_metrics=by_name(val_score),
             train_seconds=trained - started,
             epoch_seconds=time.perf_counter() - started,
-            num_train_samples=num_train_samples,
+            num_train_samples=samples_per_epoch(train_dl),  # a stream's, counted as it went
             step_stats=stepper.epoch_stats,
         )
         history.append(result)

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from deep_learning.batches import ExampleInputs
 from deep_learning.benchmarks.commands import run_command
 from deep_learning.checkpoints import Checkpointer, checkpoints_in, epoch_of, load_checkpoint
 from deep_learning.config import TrainConfig
@@ -87,7 +88,7 @@ def measure_in_this_process() -> dict[str, float]:
         "num_val_samples": TRAIN_VAL_SPLIT[1],
         "num_parameters": count_parameters(model),
     }
-    example_batch = torch.rand(2, *IMAGE_SHAPE)
+    example = ExampleInputs(torch.rand(2, *IMAGE_SHAPE))
 
     started = time.perf_counter()
     from deep_learning import tracking
@@ -103,7 +104,7 @@ def measure_in_this_process() -> dict[str, float]:
     for _ in range(2):
         with tracking.tracked_run("log-model", params, tags) as run, tempfile.TemporaryDirectory() as folder:
             started = time.perf_counter()
-            run.log_trained_model(model, example_batch, {tracking.DEVICE_ARTIFACT: description}, Path(folder))
+            run.log_trained_model(model, example, {tracking.DEVICE_ARTIFACT: description}, Path(folder))
             log_model_seconds.append(time.perf_counter() - started)
     metrics_cpu_seconds = []
     with tracking.tracked_run("epoch-metrics", params, tags) as run:
@@ -119,7 +120,7 @@ def measure_in_this_process() -> dict[str, float]:
         sampler_cpu_seconds = _process_cpu_seconds() - cpu_before
         sampler_wall_seconds = time.perf_counter() - started
     return {
-        **_checkpoint_costs(model, example_batch, params, tags),
+        **_checkpoint_costs(model, example, params, tags),
         "import_tracking_seconds": import_seconds,
         "first_run_seconds": run_seconds[0],
         "later_run_seconds": statistics.median(run_seconds[1:]),
@@ -130,7 +131,7 @@ def measure_in_this_process() -> dict[str, float]:
     }
 
 
-def _checkpoint_costs(model: torch.nn.Module, example_batch: torch.Tensor, params: dict[str, Any], tags: dict[str, str]) -> dict[str, float]:
+def _checkpoint_costs(model: torch.nn.Module, example: ExampleInputs, params: dict[str, Any], tags: dict[str, str]) -> dict[str, float]:
     """Per epoch, the training thread's time in the checkpointer (write the checkpoint, log it, queue its LoggedModel)
     and the sender's time creating that LoggedModel; at the end, writing the files of the kept checkpoints' LoggedModels."""
     from deep_learning import tracking
@@ -152,7 +153,7 @@ def _checkpoint_costs(model: torch.nn.Module, example_batch: torch.Tensor, param
             sender_seconds.append(time.perf_counter() - queued)
         kept = {epoch_of(path): load_checkpoint(path)["model"] for path in checkpoints_in(Path(folder))}
         started = time.perf_counter()
-        run.log_checkpoint_models(model, example_batch, kept, None)
+        run.log_checkpoint_models(model, example, kept, None)
         end_seconds = time.perf_counter() - started
     return {
         "checkpoint_epoch_training_seconds": statistics.median(training_seconds[1:]),

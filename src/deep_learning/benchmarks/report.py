@@ -110,6 +110,19 @@ def tasks_table(results: dict[str, Any]) -> str:
     )
 
 
+def tasks_section(results: dict[str, Any]) -> str:
+    """The section on tasks beyond image classification: their epochs on both data paths, and the batch handling's cost."""
+    return "\n\n".join([
+        "## Other tasks",
+        "A regression (scikit-learn's diabetes data as `--dataset csv:`, the built-in MLP) and a character-level language model "
+        "(`--dataset text:` of this package's source, the built-in causal transformer, block 64) in our untracked loop, on the "
+        "tensor path and through a plain DataLoader of the same batches, interleaved as above. Then the cost of the loop's batch "
+        "handling (inputs of any form, moved recursively; any loss) against the tuple path it replaced, on the chapter's MLP.",
+        tasks_table(results),
+        batch_handling_table(results),
+    ])
+
+
 def batch_handling_table(results: dict[str, Any]) -> str:
     """What a batch's handling costs: the loop's (any inputs, moved recursively) against the tuple path's direct calls."""
     return _table(
@@ -233,13 +246,7 @@ def markdown(results: dict[str, Any]) -> str:
         "then the cost of updating a pass's metrics per batch of 64, accuracy alone and four metrics.",
         models_table(results),
         metric_updates_table(results),
-        "## Other tasks",
-        "A regression (scikit-learn's diabetes data as `--dataset csv:`, the built-in MLP) and a character-level language model "
-        "(`--dataset text:` of this package's source, the built-in causal transformer, block 64) in our untracked loop, on the "
-        "tensor path and through a plain DataLoader of the same batches, interleaved as above. Then the cost of the loop's batch "
-        "handling (inputs of any form, moved recursively; any loss) against the tuple path it replaced, on the chapter's MLP.",
-        tasks_table(results),
-        batch_handling_table(results),
+        tasks_section(results),
         "## Host reads",
         "Every read of device data back to the host, counted from the operations on any device (on CUDA each one "
         "is a sync that stalls the kernel queue), over passes of 4 and 8 batches of 64; what grows between them is per batch.",

@@ -74,7 +74,7 @@ def _epoch_of(model: nn.Module, recipe: Recipe, train_dl: Any, val_dl: Any, devi
 
 def batch_handling_costs(device: torch.device, splits: DataSplits) -> list[dict[str, Any]]:
     """Microseconds per batch of the chapter's MLP forward and loss, with the loop's batch handling (to_device, output_and_loss,
-    predictions, num_samples) and with the tuple path's direct calls it replaced; median of 5 timings of BATCH_CALLS batches."""
+    predictions, num_samples) and with the tuple path's direct calls it replaced; median of 5 interleaved timings of BATCH_CALLS batches."""
     inputs, target = next(iter(make_loaders(TrainConfig(), splits, device)[0]))
     set_seed(TrainConfig.seed)
     model, loss_fn = build_model().to(device), nn.CrossEntropyLoss()
@@ -90,20 +90,20 @@ def batch_handling_costs(device: torch.device, splits: DataSplits) -> list[dict[
         output, _ = output_and_loss(model, X, y, loss_fn)
         predictions(output).detach(), num_samples(y)
 
-    rows = []
+    paths = {"tuple path": tuple_path, "batches as made": batches_as_made}
+    timings: dict[str, list[float]] = {name: [] for name in paths}
     with torch.inference_mode():
-        for name, step in (("tuple path", tuple_path), ("batches as made", batches_as_made)):
-            step()
-            timings = []
-            for _ in range(5):
+        for step in paths.values():
+            step()  # warm-up
+        for round_number in range(5):  # the paths interleaved, every other round backwards, so neither always goes first
+            for name in (list(paths) if round_number % 2 == 0 else reversed(list(paths))):
                 synchronize(device)
                 started = time.perf_counter()
                 for _ in range(BATCH_CALLS):
-                    step()
+                    paths[name]()
                 synchronize(device)
-                timings.append((time.perf_counter() - started) / BATCH_CALLS * 1e6)
-            rows.append({"device": str(device), "path": name, "microseconds_per_batch": statistics.median(timings)})
-    return rows
+                timings[name].append((time.perf_counter() - started) / BATCH_CALLS * 1e6)
+    return [{"device": str(device), "path": name, "microseconds_per_batch": statistics.median(times)} for name, times in timings.items()]
 
 
 def measure_tasks(device: torch.device, splits: DataSplits, quick: bool, repeats: int, progress: Callable[[str], None]) -> dict[str, Any]:

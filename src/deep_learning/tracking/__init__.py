@@ -59,7 +59,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 from deep_learning.checkpoints import epoch_of
 from deep_learning.errors import InputError, TrackingError, first_line
 from deep_learning.interruption import signals_deferred
-from deep_learning.batches import to_device
+from deep_learning.batches import ExampleInputs, to_device
 from deep_learning.tracking.models import (
     BEST_MODEL_TAG,
     EPOCH_TAG,
@@ -84,7 +84,7 @@ from deep_learning.records import (
     RunRecord,
 )
 from deep_learning.tracking.stores import lost_insert_race, unreachable
-from deep_learning.tracker import ExampleInputs, Tracker
+from deep_learning.tracker import Tracker
 from deep_learning.training import EpochResult
 
 STATE_DICT_ARTIFACT = "state_dict.pt"
@@ -401,11 +401,10 @@ class TrackedRun(Tracker):
 
 def _servable(model: torch.nn.Module, example: ExampleInputs) -> tuple[torch.nn.Module, torch.nn.Module, Example]:
     """A CPU copy of the model, the module MLflow's flavour logs (the copy, or it wrapped in `Served`), and its Example."""
-    inputs, varying_dims = example
     cpu_model = copy.deepcopy(model).to("cpu").eval()
-    cpu_inputs = to_device(inputs, torch.device("cpu"))
+    cpu_inputs = to_device(example.inputs, torch.device("cpu"))
     served = served_model(cpu_model, cpu_inputs)
-    return cpu_model, served, Example.of(served, cpu_inputs, varying_dims)
+    return cpu_model, served, Example.of(served, cpu_inputs, example.varying_dims)
 
 
 def _say_how_it_takes_inputs(model_name: str, example: Example) -> str:
