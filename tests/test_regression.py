@@ -45,7 +45,7 @@ def test_fit_learns_the_diabetes_data_and_logs_every_epoch(fitted, module_store)
     assert fitted.data.params["task"] == "regression" and fitted.data.params["metrics"] == "mae"
     assert fitted.data.params["model"] == "__main__:main.<locals>.<lambda>"  # a lambda in a script: what fit can say of it
     assert fitted.data.params["model_class"] == "__main__.Regressor" and fitted.data.params["loss_fn"] == "MSELoss"
-    assert fitted.info.run_name == "Regressor-TensorDataset-cpu seed=7"
+    assert fitted.info.run_name == "Regressor-TensorDataset-cpu batch_size=32 seed=7"
     assert fitted.data.metrics["test_mae"] < 0.8  # standardised targets: predicting the mean scores about 0.85
 
 
