@@ -37,22 +37,20 @@ def to_device(value: Any, device: torch.device, non_blocking: bool = False) -> A
     return tree_map(lambda leaf: leaf.to(device, non_blocking=non_blocking) if isinstance(leaf, Tensor) else leaf, value)
 
 
-def forward(model: nn.Module | Callable[..., Any], inputs: Inputs) -> Any:
-    """Call the model as the inputs say: `model(x)`, `model(*x)` for a tuple or list, `model(**x)` for a dict."""
-    if isinstance(inputs, Tensor):
-        return model(inputs)
-    if isinstance(inputs, Mapping):
-        return model(**inputs)
-    return model(*inputs)
-
-
 def as_arguments(inputs: Inputs) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The positional and keyword arguments that `forward` calls the model with."""
+    """The positional and keyword arguments a model is called with: `model(x)`, `model(*x)` for a tuple or list,
+    `model(**x)` for a dict."""
     if isinstance(inputs, Tensor):
         return (inputs,), {}
     if isinstance(inputs, Mapping):
         return (), dict(inputs)
     return tuple(inputs), {}
+
+
+def forward(model: nn.Module | Callable[..., Any], inputs: Inputs) -> Any:
+    """Call the model as the inputs say (see `as_arguments`)."""
+    args, kwargs = as_arguments(inputs)
+    return model(*args, **kwargs)
 
 
 def predictions(output: Any) -> Tensor:
@@ -100,15 +98,6 @@ def first_tensor(value: Any) -> Tensor:
     if not found:
         raise TypeError(f"{type(value).__name__} holds no tensor")
     return found[0]
-
-
-def detached(output: Any) -> Any:
-    """A model's output without its graph (tensors inside tuples, lists and dicts too; other objects as they are)."""
-    if isinstance(output, Tensor):
-        return output.detach()
-    if isinstance(output, (tuple, list, dict)):
-        return tree_map(lambda leaf: leaf.detach() if isinstance(leaf, Tensor) else leaf, output)
-    return output
 
 
 class ModelLoss:

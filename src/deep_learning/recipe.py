@@ -24,7 +24,7 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
 from deep_learning.batches import LossFn, ModelLoss, forward, output_and_loss, predictions
-from deep_learning.config import AUTO, CLASSIFICATION, FILE_DATASETS, REGRESSION, SEQUENCE, TrainConfig
+from deep_learning.config import AUTO, CLASSIFICATION, FILE_DATASETS, IMAGE_FOLDER, REGRESSION, SEQUENCE, TrainConfig
 from deep_learning.data import DataSpec, DataSplits, load_splits
 from deep_learning.errors import ConfigError, first_line
 from deep_learning.model import build_model
@@ -64,7 +64,8 @@ def short_name(name: str) -> str:
     """A model's or dataset's name as runs show it: the factory of an import path, the file or folder of a file dataset."""
     for prefix in FILE_DATASETS:
         if name.startswith(prefix):
-            return Path(name[len(prefix):]).stem or prefix.rstrip(":")
+            path = Path(name[len(prefix):])
+            return (path.name if prefix == IMAGE_FOLDER else path.stem) or prefix.rstrip(":")  # a folder's name, a file's stem
     if ":" in name:  # package.module:factory, or where fit's objects come from
         return name.rpartition(":")[2].rpartition(".")[2]
     return name

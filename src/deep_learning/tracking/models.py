@@ -27,7 +27,7 @@ from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.types.schema import Schema, TensorSpec
 from mlflow.utils import environment as mlflow_environment
 
-from deep_learning.batches import predictions
+from deep_learning.batches import forward, predictions
 from deep_learning.errors import first_line
 from deep_learning.tracking.stores import unreachable
 
@@ -106,9 +106,8 @@ class Served(torch.nn.Module):
 def served_model(cpu_model: torch.nn.Module, example_inputs: Any) -> torch.nn.Module:
     """The model itself where MLflow's flavour can call it as it is, else wrapped in `Served`."""
     keywords = tuple(map(str, example_inputs)) if isinstance(example_inputs, dict) else ()
-    args = tuple(example_inputs.values()) if keywords else (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     with torch.inference_mode():
-        output = cpu_model(**example_inputs) if keywords else cpu_model(*args)
+        output = forward(cpu_model, example_inputs)
     return cpu_model if isinstance(output, torch.Tensor) and not keywords else Served(cpu_model, keywords)
 
 
