@@ -68,12 +68,10 @@ def fit(
 ) -> ExperimentResult:
     """Train `model` on `train_data`, validate on `val_data` every epoch, score `test_data`, all as one MLflow run.
 
-    `model` is a module or any callable that builds one (called after seeding with `num_classes`, `input_shape`, ... where
-    it names them). Data are datasets of `(inputs, target)` samples (dicts: `target_key` names the target), streams, or
-    DataLoaders (kept but for their sampler). `task` (auto: inferred) gives the default `loss_fn` (any callable of output
-    and target, or `ModelLoss()`) and `metrics` (torchmetrics objects by name, or the task's by name). `optimizer` is an
-    optimizer, a factory of the parameters, or a name (lr, momentum, ... as options). `resume=RUN_ID` continues that run.
-    Other options are TrainConfig's by name (steps_per_epoch, amp, compile, checkpoint_dir, ...); see the README.
+    `model` is a module or any callable building one. Data are datasets of `(inputs, target)` samples (dicts: `target_key`
+    names the target), streams, or DataLoaders (kept but for their sampler). `task` (auto: inferred) gives the default
+    `loss_fn` (any callable, or `ModelLoss()`) and `metrics`; `optimizer` is one, a factory of the parameters, or a name.
+    `resume=RUN_ID` continues that run. Other options are TrainConfig's by name; see the README.
     """
     data = user_splits(train_data, val_data, test_data, class_names, target_key, num_classes)
     metric_names, user_metrics = _metrics(metrics)
