@@ -81,6 +81,11 @@ def batches_per_pass(loader: Any) -> int:
         return 0
 
 
+def is_integral(tensor: Tensor) -> bool:
+    """True for integer tensors (class indices, token ids); floats, complex numbers and booleans are not."""
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+
+
 def leaves(value: Any) -> list[Tensor]:
     """The tensors in `value`, in order (a dict's in its key order)."""
     if isinstance(value, Tensor):

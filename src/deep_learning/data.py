@@ -24,7 +24,7 @@ from torch import Tensor
 from torchvision.datasets.utils import calculate_md5
 
 from deep_learning.config import CLASSIFICATION, IMAGE_FOLDER, SEQUENCE, TrainConfig
-from deep_learning.batches import first_tensor, split_target
+from deep_learning.batches import first_tensor, is_integral, split_target
 from deep_learning.errors import ConfigError, DataError, first_line
 from deep_learning.tabular import CSV, csv_splits
 from deep_learning.text import TEXT, text_splits
@@ -479,8 +479,7 @@ def _stored_class_count(dataset: Any) -> int:
         labels = torch.as_tensor(base.targets)
     else:
         return 0
-    integral = not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool)
-    return int(labels.max()) + 1 if integral and labels.numel() and labels.ndim == 1 else 0
+    return int(labels.max()) + 1 if is_integral(labels) and labels.numel() and labels.ndim == 1 else 0
 
 
 def _unwrap(dataset: Any) -> tuple[Any, Tensor | None]:
@@ -513,8 +512,7 @@ def stored_tensors(dataset: Any) -> tuple[Tensor, Tensor] | None:
         return None
     if indices is not None:
         inputs, targets = inputs[indices], targets[indices]
-    integral = not (targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool)
-    return inputs, targets.to(torch.int64) if integral else targets
+    return inputs, targets.to(torch.int64) if is_integral(targets) else targets
 
 
 def as_tensors(dataset: Any) -> tuple[Tensor, Tensor]:

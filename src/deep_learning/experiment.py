@@ -519,13 +519,13 @@ def _log_models(assembly: Assembly, run: Tracker, history: list[EpochResult], fo
         tracking.CONFIG_ARTIFACT: config.to_params(),
         tracking.DATA_SPEC_ARTIFACT: recipe.data.spec.to_dict(),
     }
-    model_id = None
+    model_id, example = None, example_inputs(recipe.data)
     try:
-        model_id = run.log_trained_model(assembly.model, example_inputs(recipe.data), records, folder, config.register_model)
+        model_id = run.log_trained_model(assembly.model, example, records, folder, config.register_model)
     finally:
         run.log_metrics(test_metrics, step=history[-1].epoch, model_id=model_id or None)
     if assembly.is_main:
-        run.log_checkpoint_models(assembly.model, example_inputs(recipe.data), *_kept_checkpoints(config, history, folder))
+        run.log_checkpoint_models(assembly.model, example, *_kept_checkpoints(config, history, folder))
 
 
 def _kept_checkpoints(config: TrainConfig, history: list[EpochResult], folder: Path) -> tuple[dict[int, dict[str, torch.Tensor]], tuple[int, str] | None]:

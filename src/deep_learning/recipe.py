@@ -114,7 +114,8 @@ def settle(config: TrainConfig, recipe: Recipe, model: nn.Module, example: tuple
     """
     inputs, target = example
     recipe = dataclasses.replace(recipe, model_name=recipe.model_name or type(model).__name__)
-    output, target = _probe(model, inputs, torch.as_tensor(target), recipe)
+    target = torch.as_tensor(target)
+    output = _probe(model, inputs, target, recipe)
     scores = predictions(output)
     task = task_named(config.task if config.task != AUTO else recipe.data.spec.task or infer_task(target, scores))
     spec = settled_spec(recipe.data.spec, task, scores)
@@ -134,15 +135,15 @@ def settle(config: TrainConfig, recipe: Recipe, model: nn.Module, example: tuple
     return config, dataclasses.replace(recipe, data=data, loss_fn=loss_fn, metric_names=names, task=task.name, width=width)
 
 
-def _probe(model: nn.Module, inputs: Any, target: Tensor, recipe: Recipe) -> tuple[Any, Tensor]:
+def _probe(model: nn.Module, inputs: Any, target: Tensor, recipe: Recipe) -> Any:
     """The model's output on the example batch, without gradients or RNG draws, in eval mode; a failure is one line."""
     training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             if isinstance(recipe.loss_fn, ModelLoss):
-                return output_and_loss(model, inputs, target, recipe.loss_fn)[0], target
-            return forward(model, inputs), target
+                return output_and_loss(model, inputs, target, recipe.loss_fn)[0]
+            return forward(model, inputs)
     except Exception as error:
         raise ConfigError(f"The model {recipe.model_name} fails on a batch of the data ({type(error).__name__}: {first_line(error)}): check its input shape.") from None
     finally:

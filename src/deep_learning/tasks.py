@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from deep_learning.batches import is_integral
 from deep_learning.config import AUTO, CLASSIFICATION, MULTILABEL, REGRESSION, SEQUENCE, TASK_NAMES
 from deep_learning.errors import ConfigError
 from deep_learning.metrics import METRIC_NAMES, build_metrics
@@ -113,10 +114,6 @@ def check_metric_names(task: Task, names: Sequence[str]) -> None:
             raise ConfigError(f"metric {name!r} is named twice: name each once, from {choices}")
 
 
-def _is_integral(tensor: Tensor) -> bool:
-    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
-
-
 def _zeros_and_ones(tensor: Tensor) -> bool:
     # The example batch's few values, read once before the run starts (not on the training path).
     return bool(((tensor == 0) | (tensor == 1)).all())
@@ -124,9 +121,9 @@ def _zeros_and_ones(tensor: Tensor) -> bool:
 
 def infer_task(target: Tensor, output: Tensor) -> str:
     """The task a batch's target and the model's output on it describe (see the module's table), or a one-line refusal."""
-    if target.ndim == 1 and _is_integral(target):
+    if target.ndim == 1 and is_integral(target):
         return CLASSIFICATION
-    if target.ndim >= 2 and _is_integral(target) and output.ndim == target.ndim + 1 and output.shape[:-1] == target.shape:
+    if target.ndim >= 2 and is_integral(target) and output.ndim == target.ndim + 1 and output.shape[:-1] == target.shape:
         return SEQUENCE
     if target.ndim >= 2 and output.shape == target.shape and (target.dtype == torch.bool or _zeros_and_ones(target)):
         return MULTILABEL
