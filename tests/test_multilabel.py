@@ -33,7 +33,7 @@ def multilabel_run(module_store, data_root):
     test_images, test_digits = as_tensors(load_dataset("mnist", train=False, root=data_root))
     test = _split(test_images, test_digits, 0, 1000)
     result = deep_learning.fit(
-        nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, len(PROPERTIES))),
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, len(PROPERTIES))),  # built after fit seeds
         _split(images, digits, 0, 4000), _split(images, digits, 4000, 5000), test_data=test,
         loss_fn=nn.BCEWithLogitsLoss(), class_names=list(PROPERTIES), epochs=2, device="cpu",
     )
