@@ -196,8 +196,7 @@ class TrackedRun(Tracker):
 
     def _queue(self, metrics: dict[str, float], step: int, link: int | str | None) -> None:
         timestamp = int(time.time() * 1000)
-        self._pending.append(_Batch([Metric(key, float(value), timestamp, step) for key, value in metrics.items()], link))
-        self._sender.submit(self._send_in_background)
+        self._sender.submit(self._send_in_background, _Batch([Metric(key, float(value), timestamp, step) for key, value in metrics.items()], link))
 
     def _linked(self, batch: _Batch) -> list[Metric]:
         """The batch's metrics, each with the LoggedModel it describes and the split's dataset, once that model exists."""
@@ -212,7 +211,9 @@ class TrackedRun(Tracker):
                                  dataset_digest=dataset_digest, model_id=model_id))
         return linked
 
-    def _send_in_background(self) -> None:
+    def _send_in_background(self, batch: _Batch) -> None:
+        # Queued on the sender thread, behind the checkpoint's LoggedModel that the batch links to.
+        self._pending.append(batch)
         try:
             self._send(wait_seconds=0)
         except Exception as error:  # raised to the training thread at the next flush
