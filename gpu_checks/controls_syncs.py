@@ -13,16 +13,16 @@ import torch
 import torch.nn as nn
 
 from deep_learning.benchmarks.syncs import cuda_syncs
-from deep_learning.config import TrainConfig
-from deep_learning.controls import stepper_for
-from deep_learning.data import load_splits
-from deep_learning.loaders import make_loaders
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model
-from deep_learning.optimization import build_optimizer, build_schedule, lr_scheduler
-from deep_learning.precision import grad_scaler, with_amp
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import train
+from deep_learning.core.config import TrainConfig
+from deep_learning.experiment.controls import stepper_for
+from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model
+from deep_learning.core.optimization import build_optimizer, build_schedule, lr_scheduler
+from deep_learning.core.precision import grad_scaler, with_amp
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import train
 
 LENGTHS = (20, 40)
 

@@ -22,13 +22,13 @@ import torch.utils.data as utils
 from mlflow import MlflowClient
 
 import deep_learning
-from deep_learning.batches import to_device
+from deep_learning.core.batches import to_device
 from deep_learning.benchmarks.syncs import cuda_syncs
-from deep_learning.config import TrainConfig
-from deep_learning.loaders import example_batch, make_loaders
-from deep_learning.recipe import recipe_from_config, settle
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import evaluate, train
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.loaders import example_batch, make_loaders
+from deep_learning.experiment.recipe import recipe_from_config, settle
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import evaluate, train
 
 LENGTHS = (10, 20)
 OUT = Path(os.environ.get("OUT", "tasks-out")).absolute()

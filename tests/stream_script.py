@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.utils.data as utils
 
 import deep_learning
-from deep_learning.data import as_tensors, load_dataset
+from deep_learning.core.data.datasets import as_tensors, load_dataset
 
 STEPS, EPOCHS, BATCH = 6, 2, 32
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deep_learning.checkpoints import check_compatible, library_versions, restore
-from deep_learning.config import TrainConfig
-from deep_learning.errors import CheckpointError
-from deep_learning.model import build_model
-from deep_learning.precision import grad_scaler, sgd, with_amp
-from deep_learning.reproducibility import rng_state
+from deep_learning.experiment.checkpoints import check_compatible, restore
+from deep_learning.core.checkpoint_files import library_versions
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.errors import CheckpointError
+from deep_learning.core.model import build_model
+from deep_learning.core.precision import grad_scaler, sgd, with_amp
+from deep_learning.core.reproducibility import rng_state
 
 
 def _checkpoint(config: TrainConfig, **changes) -> dict:

@@ -17,8 +17,8 @@ from PIL import Image
 
 from commands import SMALL, assert_one_line_error, invoke, train_run
 from conftest import BIN, REPO, subprocess_env
-from deep_learning.comparison import compare_runs, histories_to_read, render, runs_table, select_latest_per_device_and_config
-from deep_learning.records import RunRecord
+from deep_learning.analysis.comparison import compare_runs, histories_to_read, render, runs_table, select_latest_per_device_and_config
+from deep_learning.analysis.records import RunRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,9 +9,9 @@ import yaml
 
 from conftest import REPO
 from deep_learning.cli import cli
-from deep_learning.config import option_name
-from deep_learning.config import TrainConfig
-from deep_learning.errors import ConfigError
+from deep_learning.core.config import option_name
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.errors import ConfigError
 
 FIELDS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
 # Which run to continue, and which file to read settings from: options and MLproject parameters, not hyperparameters.

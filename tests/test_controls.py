@@ -14,9 +14,9 @@ import torch
 from mlflow import MlflowClient
 
 from commands import assert_one_line_error, invoke, train_run
-from deep_learning.checkpoints import load_checkpoint
-from deep_learning.config import TrainConfig
-from deep_learning.optimization import build_schedule
+from deep_learning.core.checkpoint_files import load_checkpoint
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.optimization import build_schedule
 from readback import logged_state_dict_bytes
 from test_faults import histories, start_training, wait_for_line
 

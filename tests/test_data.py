@@ -18,8 +18,8 @@ from PIL import Image
 
 from conftest import SOURCE_DATA
 from user_datasets import Records
-from deep_learning.config import TrainConfig
-from deep_learning.data import (
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import (
     DataSpec,
     as_tensors,
     check_samples,
@@ -30,13 +30,13 @@ from deep_learning.data import (
     load_splits,
     raw_folder,
 )
-from deep_learning.digests import split_digest
-from deep_learning.errors import ConfigError, DataError
-from deep_learning.loaders import make_loaders
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import train_and_evaluate
+from deep_learning.core.data.digests import split_digest
+from deep_learning.core.errors import ConfigError, DataError
+from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import train_and_evaluate
 
 
 def test_data_root_prefers_the_environment(monkeypatch, tmp_path):

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from deep_learning.devices import available_devices, describe_device, device_tags, get_default_device, resolve_device
-from deep_learning.errors import DeviceError
+from deep_learning.core.devices import available_devices, describe_device, device_tags, get_default_device, resolve_device
+from deep_learning.core.errors import DeviceError
 
 
 def test_auto_is_the_chapters_default_device():
@@ -57,7 +57,7 @@ def test_devices_command_lists_every_device_as_runs_describe_it():
     from click.testing import CliRunner
 
     from deep_learning.cli import cli
-    from deep_learning.devices import cpu_name
+    from deep_learning.core.devices import cpu_name
 
     result = CliRunner().invoke(cli, ["devices", "--format", "json"], catch_exceptions=False)
     descriptions = json.loads(result.stdout)

@@ -15,12 +15,12 @@ import torch
 from mlflow import MlflowClient
 
 from conftest import BIN, subprocess_env
-from deep_learning.config import TrainConfig
-from deep_learning.data import load_splits
-from deep_learning.loaders import make_loaders
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model
-from deep_learning.training import evaluate
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model
+from deep_learning.core.training import evaluate
 from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deep_learning.errors import ConfigError
-from deep_learning.factories import call_factory, import_object, is_import_path, parse_assignments
+from deep_learning.core.errors import ConfigError
+from deep_learning.core.factories import call_factory, import_object, is_import_path, parse_assignments
 
 
 @pytest.mark.parametrize(

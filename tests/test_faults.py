@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from conftest import BIN, free_port, kill_mlflow_server, start_mlflow_server, stop_mlflow_server, subprocess_env
 from deep_learning import tracking
-from deep_learning.checkpoints import load_checkpoint
+from deep_learning.core.checkpoint_files import load_checkpoint
 from deep_learning.cli import cli
 from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run, tracking_uri
 
@@ -138,8 +138,8 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint_as_a_loadable_
 def test_second_signal_exits_at_once():
     probe = (
         "import time\n"
-        "from deep_learning.errors import Interrupted\n"
-        "from deep_learning.interruption import signals_interrupt_runs\n"
+        "from deep_learning.core.errors import Interrupted\n"
+        "from deep_learning.core.interruption import signals_interrupt_runs\n"
         "with signals_interrupt_runs():\n"
         "    try:\n        print('ready', flush=True); time.sleep(60)\n"
         "    except Interrupted:\n        print('cleaning up', flush=True); time.sleep(60)\n"

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from deep_learning.data import DATASET_CLASSES, as_tensors, load_dataset
-from deep_learning.loaders import TensorLoader
-from deep_learning.figures import (
+from deep_learning.core.data.datasets import DATASET_CLASSES, as_tensors, load_dataset
+from deep_learning.core.data.loaders import TensorLoader
+from deep_learning.analysis.figures import (
     CONFUSION_MATRIX_FILE,
     LEARNING_CURVES_FILE,
     PREDICTED_VS_TRUE_FILE,
@@ -20,11 +20,12 @@ from deep_learning.figures import (
     plot_learning_curves,
     plot_run,
 )
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model
-from deep_learning.reproducibility import set_seed
-from deep_learning.scoring import class_scores
-from deep_learning.training import EpochResult, evaluate
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.scoring import class_scores
+from deep_learning.core.training import evaluate
+from deep_learning.core.results import EpochResult
 from readback import FIGURE_SIZES, assert_valid_png
 
 CPU = torch.device("cpu")

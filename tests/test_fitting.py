@@ -19,7 +19,7 @@ import deep_learning
 from user_models import DataDependent
 import fit_script
 from conftest import BIN, subprocess_env
-from deep_learning.errors import ConfigError, DataError
+from deep_learning.core.errors import ConfigError, DataError
 from readback import logged_state_dict_bytes, only_run, tracking_uri
 from scripts import run_script, terminate_after_first_epoch
 

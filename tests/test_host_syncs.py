@@ -14,16 +14,16 @@ import torch.nn as nn
 from torchmetrics import MetricCollection
 
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads, cuda_syncs, host_reads
-from deep_learning.config import TrainConfig
-from deep_learning.controls import stepper_for
-from deep_learning.data import load_splits
-from deep_learning.loaders import make_loaders
-from deep_learning.metrics import METRIC_NAMES, accuracy_metric, build_metrics
-from deep_learning.model import build_model
-from deep_learning.optimization import build_optimizer, build_schedule, lr_scheduler
-from deep_learning.precision import grad_scaler, sgd, with_amp
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import evaluate, train
+from deep_learning.core.config import TrainConfig
+from deep_learning.experiment.controls import stepper_for
+from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.metrics import METRIC_NAMES, accuracy_metric, build_metrics
+from deep_learning.core.model import build_model
+from deep_learning.core.optimization import build_optimizer, build_schedule, lr_scheduler
+from deep_learning.core.precision import grad_scaler, sgd, with_amp
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import evaluate, train
 
 CPU = torch.device("cpu")
 

@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
 from commands import assert_one_line_error, invoke, train_run
-from deep_learning.config import TrainConfig
-from deep_learning.data import as_tensors, load_splits
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import as_tensors, load_splits
 
 EPOCHS = 4
 

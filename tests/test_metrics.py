@@ -13,8 +13,8 @@ from torchmetrics.classification import (
 )
 
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads
-from deep_learning.errors import ConfigError
-from deep_learning.metrics import (
+from deep_learning.core.errors import ConfigError
+from deep_learning.core.metrics import (
     AUROC,
     METRIC_NAMES,
     Accuracy,

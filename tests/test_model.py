@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from deep_learning.errors import ConfigError
-from deep_learning.model import MODELS, build_model, count_parameters
+from deep_learning.core.errors import ConfigError
+from deep_learning.core.model import MODELS, build_model, count_parameters
 
 SHAPES = [((1, 28, 28), 10), ((3, 32, 32), 100), ((1, 16, 12), 7)]
 

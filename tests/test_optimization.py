@@ -12,12 +12,12 @@ import torch.nn as nn
 import torch.optim as optim
 import torch.utils.data as utils
 
-from deep_learning.config import TrainConfig
-from deep_learning.data import load_splits
-from deep_learning.metrics import Accuracy
-from deep_learning.optimization import Schedule, Stepper, build_optimizer, build_schedule, lr_scheduler
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import train
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.metrics import Accuracy
+from deep_learning.core.optimization import Schedule, Stepper, build_optimizer, build_schedule, lr_scheduler
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import train
 
 STEPS_PER_EPOCH = 7
 
@@ -160,7 +160,7 @@ def test_clipping_bounds_the_norm_and_logs_the_norm_before_it(batches):
     ],
 )
 def test_bad_settings_are_refused_by_the_config(changes, message):
-    from deep_learning.errors import ConfigError
+    from deep_learning.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         dataclasses.replace(TrainConfig(), **changes)

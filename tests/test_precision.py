@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from deep_learning.cli import cli
-from deep_learning.config import TrainConfig
-from deep_learning.data import load_splits
-from deep_learning.loaders import make_loaders
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model
-from deep_learning.precision import Autocast, grad_scaler, with_amp
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import train_and_evaluate
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model
+from deep_learning.core.precision import Autocast, grad_scaler, with_amp
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import train_and_evaluate
 from readback import only_run
 
 

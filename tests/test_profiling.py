@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.utils.data as utils
 
-from deep_learning.metrics import Accuracy
-from deep_learning.profiling import TABLE_FILE, TRACE_FILE, StepProfiler
-from deep_learning.training import train
+from deep_learning.core.metrics import Accuracy
+from deep_learning.core.profiling import TABLE_FILE, TRACE_FILE, StepProfiler
+from deep_learning.core.training import train
 
 CPU = torch.device("cpu")
 BATCH_SIZE = 16

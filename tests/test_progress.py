@@ -16,11 +16,11 @@ import torch
 import torch.utils.data as utils
 
 from conftest import subprocess_env
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model
-from deep_learning.progress import CLEAR_TO_END_OF_LINE, REFRESH_SECONDS, TrainingProgress
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import train_and_evaluate
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model
+from deep_learning.core.progress import CLEAR_TO_END_OF_LINE, REFRESH_SECONDS, TrainingProgress
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import train_and_evaluate
 
 TINY = ("train", "--epochs", "1", "--train-subset", "640", "--device", "cpu")
 PROGRESS_LINE = re.compile(r"Epoch (\d+)/(\d+) \| +(\d+)/(\d+) batches \| ([\d,]+|-) samples/s \| loss: (\d+\.\d{4})")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from deep_learning.config import TrainConfig
-from deep_learning.errors import ConfigError
-from deep_learning.grid import Study, parse_grid, parse_seeds
-from deep_learning.records import RunRecord
-from deep_learning.rollup import (
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.errors import ConfigError
+from deep_learning.studies.grid import Study, parse_grid, parse_seeds
+from deep_learning.analysis.records import RunRecord
+from deep_learning.analysis.rollup import (
     DIFFERS, TOO_FEW, WITHIN_NOISE, SeedDifference, Spread, device_verdicts, parent_metrics, roll_up, seed_differences, to_json, to_markdown,
     verdict_of, welch_interval,
 )

@@ -8,8 +8,8 @@ import pytest
 from mlflow import MlflowClient
 
 from commands import assert_one_line_error, invoke
-from deep_learning.errors import ConfigError
-from deep_learning.search import parse_space
+from deep_learning.core.errors import ConfigError
+from deep_learning.studies.search import parse_space
 
 SEARCH = ("sweep", "--search", "optuna", "--param", "lr=loguniform:1e-4:1", "--epochs", "3", "--train-subset", "500", "--device", "cpu", "-q")
 

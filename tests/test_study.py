@@ -14,7 +14,7 @@ from commands import assert_one_line_error, invoke
 from readback import assert_valid_png
 from test_faults import start_training, wait_for_line
 
-from deep_learning.rollup import DIFFERS, WITHIN_NOISE, Spread, verdict_of, welch_interval
+from deep_learning.analysis.rollup import DIFFERS, WITHIN_NOISE, Spread, verdict_of, welch_interval
 
 SMALL = ("--epochs", "2", "--train-subset", "500", "--devices", "cpu")
 GRID = ("--grid", "lr=0.05,0.5", "--seeds", "3")

@@ -14,8 +14,8 @@ import pytest
 from mlflow import MlflowClient
 
 from commands import assert_one_line_error, invoke
-from deep_learning.devices import available_devices
-from deep_learning.grid import Study
+from deep_learning.core.devices import available_devices
+from deep_learning.studies.grid import Study
 from readback import EPOCH_METRICS, FINAL_METRICS, assert_complete_run, assert_valid_png
 
 SWEEP = ("--epochs", "2", "--train-subset", "1000", "--device", "all")

@@ -11,11 +11,11 @@ from torchmetrics.classification import MulticlassAccuracy, MultilabelExactMatch
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 from torchmetrics.text import Perplexity
 
-from deep_learning.batches import ModelLoss, num_samples, output_and_loss, predictions, to_device
+from deep_learning.core.batches import ModelLoss, num_samples, output_and_loss, predictions, to_device
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads
-from deep_learning.errors import ConfigError
-from deep_learning.tasks import TASKS, check_output, infer_task
-from deep_learning.training import evaluate, train
+from deep_learning.core.errors import ConfigError
+from deep_learning.core.tasks import TASKS, check_output, infer_task
+from deep_learning.core.training import evaluate, train
 
 CPU = torch.device("cpu")
 

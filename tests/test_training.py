@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 import torch.utils.data as utils
 
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model, count_parameters
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import EpochResult, evaluate, train, train_and_evaluate
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model, count_parameters
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import evaluate, train, train_and_evaluate
+from deep_learning.core.results import EpochResult
 
 
 def _synthetic_loaders(num_samples: int = 640):

@@ -17,11 +17,11 @@ from mlflow import MlflowClient
 import deep_learning
 import stream_script
 from conftest import BIN, CHAPTER, subprocess_env
-from deep_learning.batches import ModelLoss
-from deep_learning.data import as_tensors, load_dataset
-from deep_learning.distributed import Cluster
-from deep_learning.errors import ConfigError, DataError
-from deep_learning.loaders import RankShare
+from deep_learning.core.batches import ModelLoss
+from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.distributed import Cluster
+from deep_learning.core.errors import ConfigError, DataError
+from deep_learning.core.data.loaders import RankShare
 from readback import only_run, tracking_uri
 
 PAD = -100

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from commands import assert_one_line_error, invoke
 from readback import assert_complete_run
 
-from deep_learning.checkpoints import checkpoint_name, load_checkpoint
+from deep_learning.core.checkpoint_files import checkpoint_name, load_checkpoint
 
 SEEDS = ("--seeds", "3", "--epochs", "2", "--train-subset", "1000", "--devices", "cpu", "--momentum", "0.9", "--lr-schedule", "cosine")
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")

@@ -13,18 +13,18 @@ from typing import Any
 __version__ = "0.3.0"
 
 _EXPORTS = {
-    "set_seed": "deep_learning.reproducibility",
-    "get_default_device": "deep_learning.devices",
-    "get_data_root": "deep_learning.data",
-    "train": "deep_learning.training",
-    "evaluate": "deep_learning.training",
-    "train_and_evaluate": "deep_learning.training",
-    "EpochResult": "deep_learning.training",
-    "TrainConfig": "deep_learning.config",
-    "run_experiment": "deep_learning.experiment",
-    "fit": "deep_learning.fitting",
-    "Recipe": "deep_learning.recipe",
-    "ModelLoss": "deep_learning.batches",
+    "set_seed": "deep_learning.core.reproducibility",
+    "get_default_device": "deep_learning.core.devices",
+    "get_data_root": "deep_learning.core.data.datasets",
+    "train": "deep_learning.core.training",
+    "evaluate": "deep_learning.core.training",
+    "train_and_evaluate": "deep_learning.core.training",
+    "EpochResult": "deep_learning.core.results",
+    "TrainConfig": "deep_learning.core.config",
+    "run_experiment": "deep_learning.experiment.runner",
+    "fit": "deep_learning.experiment.fitting",
+    "Recipe": "deep_learning.experiment.recipe",
+    "ModelLoss": "deep_learning.core.batches",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -17,12 +17,12 @@ from typing import Any
 import click
 
 from deep_learning import __version__
-from deep_learning.comparison import FORMATS
-from deep_learning.config import (
+from deep_learning.analysis.comparison import FORMATS
+from deep_learning.core.config import (
     ALL_DEVICES, AMP_MODES, AUTO, DATASETS, LOADERS, LR_SCHEDULES, MONITOR_MODES, OPTIMIZERS, TASK_NAMES, TrainConfig, option_name, read_config_file,
 )
-from deep_learning.errors import ConfigError, DeepLearningError, InputError, Interrupted, first_line
-from deep_learning.factories import parse_assignments
+from deep_learning.core.errors import ConfigError, DeepLearningError, InputError, Interrupted, first_line
+from deep_learning.core.factories import parse_assignments
 
 DEFAULT_TRIALS = 20
 _CHOICES = {
@@ -153,7 +153,7 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
     the config is trained on every available device, as `sweep --devices all` would: child
     runs of one parent run that holds their comparison and their roll-up.
     """
-    from deep_learning.interruption import signals_interrupt_runs
+    from deep_learning.core.interruption import signals_interrupt_runs
 
     settings = resolved_config(context, config, options)
     sweep = str(settings.get("device", TrainConfig.device)).strip().lower() == ALL_DEVICES
@@ -162,18 +162,18 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
     progress = not quiet and sys.stdout.isatty()
     with signals_interrupt_runs(), silenced_stdout(quiet):
         if sweep:
-            from deep_learning.devices import available_devices
-            from deep_learning.grid import Study
-            from deep_learning.sweep import run_study
+            from deep_learning.core.devices import available_devices
+            from deep_learning.studies.grid import Study
+            from deep_learning.studies.sweep import run_study
 
             base = TrainConfig(**{**settings, "device": ALL_DEVICES})
             result = run_study(Study(base, grid={}, seeds=[base.seed], devices=available_devices()), progress=progress)
         elif resume:
-            from deep_learning.experiment import resume_experiment
+            from deep_learning.experiment.runner import resume_experiment
 
             result = resume_experiment(resume, settings, progress=progress)
         else:
-            from deep_learning.experiment import run_experiment
+            from deep_learning.experiment.runner import run_experiment
 
             result = run_experiment(TrainConfig(**settings), progress=progress)
     if sweep and not quiet:
@@ -209,7 +209,7 @@ def sweep(context: click.Context, config: str, resume: str, quiet: bool, **optio
     With --search optuna, each of --trials trials of the --param space is a child run, pruned by its per-epoch
     --monitor (a median pruner), and the parent holds the best params and value.
     """
-    from deep_learning.interruption import signals_interrupt_runs
+    from deep_learning.core.interruption import signals_interrupt_runs
 
     study = {name: options.pop(name) for name in ("grid", "seeds", "seed_list", "devices", "vectorize", "search", "trials", "space", "study_storage")}
     given = resolved_config(context, config, options)
@@ -223,21 +223,21 @@ def sweep(context: click.Context, config: str, resume: str, quiet: bool, **optio
 
 def _new_sweep(base: TrainConfig, study: dict[str, Any]) -> Callable[[bool], Any]:
     """What `sweep` runs: a grid study, or a search; every point or the space checked before any run starts."""
-    from deep_learning.grid import Study, parse_devices, parse_grid, parse_seeds
+    from deep_learning.studies.grid import Study, parse_devices, parse_grid, parse_seeds
 
     if base.device.strip().lower() == ALL_DEVICES:
         raise InputError("A sweep's devices are --devices (all, or a list); --device is for one run.")
     if study["search"]:
         if study["grid"] or study["seeds"] or study["seed_list"] or study["devices"] or study["vectorize"]:
             raise InputError("A search varies its --param settings: --grid, --seeds, --devices and --vectorize are for a grid sweep.")
-        from deep_learning.search import parse_space, run_search
+        from deep_learning.studies.search import parse_space, run_search
 
         space, trials, storage = parse_space(study["space"]), study["trials"] or DEFAULT_TRIALS, study["study_storage"] or None
         return lambda progress: run_search(base, space, trials, storage=storage, progress=progress)
     if study["space"] or study["trials"]:
         raise InputError("--param and --trials are for a search: add --search optuna.")
-    from deep_learning.devices import available_devices
-    from deep_learning.sweep import run_study
+    from deep_learning.core.devices import available_devices
+    from deep_learning.studies.sweep import run_study
 
     chosen = parse_devices(study["devices"] or base.device, available_devices())
     points = Study(base, parse_grid(study["grid"]), parse_seeds(study["seeds"], study["seed_list"], base.seed), chosen, study["vectorize"])
@@ -248,14 +248,14 @@ def _new_sweep(base: TrainConfig, study: dict[str, Any]) -> Callable[[bool], Any
 def _resumed_sweep(parent_run_id: str, study: dict[str, Any], settings_given: bool) -> Callable[[bool], Any]:
     """What `sweep --resume` runs: the sweep or search its parent run holds (a search may get more --trials)."""
     from deep_learning import tracking
-    from deep_learning.records import KIND_TAG, SEARCH, SEARCH_TAG
-    from deep_learning.sweep import resumed_study, run_study
+    from deep_learning.analysis.records import KIND_TAG, SEARCH, SEARCH_TAG
+    from deep_learning.studies.sweep import resumed_study, run_study
 
     if settings_given or any(value for name, value in study.items() if name != "trials"):
         raise InputError("--resume continues a sweep as it was started: give --resume PARENT_ID alone (a search's also takes --trials N).")
     parent = tracking.get_run(parent_run_id)
     if parent.tags.get(KIND_TAG) == SEARCH:
-        from deep_learning.search import resumed_search, run_search
+        from deep_learning.studies.search import resumed_search, run_search
 
         base, space, storage, trials = resumed_search(parent.tags[SEARCH_TAG])
         trials = study["trials"] or trials
@@ -319,7 +319,7 @@ def import_data(source: Path, dataset: str) -> None:
 
     The data root is $DEEP_LEARNING_DATA_ROOT, else ~/.cache/deep_learning/data.
     """
-    from deep_learning.data import import_raw_files
+    from deep_learning.core.data.datasets import import_raw_files
 
     click.echo(f"{dataset}: files checked and placed in {import_raw_files(dataset, source)}")
 
@@ -350,7 +350,8 @@ def runs(experiment: str | None, limit: int) -> None:
     A sweep's runs are listed together, where its newest run falls, each named "PARENT/ name" (the parent run's
     id, first 8 characters). Comparison and evaluation runs, and the parents of sweeps, are left out.
     """
-    from deep_learning import comparison, tracking
+    from deep_learning import tracking
+    from deep_learning.analysis import comparison
 
     experiment_id, name = tracking.find_experiment(experiment)
     records = tracking.list_runs(experiment_id, limit=limit, histories=("epoch_seconds",))
@@ -378,7 +379,8 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
     """
     import tempfile
 
-    from deep_learning import comparison, tracking
+    from deep_learning import tracking
+    from deep_learning.analysis import comparison
 
     ids = [run_id for argument in run_ids for run_id in argument.replace(",", " ").split()]
     if ids and experiment:
@@ -407,7 +409,7 @@ def _show_rollup(run_id: str) -> bool:
     import tempfile
 
     from deep_learning import tracking
-    from deep_learning.records import KIND_TAG, SWEEP
+    from deep_learning.analysis.records import KIND_TAG, SWEEP
 
     parent = tracking.get_run(run_id)
     if parent.tags.get(KIND_TAG) != SWEEP:
@@ -432,10 +434,10 @@ def evaluate(model: str, device: str, dataset: str | None, log: bool, best: bool
     Weights are mapped onto --device: a model trained on a GPU runs on a CPU-only machine.
     """
     from deep_learning import tracking
-    from deep_learning.devices import describe_device, device_tags, resolve_device
-    from deep_learning.inference import evaluate_model, load_model
-    from deep_learning.recipe import short_name
-    from deep_learning.records import SOURCE_RUN_TAG
+    from deep_learning.core.devices import describe_device, device_tags, resolve_device
+    from deep_learning.experiment.inference import evaluate_model, load_model
+    from deep_learning.experiment.recipe import short_name
+    from deep_learning.analysis.records import SOURCE_RUN_TAG
 
     target = resolve_device(device)
     if best:
@@ -482,10 +484,10 @@ def predict(model: str, files: tuple[Path, ...], device: str, output_format: str
     MODEL is given as for `evaluate`: a run id, runs:/RUN_ID/model, models:/NAME/VERSION or a
     state_dict.pt path.
     """
-    from deep_learning.config import REGRESSION, SEQUENCE
-    from deep_learning.devices import resolve_device
-    from deep_learning.inference import load_model
-    from deep_learning.prediction import continue_prompt, estimate, predict as predict_classes, read_csv_rows, read_images
+    from deep_learning.core.config import REGRESSION, SEQUENCE
+    from deep_learning.core.devices import resolve_device
+    from deep_learning.experiment.inference import load_model
+    from deep_learning.experiment.prediction import continue_prompt, estimate, predict as predict_classes, read_csv_rows, read_images
 
     target = resolve_device(device)
     loaded = load_model(model, target)
@@ -517,7 +519,7 @@ def devices(output_format: str) -> None:
     """List every device this machine can train on, described as runs record it in device.json."""
     import torch
 
-    from deep_learning.devices import available_devices, describe_device
+    from deep_learning.core.devices import available_devices, describe_device
 
     descriptions = {name: describe_device(torch.device(name)) for name in available_devices()}
     if output_format == "json":

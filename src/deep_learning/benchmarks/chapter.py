@@ -19,7 +19,7 @@ import torch.optim as optim
 import torch.utils.data as utils
 from torch import Tensor
 from torchmetrics import Metric
-from deep_learning.devices import get_default_device
+from deep_learning.core.devices import get_default_device
 """
 
 TRAIN = """

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import deep_learning
-from deep_learning.config import option_name
-from deep_learning.errors import BenchmarkError
+from deep_learning.core.config import option_name
+from deep_learning.core.errors import BenchmarkError
 
 MLFLOW_RUN_TRAIN_SUBSET = 1000
 

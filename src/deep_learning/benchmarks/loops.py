@@ -23,15 +23,16 @@ import torch.optim as optim
 
 from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
 from deep_learning.benchmarks.machine import synchronize
-from deep_learning.config import LOADERS, TrainConfig
-from deep_learning.data import DataSplits
-from deep_learning.loaders import make_loaders
-from deep_learning.metrics import accuracy_metric
-from deep_learning.precision import with_options
-from deep_learning.model import build_model
-from deep_learning.precision import grad_scaler, sgd
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import EpochResult, train_and_evaluate
+from deep_learning.core.config import LOADERS, TrainConfig
+from deep_learning.core.data.datasets import DataSplits
+from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.precision import with_options
+from deep_learning.core.model import build_model
+from deep_learning.core.precision import grad_scaler, sgd
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import train_and_evaluate
+from deep_learning.core.results import EpochResult
 
 LOOPS = ("chapter", "untracked", "tracked")
 # The options the chapter leaves out, each raced against our plain untracked loop (tensor path).

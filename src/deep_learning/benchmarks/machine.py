@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from deep_learning.data import IMAGE_SHAPE, NUM_CLASSES
-from deep_learning.model import build_model
+from deep_learning.core.data.datasets import IMAGE_SHAPE, NUM_CLASSES
+from deep_learning.core.model import build_model
 
 CPU_SGEMM_SIZE = 2048
 ACCELERATOR_SGEMM_SIZE = 8192

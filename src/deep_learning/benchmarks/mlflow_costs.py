@@ -22,15 +22,16 @@ from typing import Any
 
 import torch
 
-from deep_learning.batches import ExampleInputs
+from deep_learning.core.batches import ExampleInputs
 from deep_learning.benchmarks.commands import run_command
-from deep_learning.checkpoints import Checkpointer, checkpoints_in, epoch_of, load_checkpoint
-from deep_learning.config import TrainConfig
-from deep_learning.data import IMAGE_SHAPE, TRAIN_VAL_SPLIT
-from deep_learning.devices import describe_device, device_tags
-from deep_learning.errors import BenchmarkError
-from deep_learning.model import build_model, count_parameters
-from deep_learning.training import EpochResult
+from deep_learning.experiment.checkpoints import Checkpointer
+from deep_learning.core.checkpoint_files import checkpoints_in, epoch_of, load_checkpoint
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import IMAGE_SHAPE, TRAIN_VAL_SPLIT
+from deep_learning.core.devices import describe_device, device_tags
+from deep_learning.core.errors import BenchmarkError
+from deep_learning.core.model import build_model, count_parameters
+from deep_learning.core.results import EpochResult
 
 EXPERIMENT_NAME = "deep-learning-benchmark"
 LATER_RUNS = 3

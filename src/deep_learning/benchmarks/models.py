@@ -17,12 +17,12 @@ from torchmetrics import MetricCollection
 
 from deep_learning.benchmarks.loops import BATCH_SIZES, Contestant, epoch_runner
 from deep_learning.benchmarks.machine import synchronize
-from deep_learning.config import TrainConfig
-from deep_learning.data import DataSplits
-from deep_learning.loaders import make_loaders
-from deep_learning.metrics import build_metrics
-from deep_learning.model import build_model
-from deep_learning.reproducibility import set_seed
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import DataSplits
+from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.metrics import build_metrics
+from deep_learning.core.model import build_model
+from deep_learning.core.reproducibility import set_seed
 
 MODEL = "cnn"
 TRAIN_SAMPLES = 10_000

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from deep_learning.benchmarks.targets import format_value, paired_ratio
-from deep_learning.errors import BenchmarkError
+from deep_learning.core.errors import BenchmarkError
 
 JSON_NAME = "benchmark.json"
 MARKDOWN_NAME = "benchmark.md"

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from deep_learning import tracking
-from deep_learning.config import TrainConfig
-from deep_learning.experiment import run_experiment
-from deep_learning.grid import Study
-from deep_learning.sweep import StudyResult, run_study
+from deep_learning.core.config import TrainConfig
+from deep_learning.experiment.runner import run_experiment
+from deep_learning.studies.grid import Study
+from deep_learning.studies.sweep import StudyResult, run_study
 
 CHILD_COST_SAMPLES = 500  # a child whose epoch is short, so that what is left is its fixed cost
 CHILD_COUNTS = (1, 4)

@@ -23,9 +23,9 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
-from deep_learning.metrics import accuracy_metric
-from deep_learning.model import build_model
-from deep_learning.training import evaluate, train
+from deep_learning.core.metrics import accuracy_metric
+from deep_learning.core.model import build_model
+from deep_learning.core.training import evaluate, train
 
 # Reads of a whole tensor in Python; `.item()`, `bool()`, `float()` and `int()` reach the host through
 # `aten._local_scalar_dense`, counted below, wherever they are called from.

@@ -17,17 +17,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deep_learning.batches import num_samples, output_and_loss, predictions, to_device
+from deep_learning.core.batches import num_samples, output_and_loss, predictions, to_device
 import deep_learning
 from deep_learning.benchmarks.loops import WARMUP_EPOCHS, Contestant, race
 from deep_learning.benchmarks.machine import synchronize
-from deep_learning.config import TrainConfig
-from deep_learning.data import DataSplits
-from deep_learning.loaders import example_batch, make_loaders
-from deep_learning.model import build_model
-from deep_learning.recipe import Recipe, recipe_from_config, settle
-from deep_learning.reproducibility import set_seed
-from deep_learning.training import train_and_evaluate
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.datasets import DataSplits
+from deep_learning.core.data.loaders import example_batch, make_loaders
+from deep_learning.core.model import build_model
+from deep_learning.experiment.recipe import Recipe, recipe_from_config, settle
+from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.training import train_and_evaluate
 
 TEXT_SAMPLES, QUICK_TEXT_SAMPLES = 8_000, 1_000
 BATCH_CALLS = 2_000

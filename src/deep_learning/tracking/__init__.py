@@ -56,10 +56,10 @@ from mlflow.models import Model
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
-from deep_learning.checkpoints import epoch_of
-from deep_learning.errors import InputError, TrackingError, first_line
-from deep_learning.interruption import signals_deferred
-from deep_learning.batches import ExampleInputs, to_device
+from deep_learning.core.checkpoint_files import epoch_of
+from deep_learning.core.errors import InputError, TrackingError, first_line
+from deep_learning.core.interruption import signals_deferred
+from deep_learning.core.batches import ExampleInputs, to_device
 from deep_learning.tracking.models import (
     BEST_MODEL_TAG,
     EPOCH_TAG,
@@ -72,7 +72,7 @@ from deep_learning.tracking.models import (
     save_model,
     served_model,
 )
-from deep_learning.records import (
+from deep_learning.analysis.records import (
     COMPARED_RUNS_TAG,
     COMPARISON,
     EVALUATION,
@@ -84,8 +84,8 @@ from deep_learning.records import (
     RunRecord,
 )
 from deep_learning.tracking.stores import lost_insert_race, unreachable
-from deep_learning.tracker import Tracker
-from deep_learning.training import EpochResult
+from deep_learning.tracking.tracker import Tracker
+from deep_learning.core.results import EpochResult
 
 STATE_DICT_ARTIFACT = "state_dict.pt"
 DEVICE_ARTIFACT = "device.json"

@@ -27,8 +27,8 @@ from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.types.schema import Schema, TensorSpec
 from mlflow.utils import environment as mlflow_environment
 
-from deep_learning.batches import forward, predictions
-from deep_learning.errors import first_line
+from deep_learning.core.batches import forward, predictions
+from deep_learning.core.errors import first_line
 from deep_learning.tracking.stores import unreachable
 
 MODEL_ARTIFACT = "model"

@@ -1,0 +1,1 @@
+"""One tracked run: resume, assemble, train through per-epoch callbacks, finish; fit, inference and checkpoints."""

@@ -1,0 +1,1 @@
+"""Many runs under one parent run: grids, sweeps, searches and vectorized groups."""
