@@ -26,7 +26,7 @@ SERVER_SECONDS = 120
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A writable data root holding MNIST and Fashion-MNIST, placed through the package's own import."""
-    from deep_learning.core.data.datasets import DATASET_CLASSES, import_raw_files
+    from deep_learning.core.data.files import DATASET_CLASSES, import_raw_files
 
     root = tmp_path_factory.mktemp("data")
     for dataset, dataset_class in DATASET_CLASSES.items():

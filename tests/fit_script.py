@@ -15,7 +15,8 @@ import torch.utils.data as utils
 from torchmetrics.classification import MulticlassF1Score
 
 import deep_learning
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 from deep_learning.core.metrics import Accuracy
 
 TRAIN, VAL, TEST = 1500, 500, 500

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import load_dataset
+from deep_learning.core.data.files import load_dataset
 from deep_learning.core.model import build_model
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "train_samples_per_second")

@@ -9,7 +9,8 @@ import torch.nn as nn
 import torch.utils.data as utils
 
 import deep_learning
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 
 STEPS, EPOCHS, BATCH = 6, 2, 32
 

@@ -18,7 +18,8 @@ import chapter_listing
 import deep_learning
 from conftest import CHAPTER, subprocess_env
 from deep_learning.cli import cli
-from deep_learning.core.data.datasets import chapter_transform, load_dataset, split_train_val
+from deep_learning.core.data.splits import split_train_val
+from deep_learning.core.data.files import chapter_transform, load_dataset
 
 EPOCH_LINE = re.compile(
     r"Epoch \[\s*(\d+)/(\d+)\] \| loss: ([\d.]+) \| metric: ([\d.]+) \| val_loss: ([\d.]+) \| val_metric: ([\d.]+)"

@@ -19,17 +19,10 @@ from PIL import Image
 from conftest import SOURCE_DATA
 from user_datasets import Records
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import (
-    DataSpec,
-    as_tensors,
-    check_samples,
-    describe_data,
-    get_data_root,
-    import_raw_files,
-    load_dataset,
-    load_splits,
-    raw_folder,
-)
+from deep_learning.core.data.splits import load_splits
+from deep_learning.core.data.spec import DataSpec, describe_data
+from deep_learning.core.data.samples import as_tensors, check_samples
+from deep_learning.core.data.files import get_data_root, import_raw_files, load_dataset, raw_folder
 from deep_learning.core.data.digests import split_digest
 from deep_learning.core.errors import ConfigError, DataError
 from deep_learning.core.data.loaders import make_loaders

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from conftest import BIN, subprocess_env
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from deep_learning.core.data.datasets import DATASET_CLASSES, as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import DATASET_CLASSES, load_dataset
 from deep_learning.core.data.loaders import TensorLoader
 from deep_learning.analysis.figures import (
     CONFUSION_MATRIX_FILE,

@@ -16,7 +16,7 @@ from torchmetrics import MetricCollection
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads, cuda_syncs, host_reads
 from deep_learning.core.config import TrainConfig
 from deep_learning.experiment.controls import stepper_for
-from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.metrics import METRIC_NAMES, accuracy_metric, build_metrics
 from deep_learning.core.model import build_model

@@ -19,7 +19,8 @@ from PIL import Image
 
 from commands import assert_one_line_error, invoke, train_run
 from conftest import BIN, REPO, subprocess_env
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 from deep_learning.experiment.inference import evaluate_model, load_model
 from deep_learning.core.model import build_model
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from commands import assert_one_line_error, invoke, train_run
 from conftest import BIN, CHAPTER, model_server, subprocess_env
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.splits import load_splits
 from readback import only_run, tracking_uri
 
 TEXT_OPTIONS = (

@@ -14,7 +14,8 @@ from mlflow.entities import LoggedModelStatus
 
 from commands import assert_one_line_error, invoke, train_run
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import as_tensors, load_splits
+from deep_learning.core.data.splits import load_splits
+from deep_learning.core.data.samples import as_tensors
 
 EPOCHS = 4
 

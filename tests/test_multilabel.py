@@ -12,7 +12,8 @@ import torch.utils.data as utils
 from mlflow import MlflowClient
 
 import deep_learning
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 from readback import tracking_uri
 
 PROPERTIES = {"even": {0, 2, 4, 6, 8}, "greater_than_4": {5, 6, 7, 8, 9}, "prime": {2, 3, 5, 7}, "round": {0, 6, 8, 9}}

@@ -13,7 +13,7 @@ import torch.optim as optim
 import torch.utils.data as utils
 
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.metrics import Accuracy
 from deep_learning.core.optimization import Schedule, Stepper, build_optimizer, build_schedule, lr_scheduler
 from deep_learning.core.reproducibility import set_seed

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from deep_learning.cli import cli
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model

@@ -1,4 +1,4 @@
-"""The README's "Any model, any data, any task" examples run as written and log what the README says."""
+"""The README's first `fit` example and the task examples of docs/tasks.md run as written and log what they say."""
 
 from __future__ import annotations
 
@@ -13,13 +13,23 @@ from mlflow import MlflowClient
 from conftest import CHAPTER, REPO, subprocess_env
 from readback import only_run
 
-SECTION = "## Any model, any data, any task"
+FIRST_RUN = "## A first run from Python"
 
 
-def readme_examples() -> list[str]:
-    """The Python blocks of the README's section on any model, data and task, in order."""
-    section = (REPO / "README.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+def python_blocks(text: str) -> list[str]:
+    """The Python code blocks of a markdown text, in order."""
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def readme_example() -> str:
+    """The README's first `fit` example: the Python block of its section on a first run from Python."""
+    section = (REPO / "README.md").read_text(encoding="utf-8").split(FIRST_RUN, 1)[1].split("\n## ", 1)[0]
+    return python_blocks(section)[0]
+
+
+def tasks_examples() -> list[str]:
+    """The Python blocks of docs/tasks.md, in order: the README's first example, then regression, multi-label and dict batches."""
+    return python_blocks((REPO / "docs" / "tasks.md").read_text(encoding="utf-8"))
 
 
 def run_example(code: str, folder: Path) -> subprocess.CompletedProcess:
@@ -28,8 +38,12 @@ def run_example(code: str, folder: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def test_the_tasks_page_opens_with_the_readme_example():
+    assert tasks_examples()[0] == readme_example()
+
+
 def test_the_readme_example_runs_as_written(store, tmp_path):
-    result = run_example(readme_examples()[0], tmp_path)
+    result = run_example(readme_example(), tmp_path)
     run = only_run(MlflowClient(store))
     assert run.info.run_id in result.stdout.splitlines()[-1]
     assert run.info.status == "FINISHED" and run.data.params["arch"] == "small-cnn" and run.data.params["optimizer"] == "AdamW"
@@ -45,7 +59,7 @@ def test_the_readme_example_runs_as_written(store, tmp_path):
 )
 def test_each_tasks_example_runs_as_written(index, task, metrics, store, tmp_path):
     (tmp_path / "book.txt").write_text(CHAPTER.read_text(encoding="utf-8"), encoding="utf-8")  # the text the dict-batch example reads
-    result = run_example(readme_examples()[index], tmp_path)
+    result = run_example(tasks_examples()[index], tmp_path)
     run = only_run(MlflowClient(store))
     assert run.info.status == "FINISHED" and result.stdout.splitlines()[-1].startswith(run.info.run_id)
     assert run.data.params["task"] == task and metrics <= set(run.data.metrics)

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from commands import assert_one_line_error, invoke, train_run
-from deep_learning.core.data.datasets import load_dataset
+from deep_learning.core.data.files import load_dataset
 
 SHORT = ("--epochs", "1", "--train-subset", "2000", "--device", "cpu")
 

@@ -19,7 +19,7 @@ import regression_script
 from commands import assert_one_line_error, invoke, train_run
 from conftest import model_server
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.splits import load_splits
 from readback import assert_valid_png, logged_state_dict_bytes, tracking_uri
 from scripts import run_script, terminate_after_first_epoch
 

@@ -24,7 +24,8 @@ import deep_learning
 from user_models import DataDependent
 from commands import train_run
 from conftest import model_server
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 from deep_learning.core.model import build_model
 from readback import tracking_uri
 

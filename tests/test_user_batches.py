@@ -18,7 +18,8 @@ import deep_learning
 import stream_script
 from conftest import BIN, CHAPTER, subprocess_env
 from deep_learning.core.batches import ModelLoss
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 from deep_learning.core.distributed import Cluster
 from deep_learning.core.errors import ConfigError, DataError
 from deep_learning.core.data.loaders import RankShare

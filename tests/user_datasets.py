@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 import torch.utils.data as utils
 
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 
 
 def _fashion(root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

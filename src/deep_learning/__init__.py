@@ -15,7 +15,7 @@ __version__ = "0.3.0"
 _EXPORTS = {
     "set_seed": "deep_learning.core.reproducibility",
     "get_default_device": "deep_learning.core.devices",
-    "get_data_root": "deep_learning.core.data.datasets",
+    "get_data_root": "deep_learning.core.data.files",
     "train": "deep_learning.core.training",
     "evaluate": "deep_learning.core.training",
     "train_and_evaluate": "deep_learning.core.training",

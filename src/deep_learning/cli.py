@@ -319,7 +319,7 @@ def import_data(source: Path, dataset: str) -> None:
 
     The data root is $DEEP_LEARNING_DATA_ROOT, else ~/.cache/deep_learning/data.
     """
-    from deep_learning.core.data.datasets import import_raw_files
+    from deep_learning.core.data.files import import_raw_files
 
     click.echo(f"{dataset}: files checked and placed in {import_raw_files(dataset, source)}")
 

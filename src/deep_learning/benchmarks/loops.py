@@ -24,7 +24,7 @@ import torch.optim as optim
 from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.core.config import LOADERS, TrainConfig
-from deep_learning.core.data.datasets import DataSplits
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.precision import with_options

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from deep_learning.core.data.datasets import IMAGE_SHAPE, NUM_CLASSES
+from deep_learning.core.data.spec import IMAGE_SHAPE, NUM_CLASSES
 from deep_learning.core.model import build_model
 
 CPU_SGEMM_SIZE = 2048

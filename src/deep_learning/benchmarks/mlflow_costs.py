@@ -27,7 +27,8 @@ from deep_learning.benchmarks.commands import run_command
 from deep_learning.experiment.checkpoints import Checkpointer
 from deep_learning.core.checkpoint_files import checkpoints_in, epoch_of, load_checkpoint
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import IMAGE_SHAPE, TRAIN_VAL_SPLIT
+from deep_learning.core.data.splits import TRAIN_VAL_SPLIT
+from deep_learning.core.data.spec import IMAGE_SHAPE
 from deep_learning.core.devices import describe_device, device_tags
 from deep_learning.core.errors import BenchmarkError
 from deep_learning.core.model import build_model, count_parameters

@@ -18,7 +18,7 @@ from torchmetrics import MetricCollection
 from deep_learning.benchmarks.loops import BATCH_SIZES, Contestant, epoch_runner
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import DataSplits
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.metrics import build_metrics
 from deep_learning.core.model import build_model

@@ -30,7 +30,7 @@ from deep_learning.benchmarks.syncs import cuda_syncs, host_reads
 from deep_learning.benchmarks.tasks import measure_tasks
 from deep_learning.benchmarks.targets import judge
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import DataSplits, load_splits
+from deep_learning.core.data.splits import DataSplits, load_splits
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.devices import describe_device, device_tags, get_default_device, resolve_device
 from deep_learning.core.reproducibility import set_seed

@@ -22,7 +22,7 @@ import deep_learning
 from deep_learning.benchmarks.loops import WARMUP_EPOCHS, Contestant, race
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import DataSplits
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.data.loaders import example_batch, make_loaders
 from deep_learning.core.model import build_model
 from deep_learning.experiment.recipe import Recipe, recipe_from_config, settle

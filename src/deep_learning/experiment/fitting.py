@@ -23,7 +23,9 @@ from torchmetrics import Metric, MetricCollection
 
 from deep_learning.core.batches import LossFn, ModelLoss
 from deep_learning.core.config import AUTO, TrainConfig
-from deep_learning.core.data.datasets import DataSpec, DataSplits, check_samples, describe_data, split_size
+from deep_learning.core.data.splits import DataSplits
+from deep_learning.core.data.spec import DataSpec, describe_data
+from deep_learning.core.data.samples import check_samples, split_size
 from deep_learning.core.errors import ConfigError
 from deep_learning.experiment.runner import ExperimentResult, run_experiment
 from deep_learning.core.factories import call_factory, is_import_path, is_python_reference

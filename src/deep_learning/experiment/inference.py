@@ -20,7 +20,9 @@ from deep_learning import tracking
 from deep_learning.core.batches import to_device
 from deep_learning.analysis.comparison import text_table
 from deep_learning.core.config import CLASSIFICATION, TrainConfig
-from deep_learning.core.data.datasets import DATASET_CLASSES, DataSpec, split_size
+from deep_learning.core.data.spec import DataSpec
+from deep_learning.core.data.samples import split_size
+from deep_learning.core.data.files import DATASET_CLASSES
 from deep_learning.core.errors import ConfigError, InputError
 from deep_learning.core.data.loaders import example_batch, make_loaders
 from deep_learning.experiment.recipe import model_for, recipe_from_config, settle

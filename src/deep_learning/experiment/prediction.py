@@ -18,7 +18,7 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from deep_learning.core.data.datasets import DataSpec
+from deep_learning.core.data.spec import DataSpec
 from deep_learning.core.errors import InputError
 from deep_learning.core.data.tabular import read_rows
 from deep_learning.core.data.text import continue_text, decode, encode

@@ -25,7 +25,8 @@ from torchmetrics import Metric, MetricCollection
 
 from deep_learning.core.batches import LossFn, ModelLoss, forward, output_and_loss, predictions
 from deep_learning.core.config import AUTO, CLASSIFICATION, FILE_DATASETS, IMAGE_FOLDER, REGRESSION, SEQUENCE, TrainConfig
-from deep_learning.core.data.datasets import DataSpec, DataSplits, load_splits
+from deep_learning.core.data.splits import DataSplits, load_splits
+from deep_learning.core.data.spec import DataSpec
 from deep_learning.core.errors import ConfigError, first_line
 from deep_learning.core.model import build_model
 from deep_learning.core.optimization import build_optimizer

@@ -28,7 +28,7 @@ from deep_learning.core.checkpoint_files import checkpoint_name, checkpoints_in,
 from deep_learning.core.config import CLASSIFICATION, REGRESSION, TrainConfig, settings_apart
 from deep_learning.experiment.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
 from deep_learning.core.batches import batches_per_pass, to_device
-from deep_learning.core.data.datasets import split_size
+from deep_learning.core.data.samples import split_size
 from deep_learning.core.data.digests import split_digest
 from deep_learning.core.data.loaders import TensorLoader, example_batch, example_inputs, loader_kind, make_loaders
 from deep_learning.core.devices import describe_device, device_tags, memory_metrics, resolve_device

@@ -11,7 +11,7 @@ from pathlib import Path
 from deep_learning import tracking
 from deep_learning.analysis.comparison import compare_runs, histories_to_read, learning_metrics, plot_curves, render, write_table
 from deep_learning.core.config import ALL_DEVICES, TrainConfig
-from deep_learning.core.data.datasets import DataSplits, load_splits
+from deep_learning.core.data.splits import DataSplits, load_splits
 from deep_learning.core.errors import CheckpointError, InputError, Interrupted
 from deep_learning.experiment.runner import resume_experiment, run_experiment
 from deep_learning.studies.grid import Point, Study

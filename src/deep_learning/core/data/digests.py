@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import tree_flatten
 
-from deep_learning.core.data.datasets import first_samples, is_stream, stored_tensors
+from deep_learning.core.data.samples import first_samples, is_stream, stored_tensors
 
 DIGEST_SAMPLES = 16  # a split's digest reads at most this many samples where it is not stored as tensors
 

@@ -20,7 +20,8 @@ from torch import Tensor
 
 from deep_learning.core.batches import ExampleInputs, TargetSplit, first_tensor, leaves, num_samples, split_target
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.datasets import DataSplits, as_tensors, first_samples, is_stream, stored_tensors
+from deep_learning.core.data.splits import DataSplits
+from deep_learning.core.data.samples import as_tensors, first_samples, is_stream, stored_tensors
 from deep_learning.core.distributed import Cluster, ShuffledShards, evaluation_shard
 from deep_learning.core.errors import ConfigError
 

@@ -21,10 +21,10 @@ import torch.nn as nn
 import torch.utils.data as utils
 from torch import Tensor
 
+from deep_learning.core.data.found import DEFAULT_VAL_FRACTION, Found
 from deep_learning.core.errors import ConfigError, DataError, first_line
 
 CSV = "csv:"
-DEFAULT_HELD_OUT = 0.1
 
 
 @dataclass(frozen=True)
@@ -111,19 +111,7 @@ def _is_whole(text: str) -> bool:
     return _is_number(text) and float(text).is_integer()
 
 
-@dataclass(frozen=True)
-class CsvSplits:
-    """What a csv file gives a run: its splits, the class names (a classification's) and the spec's `features`."""
-
-    train: utils.TensorDataset
-    val: utils.TensorDataset
-    test: utils.TensorDataset
-    class_names: tuple[str, ...]
-    features: dict[str, Any]
-    task: str
-
-
-def csv_splits(dataset: str, target: str, task: str, val_fraction: float, split_seed: int) -> CsvSplits:
+def csv_splits(dataset: str, target: str, task: str, val_fraction: float, split_seed: int) -> Found:
     """The file's rows as training, validation and test TensorDatasets of raw features and targets (see the module)."""
     path = Path(dataset.removeprefix(CSV)).expanduser()
     if not path.is_file():
@@ -138,7 +126,7 @@ def csv_splits(dataset: str, target: str, task: str, val_fraction: float, split_
     else:
         targets, classes = _class_labels(table)
     order = torch.randperm(len(features), generator=torch.Generator().manual_seed(split_seed))
-    held_out = max(round(len(features) * (val_fraction or DEFAULT_HELD_OUT)), 1)
+    held_out = max(round(len(features) * (val_fraction or DEFAULT_VAL_FRACTION)), 1)
     if len(features) - 2 * held_out < 1:
         raise DataError(f"{path} has {len(features)} rows: too few to hold out {held_out} for validation and {held_out} for test")
     parts = [order[: len(order) - 2 * held_out], order[len(order) - 2 * held_out: len(order) - held_out], order[len(order) - held_out:]]
@@ -147,7 +135,7 @@ def csv_splits(dataset: str, target: str, task: str, val_fraction: float, split_
     if regression:
         target_statistics = _statistics(targets[parts[0]])
         statistics |= {"target_mean": target_statistics["mean"], "target_std": target_statistics["std"]}
-    return CsvSplits(train, val, test, classes, statistics, "regression" if regression else "classification")
+    return Found(train, val, test, classes, str(path.absolute()), "regression" if regression else "classification", statistics)
 
 
 def _statistics(columns: Tensor) -> dict[str, list[float]]:

@@ -9,7 +9,6 @@ overlap, so each character is scored once. Samples are views of one token tensor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,23 +16,14 @@ import torch.nn.functional as F
 import torch.utils.data as utils
 from torch import Tensor
 
+from deep_learning.core.config import SEQUENCE
+from deep_learning.core.data.found import DEFAULT_VAL_FRACTION, Found
 from deep_learning.core.errors import DataError, InputError, first_line
 
 TEXT = "text:"
-DEFAULT_HELD_OUT = 0.1
 
 
-@dataclass(frozen=True)
-class TextSplits:
-    """A text's samples by split, and its vocabulary (the characters, in order: token i is vocabulary[i])."""
-
-    train: utils.TensorDataset
-    val: utils.TensorDataset
-    test: utils.TensorDataset
-    vocabulary: tuple[str, ...]
-
-
-def text_splits(dataset: str, block_size: int, val_fraction: float) -> TextSplits:
+def text_splits(dataset: str, block_size: int, val_fraction: float) -> Found:
     """The text file's training, validation and test samples of `block_size` tokens (see the module)."""
     path = Path(dataset.removeprefix(TEXT)).expanduser()
     try:
@@ -44,7 +34,7 @@ def text_splits(dataset: str, block_size: int, val_fraction: float) -> TextSplit
         raise DataError(f"{path} is empty: a text dataset needs characters to learn from")
     vocabulary = tuple(sorted(set(text)))
     tokens = encode(text, vocabulary)
-    held_out = round(len(tokens) * (val_fraction or DEFAULT_HELD_OUT))
+    held_out = round(len(tokens) * (val_fraction or DEFAULT_VAL_FRACTION))
     parts = {"training": tokens[: len(tokens) - 2 * held_out], "validation": tokens[len(tokens) - 2 * held_out: len(tokens) - held_out], "test": tokens[len(tokens) - held_out:]}
     for name, part in parts.items():
         if len(part) <= block_size:
@@ -52,7 +42,8 @@ def text_splits(dataset: str, block_size: int, val_fraction: float) -> TextSplit
                 f"--block-size {block_size} is longer than the {name} part of {path} ({max(len(part) - 1, 0)} characters to predict): "
                 "lower --block-size, or give a longer text"
             )
-    return TextSplits(windows(parts["training"], block_size, 1), windows(parts["validation"], block_size, block_size), windows(parts["test"], block_size, block_size), vocabulary)
+    train, val, test = windows(parts["training"], block_size, 1), windows(parts["validation"], block_size, block_size), windows(parts["test"], block_size, block_size)
+    return Found(train, val, test, vocabulary, str(path.absolute()), SEQUENCE)
 
 
 def windows(tokens: Tensor, block_size: int, step: int) -> utils.TensorDataset:
