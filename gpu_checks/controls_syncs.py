@@ -15,7 +15,7 @@ import torch.nn as nn
 from deep_learning.benchmarks.syncs import cuda_syncs
 from deep_learning.core.config import TrainConfig
 from deep_learning.experiment.controls import stepper_for
-from deep_learning.core.data.datasets import load_splits
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model

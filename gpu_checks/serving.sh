@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 
 import deep_learning
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 
 inputs, labels = as_tensors(load_dataset("mnist", train=False))
 inputs, labels = inputs[:256].numpy(), labels[:256].numpy()
@@ -76,7 +77,8 @@ import urllib.request
 import mlflow
 import numpy as np
 
-from deep_learning.core.data.datasets import as_tensors, load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.files import load_dataset
 
 inputs, labels = as_tensors(load_dataset("mnist", train=False))
 inputs, labels = inputs[:64].numpy(), labels[:64].numpy()
