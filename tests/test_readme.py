@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import CHAPTER, REPO, subprocess_env
+from mlflow import MlflowClient
 from readback import only_run
 
 FIRST_RUN = "## A first run from Python"
@@ -54,7 +53,11 @@ def test_the_readme_example_runs_as_written(store, tmp_path):
 
 @pytest.mark.parametrize(
     "index, task, metrics",
-    [(1, "regression", {"test_mae", "test_r2"}), (2, "multilabel", {"val_f1", "val_accuracy"}), (3, "sequence", {"val_perplexity", "val_accuracy"})],
+    [
+        (1, "regression", {"test_mae", "test_r2"}),
+        (2, "multilabel", {"val_f1", "val_accuracy"}),
+        (3, "sequence", {"val_perplexity", "val_accuracy"}),
+    ],
     ids=["regression", "multi-label", "dict batches"],
 )
 def test_each_tasks_example_runs_as_written(index, task, metrics, store, tmp_path):
