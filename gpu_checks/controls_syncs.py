@@ -14,22 +14,30 @@ import torch.nn as nn
 
 from deep_learning.benchmarks.syncs import cuda_syncs
 from deep_learning.core.config import TrainConfig
-from deep_learning.experiment.controls import stepper_for
-from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
 from deep_learning.core.optimization import build_optimizer, build_schedule, lr_scheduler
 from deep_learning.core.precision import grad_scaler, with_amp
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.training import train
+from deep_learning.experiment.controls import stepper_for
 
 LENGTHS = (20, 40)
 
 
 def syncs_per_pass(optimizer_name: str, amp: str, device: torch.device) -> list[int]:
-    config = TrainConfig(optimizer=optimizer_name, amp=amp, lr_schedule="cosine", warmup_epochs=1, epochs=2,
-                         grad_clip_norm=0.5, accumulate_batches=2, train_subset=5000)
+    config = TrainConfig(
+        optimizer=optimizer_name,
+        amp=amp,
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        epochs=2,
+        grad_clip_norm=0.5,
+        accumulate_batches=2,
+        train_subset=5000,
+    )
     train_dl = make_loaders(config, load_splits(config), device)[0]
     counts = []
     for length in LENGTHS:
@@ -38,7 +46,18 @@ def syncs_per_pass(optimizer_name: str, amp: str, device: torch.device) -> list[
         batches = list(itertools.islice(train_dl, length))
         optimizer, scaler = build_optimizer(model.parameters(), config), grad_scaler(device, amp)
         stepper = stepper_for(config, optimizer, scaler, lr_scheduler(optimizer, build_schedule(config, length)), 0)
-        run = lambda: train(with_amp(model, device, amp), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric().to(device), device, stepper=stepper)
+
+        def run():
+            return train(
+                with_amp(model, device, amp),
+                batches,
+                nn.CrossEntropyLoss(),
+                optimizer,
+                accuracy_metric().to(device),
+                device,
+                stepper=stepper,
+            )
+
         run()  # warm-up: first-call allocations and kernel loads
         counts.append(cuda_syncs(run))
     return counts
@@ -54,7 +73,9 @@ def main() -> int:
         counts = syncs_per_pass(optimizer_name, amp, device)
         verdict = "PASS" if counts[0] == counts[1] else "FAIL"
         failed |= verdict == "FAIL"
-        print(f"{verdict} {optimizer_name} {amp} cosine+warm-up+clip+accumulate: synchronizing calls per pass of {LENGTHS} batches: {counts}")
+        print(
+            f"{verdict} {optimizer_name} {amp} cosine+warm-up+clip+accumulate: synchronizing calls per pass of {LENGTHS} batches: {counts}"
+        )
     return 1 if failed else 0
 
 

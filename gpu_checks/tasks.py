@@ -22,13 +22,13 @@ import torch.utils.data as utils
 from mlflow import MlflowClient
 
 import deep_learning
-from deep_learning.core.batches import to_device
 from deep_learning.benchmarks.syncs import cuda_syncs
+from deep_learning.core.batches import to_device
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.data.loaders import example_batch, make_loaders
-from deep_learning.experiment.recipe import recipe_from_config, settle
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.training import evaluate, train
+from deep_learning.experiment.recipe import recipe_from_config, settle
 
 LENGTHS = (10, 20)
 OUT = Path(os.environ.get("OUT", "tasks-out")).absolute()
@@ -37,9 +37,34 @@ OUT = Path(os.environ.get("OUT", "tasks-out")).absolute()
 def text_epoch_seconds(text: Path, device: str) -> float:
     """The median epoch time of a short text run on `device`, as the run logged it."""
     uri = f"sqlite:///{OUT / 'mlflow.db'}"
-    command = [sys.executable, "-m", "deep_learning", "train", "--dataset", f"text:{text}", "--model", "transformer", "--block-size", "64",
-               "--batch-size", "64", "--steps-per-epoch", "200", "--epochs", "3", "--optimizer", "adamw", "--lr", "3e-3", "--device", device, "-q"]
-    output = subprocess.run(command, cwd=OUT, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, check=True).stdout
+    command = [
+        sys.executable,
+        "-m",
+        "deep_learning",
+        "train",
+        "--dataset",
+        f"text:{text}",
+        "--model",
+        "transformer",
+        "--block-size",
+        "64",
+        "--batch-size",
+        "64",
+        "--steps-per-epoch",
+        "200",
+        "--epochs",
+        "3",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "3e-3",
+        "--device",
+        device,
+        "-q",
+    ]
+    output = subprocess.run(
+        command, cwd=OUT, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, check=True
+    ).stdout
     run_id = output.split()[1]
     seconds = sorted(metric.value for metric in MlflowClient(uri).get_metric_history(run_id, "epoch_seconds"))
     return seconds[len(seconds) // 2]
@@ -73,11 +98,22 @@ def regression_on_cuda() -> str:
 
     features, targets = (torch.tensor(array, dtype=torch.float32) for array in load_diabetes(return_X_y=True))
     targets = ((targets - targets.mean()) / targets.std()).unsqueeze(1)
-    train_data, val_data, test_data = utils.random_split(utils.TensorDataset(features, targets), [300, 70, 72], generator=torch.Generator().manual_seed(0))
+    train_data, val_data, test_data = utils.random_split(
+        utils.TensorDataset(features, targets), [300, 70, 72], generator=torch.Generator().manual_seed(0)
+    )
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{OUT / 'mlflow.db'}"
     result = deep_learning.fit(
-        nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1)), train_data, val_data, test_data=test_data,
-        loss_fn=nn.MSELoss(), metrics=["mae", "r2"], optimizer="adam", lr=1e-2, epochs=5, batch_size=32, device="cuda",
+        nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1)),
+        train_data,
+        val_data,
+        test_data=test_data,
+        loss_fn=nn.MSELoss(),
+        metrics=["mae", "r2"],
+        optimizer="adam",
+        lr=1e-2,
+        epochs=5,
+        batch_size=32,
+        device="cuda",
         checkpoint_dir=str(OUT / "checkpoints"),
     )
     (OUT / "regression.json").write_text(json.dumps({"run_id": result.run_id, "test_metrics": result.test_metrics}))
@@ -96,8 +132,11 @@ def main(text: Path) -> int:
         failed |= verdict == "FAIL"
         print(f"{verdict} language model {name} pass: synchronizing CUDA calls per pass of {LENGTHS} batches: {pair}", flush=True)
     timings = {device: text_epoch_seconds(text, device) for device in ("cuda", "cpu")}
-    print(f"language model epoch (200 steps of 64 x 64 tokens): cuda {timings['cuda']:.2f} s, cpu {timings['cpu']:.2f} s, "
-          f"{timings['cpu'] / timings['cuda']:.1f}x", flush=True)
+    print(
+        f"language model epoch (200 steps of 64 x 64 tokens): cuda {timings['cuda']:.2f} s, cpu {timings['cpu']:.2f} s, "
+        f"{timings['cpu'] / timings['cuda']:.1f}x",
+        flush=True,
+    )
     print(f"regression fit on cuda: run {regression_on_cuda()} in {OUT / 'mlflow.db'}; load it on a CPU-only machine", flush=True)
     (OUT / "tasks.json").write_text(json.dumps({"syncs": counts, "epoch_seconds": timings}))
     return 1 if failed else 0

@@ -87,10 +87,18 @@ def start_mlflow_server(folder: Path, port: int | None = None) -> Server:
     port = port or free_port()
     process = subprocess.Popen(
         [
-            str(BIN / "mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-            "--artifacts-destination", str(folder / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
         ],
         cwd=folder,
         stdout=open(folder / "server.log", "a"),

@@ -15,8 +15,8 @@ import torch.utils.data as utils
 from torchmetrics.classification import MulticlassF1Score
 
 import deep_learning
-from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.data.files import load_dataset
+from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.metrics import Accuracy
 
 TRAIN, VAL, TEST = 1500, 500, 500
@@ -29,8 +29,12 @@ class TinyConvNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.head = nn.Linear(16 * 7 * 7, num_classes)
 
@@ -44,7 +48,7 @@ def fashion_tensors() -> tuple[utils.TensorDataset, utils.TensorDataset, utils.T
     test_images, test_labels = as_tensors(load_dataset("fashion-mnist", train=False))
     return (
         utils.TensorDataset(images[:TRAIN], labels[:TRAIN]),
-        utils.TensorDataset(images[TRAIN:TRAIN + VAL], labels[TRAIN:TRAIN + VAL]),
+        utils.TensorDataset(images[TRAIN : TRAIN + VAL], labels[TRAIN : TRAIN + VAL]),
         utils.TensorDataset(test_images[:TEST], test_labels[:TEST]),
     )
 
@@ -54,12 +58,16 @@ def main(resume: str | None) -> None:
     deep_learning.set_seed(0)
     result = deep_learning.fit(
         TinyConvNet(),
-        train_data, val_data,
+        train_data,
+        val_data,
         test_data=test_data,
         loss_fn=nn.CrossEntropyLoss(),
         optimizer=lambda params: optim.AdamW(params, lr=3e-3),
         metrics={"accuracy": Accuracy(), "f1": MulticlassF1Score(10, validate_args=False)},
-        epochs=EPOCHS, batch_size=64, device="cpu", seed=42,
+        epochs=EPOCHS,
+        batch_size=64,
+        device="cpu",
+        seed=42,
         params={"arch": "tiny-conv-net"},
         resume=resume,
     )

@@ -74,7 +74,15 @@ def assert_complete_run(uri: str, run, epochs: int, data_root: Path, run_name: s
 
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     logged = set(run.data.params) - {"resume", "config"}  # `mlflow run` logs its MLproject parameters, these among them
-    assert logged == fields | {"num_train_samples", "num_val_samples", "num_parameters", "world_size", "backend", "nnodes", "global_batch_size"}
+    assert logged == fields | {
+        "num_train_samples",
+        "num_val_samples",
+        "num_parameters",
+        "world_size",
+        "backend",
+        "nnodes",
+        "global_batch_size",
+    }
     assert (run.data.params["world_size"], run.data.params["backend"]) == ("1", "none")
     assert run.data.params["global_batch_size"] == run.data.params["batch_size"]
     assert run.data.params["num_val_samples"] == "10000"

@@ -37,8 +37,8 @@ def diabetes_splits() -> tuple[utils.TensorDataset, utils.TensorDataset, utils.T
     targets = (targets - targets[:TRAIN].mean()) / targets[:TRAIN].std()
     return (
         utils.TensorDataset(features[:TRAIN], targets[:TRAIN]),
-        utils.TensorDataset(features[TRAIN:TRAIN + VAL], targets[TRAIN:TRAIN + VAL]),
-        utils.TensorDataset(features[TRAIN + VAL:], targets[TRAIN + VAL:]),
+        utils.TensorDataset(features[TRAIN : TRAIN + VAL], targets[TRAIN : TRAIN + VAL]),
+        utils.TensorDataset(features[TRAIN + VAL :], targets[TRAIN + VAL :]),
     )
 
 
@@ -46,12 +46,16 @@ def main(resume: str | None) -> None:
     train_data, val_data, test_data = diabetes_splits()
     result = deep_learning.fit(
         lambda: Regressor(),
-        train_data, val_data,
+        train_data,
+        val_data,
         test_data=test_data,
         loss_fn=nn.MSELoss(),
         optimizer=lambda params: optim.Adam(params, lr=1e-2),
         metrics={"mae": MeanAbsoluteError()},
-        epochs=EPOCHS, batch_size=32, device="cpu", seed=7,
+        epochs=EPOCHS,
+        batch_size=32,
+        device="cpu",
+        seed=7,
         resume=resume,
     )
     if result.run_id:

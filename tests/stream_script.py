@@ -9,8 +9,8 @@ import torch.nn as nn
 import torch.utils.data as utils
 
 import deep_learning
-from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.data.files import load_dataset
+from deep_learning.core.data.samples import as_tensors
 
 STEPS, EPOCHS, BATCH = 6, 2, 32
 
@@ -30,8 +30,12 @@ def main() -> None:
     images, labels = as_tensors(load_dataset("mnist", train=False))
     result = deep_learning.fit(
         nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
-        DigitStream(1000), utils.TensorDataset(images[:500], labels[:500]),
-        epochs=EPOCHS, steps_per_epoch=STEPS, batch_size=BATCH, device="cpu",
+        DigitStream(1000),
+        utils.TensorDataset(images[:500], labels[:500]),
+        epochs=EPOCHS,
+        steps_per_epoch=STEPS,
+        batch_size=BATCH,
+        device="cpu",
     )
     if result.run_id:
         print(f"run_id {result.run_id}", flush=True)

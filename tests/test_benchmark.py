@@ -63,10 +63,7 @@ def quick_run(data_root, tmp_path_factory):
 
 def test_rounds_alternate_direction_and_ratios_pair_epochs_of_one_round():
     order: list[str] = []
-    lineup = [
-        Contestant(torch.device("cpu"), "tensor", 64, loop, functools.partial(order.append, loop), stopwatch=None)
-        for loop in LOOPS
-    ]
+    lineup = [Contestant(torch.device("cpu"), "tensor", 64, loop, functools.partial(order.append, loop), stopwatch=None) for loop in LOOPS]
     race(lineup, repeats=3, progress=lambda line: None)
     rounds = [list(LOOPS) if number % 2 == 0 else list(reversed(LOOPS)) for number in range(WARMUP_EPOCHS + 3)]
     assert order == [loop for round_order in rounds for loop in round_order]
@@ -83,7 +80,22 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
     folder, _, result, _ = quick_run
     assert result.exit_code == 0, result.output
     results = json.loads((folder / "out" / "benchmark.json").read_text())
-    assert {"settings", "host", "devices", "flops", "sgemm", "epochs", "host_reads", "cuda_epoch_syncs", "mlflow", "studies", "startup", "mlflow_run", "memory", "targets"} <= set(results)
+    assert {
+        "settings",
+        "host",
+        "devices",
+        "flops",
+        "sgemm",
+        "epochs",
+        "host_reads",
+        "cuda_epoch_syncs",
+        "mlflow",
+        "studies",
+        "startup",
+        "mlflow_run",
+        "memory",
+        "targets",
+    } <= set(results)
     assert results["quick"] is True and results["mlflow_run"] == {"skipped": "--quick"}
     assert results["settings"]["devices"] == ["cpu"] and results["cuda_epoch_syncs"] == {}
     assert results["settings"]["torch_threads"]["intra_op"] >= 1
@@ -100,21 +112,46 @@ def test_quick_benchmark_writes_json_and_markdown(quick_run):
         assert (row["median_tracking_seconds"] > 0) == (row["loop"] == "tracked")
 
     positive = [
-        results["sgemm"]["cpu"]["gflops"], results["flops"]["per_epoch"], results["memory"]["peak_rss_bytes"],
-        results["startup"]["median_seconds"], *(results["mlflow"][key] for key in (
-            "import_tracking_seconds", "first_run_seconds", "later_run_seconds", "log_model_first_seconds", "log_model_second_seconds",
-            "epoch_metrics_cpu_seconds", "system_metrics_core_share",
-        )),
+        results["sgemm"]["cpu"]["gflops"],
+        results["flops"]["per_epoch"],
+        results["memory"]["peak_rss_bytes"],
+        results["startup"]["median_seconds"],
+        *(
+            results["mlflow"][key]
+            for key in (
+                "import_tracking_seconds",
+                "first_run_seconds",
+                "later_run_seconds",
+                "log_model_first_seconds",
+                "log_model_second_seconds",
+                "epoch_metrics_cpu_seconds",
+                "system_metrics_core_share",
+            )
+        ),
     ]
     assert all(math.isfinite(value) and value > 0 for value in positive)
 
     targets = {target["name"]: target for target in results["targets"]}
     assert set(targets) == {
-        "speedup_batch_64", "speedup_batch_1024", "sgemm_share_batch_1024",
-        "tracked_over_untracked_batch_64", "tracked_over_untracked_batch_1024", "mlflow_share_batch_64", "mlflow_share_batch_1024",
-        "run_fixed_seconds", "log_model_first_seconds", "log_model_second_seconds", "system_metrics_cpu_share", "help_seconds",
-        "host_reads_per_batch_train", "host_reads_per_pass_train", "host_reads_per_batch_evaluate", "host_reads_per_pass_evaluate",
-        "study_extra_child_seconds", "vectorized_seeds_over_one_run", "batch_handling_share_batch_64",
+        "speedup_batch_64",
+        "speedup_batch_1024",
+        "sgemm_share_batch_1024",
+        "tracked_over_untracked_batch_64",
+        "tracked_over_untracked_batch_1024",
+        "mlflow_share_batch_64",
+        "mlflow_share_batch_1024",
+        "run_fixed_seconds",
+        "log_model_first_seconds",
+        "log_model_second_seconds",
+        "system_metrics_cpu_share",
+        "help_seconds",
+        "host_reads_per_batch_train",
+        "host_reads_per_pass_train",
+        "host_reads_per_batch_evaluate",
+        "host_reads_per_pass_evaluate",
+        "study_extra_child_seconds",
+        "vectorized_seeds_over_one_run",
+        "batch_handling_share_batch_64",
     }
     assert targets["host_reads_per_batch_train"]["passed"] and targets["host_reads_per_pass_train"]["passed"]
     assert {(row["loop"], row["pass"]) for row in results["host_reads"]} == {

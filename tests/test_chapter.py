@@ -8,22 +8,20 @@ import subprocess
 import sys
 from contextlib import redirect_stdout
 
+import chapter_listing
 import pytest
 import torch
 import torch.utils.data as utils
 from click.testing import CliRunner
+from conftest import CHAPTER, subprocess_env
 from torchmetrics.classification import MulticlassAccuracy
 
-import chapter_listing
 import deep_learning
-from conftest import CHAPTER, subprocess_env
 from deep_learning.cli import cli
-from deep_learning.core.data.splits import split_train_val
 from deep_learning.core.data.files import chapter_transform, load_dataset
+from deep_learning.core.data.splits import split_train_val
 
-EPOCH_LINE = re.compile(
-    r"Epoch \[\s*(\d+)/(\d+)\] \| loss: ([\d.]+) \| metric: ([\d.]+) \| val_loss: ([\d.]+) \| val_metric: ([\d.]+)"
-)
+EPOCH_LINE = re.compile(r"Epoch \[\s*(\d+)/(\d+)\] \| loss: ([\d.]+) \| metric: ([\d.]+) \| val_loss: ([\d.]+) \| val_metric: ([\d.]+)")
 
 
 def _squash(text: str) -> str:
@@ -42,7 +40,9 @@ def test_listing_is_the_chapters_code_in_order():
 def _run_chapter(data_root, **options) -> list[tuple[float, ...]]:
     result = subprocess.run(
         [sys.executable, "-c", chapter_listing.script(**options)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env=subprocess_env(DEEP_LEARNING_DATA_ROOT=str(data_root)),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -114,12 +114,19 @@ def test_train_and_evaluate_prints_the_chapters_lines_and_returns_history(data_r
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
         stdout = io.StringIO()
         with redirect_stdout(stdout):
-            results.append(functions["train_and_evaluate"](
-                model=model, train_dl=train_dl, val_dl=val_dl, loss_fn=torch.nn.CrossEntropyLoss(),
-                optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                metric=MulticlassAccuracy(num_classes=10), val_metric=MulticlassAccuracy(num_classes=10),
-                num_epochs=2, device=torch.device("cpu"),
-            ))
+            results.append(
+                functions["train_and_evaluate"](
+                    model=model,
+                    train_dl=train_dl,
+                    val_dl=val_dl,
+                    loss_fn=torch.nn.CrossEntropyLoss(),
+                    optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                    metric=MulticlassAccuracy(num_classes=10),
+                    val_metric=MulticlassAccuracy(num_classes=10),
+                    num_epochs=2,
+                    device=torch.device("cpu"),
+                )
+            )
         outputs.append(stdout.getvalue())
     assert outputs[0] == outputs[1]
     history = results[1]

@@ -8,8 +8,8 @@ import sys
 import click
 import pytest
 from click.testing import CliRunner
-
 from conftest import SOURCE_DATA, subprocess_env
+
 from deep_learning import __version__
 from deep_learning.cli import cli
 

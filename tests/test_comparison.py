@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 import pytest
+from commands import SMALL, assert_one_line_error, invoke, train_run
+from conftest import BIN, REPO, subprocess_env
 from mlflow import MlflowClient
 from PIL import Image
 
-from commands import SMALL, assert_one_line_error, invoke, train_run
-from conftest import BIN, REPO, subprocess_env
 from deep_learning.analysis.comparison import compare_runs, histories_to_read, render, runs_table, select_latest_per_device_and_config
 from deep_learning.analysis.records import RunRecord
 
@@ -152,9 +152,14 @@ def test_log_records_a_comparison_run_that_runs_and_compare_skip(trained, module
 
 def _record(run_id: str, device_type: str, epoch_seconds: list[float], val_loss: list[float], lr: str = "0.1") -> RunRecord:
     return RunRecord(
-        run_id=run_id, run_name=f"mlp-mnist-{device_type}", experiment_id="0", status="FINISHED",
-        start_time_ms=int(run_id, 16), end_time_ms=None,
-        params={"lr": lr, "seed": "42", "device": device_type}, metrics={"val_loss": val_loss[-1]},
+        run_id=run_id,
+        run_name=f"mlp-mnist-{device_type}",
+        experiment_id="0",
+        status="FINISHED",
+        start_time_ms=int(run_id, 16),
+        end_time_ms=None,
+        params={"lr": lr, "seed": "42", "device": device_type},
+        metrics={"val_loss": val_loss[-1]},
         tags={"device.type": device_type, "device.name": device_type.upper()},
         histories={
             "epoch_seconds": dict(enumerate(epoch_seconds, 1)),
@@ -180,13 +185,20 @@ def _scored(run_id: str, metrics: Sequence[str], device_type: str = "cpu") -> Ru
     keys = [f"{split}_{name}" for split in ("train", "val", "test") for name in ("loss", *metrics)]
     histories = {key: {1: 0.5, 2: 0.25 + len(key) / 100} for key in keys}
     return RunRecord(
-        run_id=run_id, run_name=f"mlp-mnist-{device_type}", experiment_id="0", status="FINISHED",
-        start_time_ms=int(run_id, 16), end_time_ms=int(run_id, 16) + 5000,
+        run_id=run_id,
+        run_name=f"mlp-mnist-{device_type}",
+        experiment_id="0",
+        status="FINISHED",
+        start_time_ms=int(run_id, 16),
+        end_time_ms=int(run_id, 16) + 5000,
         params={"lr": "0.1", "seed": "42", "epochs": "2"},
         metrics={
             **{key: history[2] for key, history in histories.items()},
-            "epoch_seconds": 1.5, "train_samples_per_second": 1000.0, "cuda_max_allocated_megabytes": 12.0,
-            "test_accuracy_class_3": 0.9, "system/cpu_utilization_percentage": 50.0,
+            "epoch_seconds": 1.5,
+            "train_samples_per_second": 1000.0,
+            "cuda_max_allocated_megabytes": 12.0,
+            "test_accuracy_class_3": 0.9,
+            "system/cpu_utilization_percentage": 50.0,
         },
         tags={"device.type": device_type, "device.name": device_type.upper()},
         histories={**histories, "epoch_seconds": {1: 1.0, 2: 2.0}},
@@ -197,8 +209,17 @@ def test_the_histories_to_read_are_the_learning_metrics_the_run_logged_and_its_s
     run = _scored("1" * 32, ["iou", "accuracy"])
     assert run.metric_names() == ["accuracy", "iou"]
     assert histories_to_read(run) == (
-        "train_loss", "train_accuracy", "train_iou", "val_loss", "val_accuracy", "val_iou", "test_loss", "test_accuracy", "test_iou",
-        "epoch_seconds", "train_samples_per_second",
+        "train_loss",
+        "train_accuracy",
+        "train_iou",
+        "val_loss",
+        "val_accuracy",
+        "val_iou",
+        "test_loss",
+        "test_accuracy",
+        "test_iou",
+        "epoch_seconds",
+        "train_samples_per_second",
     )
 
 
@@ -226,8 +247,21 @@ def test_a_run_without_accuracy_compares_and_lists():
     assert rows["test_iou"] == (iou.metrics["test_iou"],)
 
     header, rule, *lines = runs_table([iou]).splitlines()
-    assert header.split() == ["run_id", "run_name", "status", "device", "dataset", "epochs", "lr", "batch_size", "seed",
-                              "val_iou", "test_iou", "epoch_seconds", "duration"]
+    assert header.split() == [
+        "run_id",
+        "run_name",
+        "status",
+        "device",
+        "dataset",
+        "epochs",
+        "lr",
+        "batch_size",
+        "seed",
+        "val_iou",
+        "test_iou",
+        "epoch_seconds",
+        "duration",
+    ]
     assert lines[0].split()[-4:] == [f"{iou.metrics['val_iou']:.4f}", f"{iou.metrics['test_iou']:.4f}", "1.50", "5.0s"]
 
     header, rule, *lines = runs_table([accuracy, iou]).splitlines()
@@ -254,7 +288,9 @@ def test_run_ids_and_experiment_together_are_refused(trained):
 def test_unknown_experiment_is_one_line_in_a_real_process(trained):
     result = subprocess.run(
         [sys.executable, "-m", "deep_learning", "runs", "--experiment", "nope"],
-        capture_output=True, text=True, env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
     )
     assert result.returncode == 1
     assert result.stdout == ""
@@ -266,7 +302,11 @@ def test_unknown_experiment_is_one_line_in_a_real_process(trained):
 def test_mlproject_compare_entry_point_logs_into_the_run_it_adopts(trained, module_store, tmp_path):
     result = subprocess.run(
         [str(BIN / "mlflow"), "run", str(REPO), "-e", "compare", "--env-manager", "local", "-P", "format=csv"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=subprocess_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=subprocess_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"name,{trained['other']},{trained['repeat']}" in result.stdout

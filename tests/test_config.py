@@ -6,11 +6,10 @@ import dataclasses
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from deep_learning.cli import cli
-from deep_learning.core.config import option_name
-from deep_learning.core.config import TrainConfig
+from deep_learning.core.config import TrainConfig, option_name
 from deep_learning.core.errors import ConfigError
 
 FIELDS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}

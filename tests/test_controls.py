@@ -11,18 +11,34 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from mlflow import MlflowClient
-
 from commands import assert_one_line_error, invoke, train_run
-from deep_learning.core.checkpoint_files import load_checkpoint
-from deep_learning.core.config import TrainConfig
-from deep_learning.core.optimization import build_schedule
+from mlflow import MlflowClient
 from readback import logged_state_dict_bytes
 from test_faults import histories, start_training, wait_for_line
 
+from deep_learning.core.checkpoint_files import load_checkpoint
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.optimization import build_schedule
+
 SUBSET = 640  # 10 batches of 64 an epoch
-SCHEDULED = ("--epochs", "3", "--train-subset", str(SUBSET), "--device", "cpu", "--lr-schedule", "cosine", "--warmup-epochs", "1",
-             "--grad-clip-norm", "1.0", "--accumulate-batches", "2", "--log-every-n-steps", "2")
+SCHEDULED = (
+    "--epochs",
+    "3",
+    "--train-subset",
+    str(SUBSET),
+    "--device",
+    "cpu",
+    "--lr-schedule",
+    "cosine",
+    "--warmup-epochs",
+    "1",
+    "--grad-clip-norm",
+    "1.0",
+    "--accumulate-batches",
+    "2",
+    "--log-every-n-steps",
+    "2",
+)
 # The training loss falls every epoch, so "max" never improves after epoch 1: patience 2 stops after epoch 3.
 NEVER_IMPROVES = ("--monitor", "train_loss", "--monitor-mode", "max", "--early-stopping-patience", "2")
 
@@ -68,8 +84,25 @@ def test_early_stopping_ends_finished_at_the_predicted_epoch_with_the_best_weigh
 
 
 def test_resume_mid_schedule_and_mid_patience_is_exact(store):
-    options = ("train", "--epochs", "5", "--train-subset", "1280", "--device", "cpu", "--lr-schedule", "onecycle",
-               "--grad-clip-norm", "0.5", "--monitor", "train_loss", "--monitor-mode", "max", "--early-stopping-patience", "3")
+    options = (
+        "train",
+        "--epochs",
+        "5",
+        "--train-subset",
+        "1280",
+        "--device",
+        "cpu",
+        "--lr-schedule",
+        "onecycle",
+        "--grad-clip-norm",
+        "0.5",
+        "--monitor",
+        "train_loss",
+        "--monitor-mode",
+        "max",
+        "--early-stopping-patience",
+        "3",
+    )
     process = start_training(*options)
     wait_for_line(process, "Epoch [2/5]")
     process.send_signal(signal.SIGTERM)
@@ -89,7 +122,10 @@ def test_resume_mid_schedule_and_mid_patience_is_exact(store):
         assert history(client, interrupted.info.run_id, key) == history(client, uninterrupted, key)
     assert logged_state_dict_bytes(client, interrupted.info.run_id) == logged_state_dict_bytes(client, uninterrupted)
     models = [
-        sorted((model.name, str(model.status)) for model in mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list"))
+        sorted(
+            (model.name, str(model.status))
+            for model in mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
+        )
         for run_id in (interrupted.info.run_id, uninterrupted)
     ]
     assert models[0] == models[1] == [("checkpoint-0004", "READY"), ("model", "READY")]
@@ -98,7 +134,10 @@ def test_resume_mid_schedule_and_mid_patience_is_exact(store):
 def test_the_profiler_logs_a_trace_and_a_table_of_the_first_epoch(store):
     run_id = train_run("--epochs", "1", "--train-subset", str(SUBSET), "--device", "cpu", "--profile", "true")
     client = MlflowClient(store)
-    assert sorted(item.path for item in client.list_artifacts(run_id, "profile")) == ["profile/key_averages.txt", "profile/train.pt.trace.json"]
+    assert sorted(item.path for item in client.list_artifacts(run_id, "profile")) == [
+        "profile/key_averages.txt",
+        "profile/train.pt.trace.json",
+    ]
     trace = json.loads(Path(client.download_artifacts(run_id, "profile/train.pt.trace.json")).read_text())
     assert any(event.get("name", "").startswith("aten::addmm") for event in trace["traceEvents"])
     assert "aten::addmm" in Path(client.download_artifacts(run_id, "profile/key_averages.txt")).read_text()

@@ -14,18 +14,18 @@ import pytest
 import torch
 import torch.utils.data as utils
 import torchvision.transforms.v2 as v2
-from PIL import Image
-
 from conftest import SOURCE_DATA
+from PIL import Image
 from user_datasets import Records
+
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import load_splits
-from deep_learning.core.data.spec import DataSpec, describe_data
-from deep_learning.core.data.samples import as_tensors, check_samples
-from deep_learning.core.data.files import get_data_root, import_raw_files, load_dataset, raw_folder
 from deep_learning.core.data.digests import split_digest
-from deep_learning.core.errors import ConfigError, DataError
+from deep_learning.core.data.files import get_data_root, import_raw_files, load_dataset, raw_folder
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.samples import as_tensors, check_samples
+from deep_learning.core.data.spec import DataSpec, describe_data
+from deep_learning.core.data.splits import load_splits
+from deep_learning.core.errors import ConfigError, DataError
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
 from deep_learning.core.reproducibility import set_seed
@@ -131,8 +131,15 @@ def _train_two_epochs(data_root, loader: str, batch_size: int):
     set_seed(config.seed)
     model = build_model()
     history = train_and_evaluate(
-        model, train_dl, val_dl, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=config.lr),
-        accuracy_metric(), accuracy_metric(), num_epochs=2, device=torch.device("cpu"),
+        model,
+        train_dl,
+        val_dl,
+        torch.nn.CrossEntropyLoss(),
+        torch.optim.SGD(model.parameters(), lr=config.lr),
+        accuracy_metric(),
+        accuracy_metric(),
+        num_epochs=2,
+        device=torch.device("cpu"),
     )
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
@@ -213,6 +220,7 @@ def test_spec_round_trips_through_json():
 
 # Image folders: PNGs written from real MNIST test images of the digits 0, 1 and 2.
 
+
 @pytest.fixture(scope="module")
 def digits(data_root) -> dict[int, np.ndarray]:
     """30 real MNIST test images of each of the digits 0, 1 and 2, as uint8 arrays (28, 28)."""
@@ -266,7 +274,9 @@ def test_imagefolder_uses_its_validation_and_test_folders(tmp_path, digits):
 def test_imagefolder_splits_need_the_same_classes(tmp_path, digits):
     _write(tmp_path / "train", digits, slice(0, 5))
     _write(tmp_path / "test", {0: digits[0], 1: digits[1]}, slice(5, 7))
-    with pytest.raises(DataError, match=rf"{tmp_path / 'test'} has classes digit-0, digit-1 but {tmp_path / 'train'} has digit-0, digit-1, digit-2"):
+    with pytest.raises(
+        DataError, match=rf"{tmp_path / 'test'} has classes digit-0, digit-1 but {tmp_path / 'train'} has digit-0, digit-1, digit-2"
+    ):
         load_splits(_imagefolder(tmp_path), tmp_path)
 
 
@@ -303,7 +313,11 @@ def test_imagefolder_without_images_in_class_folders_is_refused_in_a_line(tmp_pa
         load_splits(_imagefolder(folder), tmp_path)
     message = str(error.value)
     assert "\n" not in message and f"expected images as {folder}/train/<class>/*.png" in message
-    found = {"empty": "0 files and 0 folders", "files only": "1 files and 0 folders", "empty class folders": "no valid file for the classes cat"}
+    found = {
+        "empty": "0 files and 0 folders",
+        "files only": "1 files and 0 folders",
+        "empty class folders": "no valid file for the classes cat",
+    }
     assert found[layout] in message
     with pytest.raises(DataError, match="is not a folder"):
         load_splits(_imagefolder(tmp_path / "nowhere"), tmp_path)
@@ -328,6 +342,7 @@ def test_imagefolder_batches_are_the_same_from_tensors_and_dataloaders(tmp_path,
 
 
 # Factories: user code that returns the splits.
+
 
 def test_factory_returns_splits_with_their_class_names(data_root):
     splits = load_splits(TrainConfig(dataset="user_datasets:fashion_slice", train_subset=150), data_root)
@@ -357,7 +372,11 @@ def test_factory_without_a_test_split_gets_no_test_loader(data_root):
         ("user_datasets:a_list", DataError, r"returned a list of 3 items: expected a dict with keys train, val"),
         ("user_datasets:records", DataError, r"the training split yields a dict with keys image, label, not \(input, target\) pairs"),
         ("user_datasets:missing", ConfigError, r"has no attribute 'missing'"),
-        ("imagefolder:", ConfigError, r"dataset must be mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path package.module:factory, not 'imagefolder:'"),
+        (
+            "imagefolder:",
+            ConfigError,
+            r"dataset must be mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path package.module:factory, not 'imagefolder:'",
+        ),
     ],
 )
 def test_unusable_datasets_are_refused(data_root, dataset, error, message):
@@ -366,6 +385,7 @@ def test_unusable_datasets_are_refused(data_root, dataset, error, message):
 
 
 # The pieces fit() calls on user datasets.
+
 
 class Stream(utils.IterableDataset):
     def __init__(self, limit: int = 1) -> None:
@@ -392,7 +412,11 @@ def test_describe_data_reads_a_tensor_dataset():
 @pytest.mark.parametrize(
     "dataset, target_key, message",
     [
-        (utils.Subset(Records(), [0]), None, r"yields a dict with keys image, label, not \(input, target\) pairs: name the target's key with target_key"),
+        (
+            utils.Subset(Records(), [0]),
+            None,
+            r"yields a dict with keys image, label, not \(input, target\) pairs: name the target's key with target_key",
+        ),
         (Records(), "target", r"samples have no key 'target' \(their keys: image, label\): give the target's key as target_key"),
         ([(torch.zeros(1), 0)], "label", r"yields a tuple of 2 items, not dicts: target_key is for samples that are dicts"),
         ([(torch.zeros(1), 0, "extra")], None, r"yields a tuple of 3 items, not \(input, target\) pairs"),
@@ -414,7 +438,11 @@ def test_check_samples_takes_every_form_of_inputs_and_targets():
     check_samples(utils.TensorDataset(torch.zeros(2, 1), torch.tensor([1, 0], dtype=torch.int32)), "validation")
     check_samples([(torch.zeros(1), 1.5), (torch.zeros(1), torch.tensor([0.0, 1.0]))], "training")  # regression, multi-label
     check_samples([((torch.zeros(3), torch.zeros(2, dtype=torch.int64)), 0)], "training")  # two inputs
-    check_samples([{"input_ids": torch.zeros(4, dtype=torch.int64), "mask": torch.ones(4), "labels": torch.zeros(4, dtype=torch.int64)}], "training", "labels")
+    check_samples(
+        [{"input_ids": torch.zeros(4, dtype=torch.int64), "mask": torch.ones(4), "labels": torch.zeros(4, dtype=torch.int64)}],
+        "training",
+        "labels",
+    )
     check_samples(Stream(), "training")
 
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from mlflow import MlflowClient
-
 from conftest import BIN, subprocess_env
+from mlflow import MlflowClient
+from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run
+
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
 from deep_learning.core.training import evaluate
-from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run
 
 
 def torchrun(*args: str) -> list[str]:
@@ -34,7 +34,11 @@ def two_process_run(tmp_path_factory, data_root):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     # Batch 32 per rank: a global batch of 64, the chapter's schedule.
     result = subprocess.run(
-        torchrun("--epochs", "1", "--batch-size", "32"), cwd=folder, capture_output=True, text=True, timeout=900,
+        torchrun("--epochs", "1", "--batch-size", "32"),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env=subprocess_env(MLFLOW_TRACKING_URI=uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -78,7 +82,11 @@ def test_logged_validation_accuracy_is_that_of_the_whole_split(two_process_run, 
 def test_killing_one_rank_ends_the_job_and_fails_the_run(tmp_path, data_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     launcher = subprocess.Popen(
-        torchrun("--epochs", "20", "--loader", "dataloader"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        torchrun("--epochs", "20", "--loader", "dataloader"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=subprocess_env(MLFLOW_TRACKING_URI=uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1"),
     )
     try:

@@ -10,14 +10,24 @@ from deep_learning.core.factories import call_factory, import_object, is_import_
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("user_models:tiny_cnn", True), ("pkg.mod:Class.build", True), ("mlp", False), (":f", False), ("pkg:", False), ("pkg-x:f", False), ("pkg:f()", False)],
+    [
+        ("user_models:tiny_cnn", True),
+        ("pkg.mod:Class.build", True),
+        ("mlp", False),
+        (":f", False),
+        ("pkg:", False),
+        ("pkg-x:f", False),
+        ("pkg:f()", False),
+    ],
 )
 def test_an_import_path_is_dotted_names_on_both_sides_of_one_colon(name, expected):
     assert is_import_path(name) is expected
 
 
 def test_assignments_parse_values_as_json_where_they_parse_else_as_strings():
-    parsed = parse_assignments(["dim=64", " rate =0.5", "flag=true", "channels=[8, 16]", "optimizer=adam", "text=a=b", "empty="], "--model-arg")
+    parsed = parse_assignments(
+        ["dim=64", " rate =0.5", "flag=true", "channels=[8, 16]", "optimizer=adam", "text=a=b", "empty="], "--model-arg"
+    )
     assert parsed == {"dim": 64, "rate": 0.5, "flag": True, "channels": [8, 16], "optimizer": "adam", "text": "a=b", "empty": ""}
     assert parse_assignments(["dim=64", "dim=32"], "--model-arg") == {"dim": 32}
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from mlflow import MlflowClient
-
 from conftest import BIN, free_port, kill_mlflow_server, start_mlflow_server, stop_mlflow_server, subprocess_env
-from deep_learning import tracking
-from deep_learning.core.checkpoint_files import load_checkpoint
-from deep_learning.cli import cli
+from mlflow import MlflowClient
 from readback import EPOCH_METRICS, logged_state_dict_bytes, only_run, tracking_uri
+
+from deep_learning import tracking
+from deep_learning.cli import cli
+from deep_learning.core.checkpoint_files import load_checkpoint
 
 LEARNED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "3000"]
@@ -31,7 +31,10 @@ SLOW_FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "10000", "--load
 def start_training(*args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "deep_learning", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(**env),
     )
 
 
@@ -108,7 +111,10 @@ def test_keep_checkpoints_keeps_the_latest_n(store):
     client = MlflowClient(store)
     run_id = only_run(client).info.run_id
     assert sorted(path.name for path in (Path("checkpoints") / run_id).glob("epoch-*.pt")) == ["epoch-0002.pt", "epoch-0003.pt"]
-    assert [item.path for item in client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/epoch-0002.pt", "checkpoints/epoch-0003.pt"]
+    assert [item.path for item in client.list_artifacts(run_id, "checkpoints")] == [
+        "checkpoints/epoch-0002.pt",
+        "checkpoints/epoch-0003.pt",
+    ]
 
 
 def test_nan_loss_fails_the_run_with_reason_and_epoch(store):
@@ -169,7 +175,9 @@ def test_unwritable_artifact_store_names_the_path_and_keeps_the_weights(store):
     client.create_experiment("unwritable", artifact_location="file:///proc/deep-learning-artifacts")
     result = subprocess.run(
         [sys.executable, "-m", "deep_learning", "train", "--epochs", "1", "--train-subset", "500"],
-        capture_output=True, text=True, env=subprocess_env(MLFLOW_EXPERIMENT_NAME="unwritable"),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(MLFLOW_EXPERIMENT_NAME="unwritable"),
     )
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
@@ -181,8 +189,17 @@ def test_unwritable_artifact_store_names_the_path_and_keeps_the_weights(store):
 
 def _run_four_at_once(tracking_uri: str, experiment: str) -> None:
     processes = [
-        start_training("train", "--epochs", "2", "--train-subset", "200", "--seed", str(seed),
-                       MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_EXPERIMENT_NAME=experiment)
+        start_training(
+            "train",
+            "--epochs",
+            "2",
+            "--train-subset",
+            "200",
+            "--seed",
+            str(seed),
+            MLFLOW_TRACKING_URI=tracking_uri,
+            MLFLOW_EXPERIMENT_NAME=experiment,
+        )
         for seed in range(4)
     ]
     for process in processes:
@@ -276,7 +293,9 @@ def test_server_that_never_returns_leaves_a_file_that_sync_sends(store, tmp_path
         server = start_mlflow_server(tmp_path / "server", port=server.port)
         synced = subprocess.run(
             [str(BIN / "deep-learning"), "sync", str(unsent)],
-            capture_output=True, text=True, env=subprocess_env(MLFLOW_TRACKING_URI=server.url),
+            capture_output=True,
+            text=True,
+            env=subprocess_env(MLFLOW_TRACKING_URI=server.url),
         )
         assert synced.returncode == 0, synced.stderr
         client = MlflowClient(server.url)
@@ -284,7 +303,12 @@ def test_server_that_never_returns_leaves_a_file_that_sync_sends(store, tmp_path
         for key in EPOCH_METRICS:
             assert [metric.step for metric in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3, 4], key
         assert run.info.status == "FAILED"
-        again = subprocess.run([str(BIN / "deep-learning"), "sync", str(unsent)], capture_output=True, text=True, env=subprocess_env(MLFLOW_TRACKING_URI=server.url))
+        again = subprocess.run(
+            [str(BIN / "deep-learning"), "sync", str(unsent)],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(MLFLOW_TRACKING_URI=server.url),
+        )
         assert "Sent 0 metric values" in again.stdout
     finally:
         process.kill()

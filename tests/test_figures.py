@@ -6,10 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 import torch
+from readback import FIGURE_SIZES, assert_valid_png
 
-from deep_learning.core.data.samples import as_tensors
-from deep_learning.core.data.files import DATASET_CLASSES, load_dataset
-from deep_learning.core.data.loaders import TensorLoader
 from deep_learning.analysis.figures import (
     CONFUSION_MATRIX_FILE,
     LEARNING_CURVES_FILE,
@@ -21,13 +19,15 @@ from deep_learning.analysis.figures import (
     plot_learning_curves,
     plot_run,
 )
+from deep_learning.core.data.files import DATASET_CLASSES, load_dataset
+from deep_learning.core.data.loaders import TensorLoader
+from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
 from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.results import EpochResult
 from deep_learning.core.scoring import class_scores
 from deep_learning.core.training import evaluate
-from deep_learning.core.results import EpochResult
-from readback import FIGURE_SIZES, assert_valid_png
 
 CPU = torch.device("cpu")
 
@@ -51,9 +51,15 @@ def _history(metrics: Sequence[str], epochs: int = 3) -> list[EpochResult]:
     """Epochs whose losses fall and whose every metric rises, the validation scores a little behind."""
     return [
         EpochResult(
-            epoch, epochs, train_loss=1 / epoch, train_metrics={name: 0.9 - 0.1 / epoch for name in metrics},
-            val_loss=1.2 / epoch, val_metrics={name: 0.88 - 0.1 / epoch for name in metrics},
-            train_seconds=1.0, epoch_seconds=1.2, num_train_samples=1000,
+            epoch,
+            epochs,
+            train_loss=1 / epoch,
+            train_metrics={name: 0.9 - 0.1 / epoch for name in metrics},
+            val_loss=1.2 / epoch,
+            val_metrics={name: 0.88 - 0.1 / epoch for name in metrics},
+            train_seconds=1.0,
+            epoch_seconds=1.2,
+            num_train_samples=1000,
         )
         for epoch in range(1, epochs + 1)
     ]
@@ -72,7 +78,9 @@ def test_a_run_draws_its_learning_curves_and_confusion_matrix(tmp_path):
 def test_a_regression_draws_its_predictions_against_the_truth(tmp_path):
     history = _history(["mae"])
     true = [float(value) for value in range(100)]
-    paths = plot_run(history, tmp_path / "figures", predicted_against_true=([value + (value % 7) - 3 for value in true], true), split="Validation")
+    paths = plot_run(
+        history, tmp_path / "figures", predicted_against_true=([value + (value % 7) - 3 for value in true], true), split="Validation"
+    )
     assert [path.name for path in paths] == [LEARNING_CURVES_FILE, PREDICTED_VS_TRUE_FILE]
     assert_valid_png(paths[1], (500, 500), (2000, 2000))
 

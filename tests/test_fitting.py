@@ -5,29 +5,31 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import fit_script
 import mlflow
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.utils.data as utils
-from mlflow import MlflowClient
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
-
-import deep_learning
-from user_models import DataDependent
-import fit_script
 from conftest import BIN, subprocess_env
-from deep_learning.core.errors import ConfigError, DataError
+from mlflow import MlflowClient
 from readback import logged_state_dict_bytes, only_run, tracking_uri
 from scripts import run_script, terminate_after_first_epoch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+from user_models import DataDependent
+
+import deep_learning
+from deep_learning.core.errors import ConfigError, DataError
 
 SCRIPT = Path(fit_script.__file__)
 LEARNED = ("train_loss", "train_accuracy", "train_f1", "val_loss", "val_accuracy", "val_f1")
 
 
-def histories(client: MlflowClient, run_id: str, keys=LEARNED + ("test_loss", "test_accuracy", "test_f1")) -> dict[str, list[tuple[int, float]]]:
+def histories(
+    client: MlflowClient, run_id: str, keys=LEARNED + ("test_loss", "test_accuracy", "test_f1")
+) -> dict[str, list[tuple[int, float]]]:
     return {key: sorted((metric.step, metric.value) for metric in client.get_metric_history(run_id, key)) for key in keys}
 
 
@@ -90,7 +92,11 @@ def test_killed_after_an_epoch_and_resumed_ends_as_the_uninterrupted_run(fitted,
 def test_the_script_under_torchrun_logs_one_run(tmp_path, data_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", str(SCRIPT)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env=subprocess_env(MLFLOW_TRACKING_URI=uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -117,7 +123,9 @@ def test_a_metric_collection_and_a_model_factory_work_in_process(store, capsys):
         return _flat_model(num_classes)
 
     collection = MetricCollection({"acc": MulticlassAccuracy(3, average="micro"), "macro": MulticlassAccuracy(3)})
-    result = deep_learning.fit(build, utils.DataLoader(_tensors(96), batch_size=32), _tensors(30), metrics=collection, epochs=2, device="cpu")
+    result = deep_learning.fit(
+        build, utils.DataLoader(_tensors(96), batch_size=32), _tensors(30), metrics=collection, epochs=2, device="cpu"
+    )
     assert seen == {"num_classes": 3, "input_shape": (2, 4, 4)}
     assert list(result.history[-1].val_metrics) == ["acc", "macro"]
     assert result.test_metrics == {}
@@ -128,16 +136,32 @@ def test_a_metric_collection_and_a_model_factory_work_in_process(store, capsys):
 
 def test_fit_builds_an_optimizer_by_name_and_wraps_the_users_with_the_controls(store):
     named = deep_learning.fit(
-        _flat_model(), _tensors(96), _tensors(30), optimizer="adamw", lr=3e-3, weight_decay=0.01, lr_schedule="cosine",
-        grad_clip_norm=0.5, epochs=2, batch_size=16, device="cpu",
+        _flat_model(),
+        _tensors(96),
+        _tensors(30),
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=0.01,
+        lr_schedule="cosine",
+        grad_clip_norm=0.5,
+        epochs=2,
+        batch_size=16,
+        device="cpu",
     )
     params = MlflowClient(store).get_run(named.run_id).data.params
     assert (params["optimizer"], params["lr"], params["weight_decay"], params["lr_schedule"]) == ("adamw", "0.003", "0.01", "cosine")
     assert named.history[0].step_stats["lr"] == pytest.approx(3e-3 * 0.5 * (1 + np.cos(np.pi * 5 / 12)))  # the 6th of 12 steps
     assert named.history[1].step_stats["grad_norm_max"] > 0
     users = deep_learning.fit(
-        _flat_model(), _tensors(96), _tensors(30), optimizer=lambda parameters: torch.optim.RMSprop(parameters, lr=1e-3),
-        lr_schedule="step", lr_gamma=0.5, epochs=2, batch_size=16, device="cpu",
+        _flat_model(),
+        _tensors(96),
+        _tensors(30),
+        optimizer=lambda parameters: torch.optim.RMSprop(parameters, lr=1e-3),
+        lr_schedule="step",
+        lr_gamma=0.5,
+        epochs=2,
+        batch_size=16,
+        device="cpu",
     )
     assert [result.step_stats["lr"] for result in users.history] == [1e-3, 5e-4]
     assert MlflowClient(store).get_run(users.run_id).data.params["optimizer"] == "RMSprop"
@@ -152,10 +176,23 @@ def test_fit_builds_an_optimizer_by_name_and_wraps_the_users_with_the_controls(s
         ({"metrics": {"accuracy": "not a metric"}}, ConfigError, "metrics must be a dict of torchmetrics Metrics"),
         ({"warmup": 3}, ConfigError, "fit() has no option 'warmup'"),
         ({"optimizer": torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)}, ConfigError, "does not hold the model's parameters"),
-        ({"optimizer": lambda parameters: torch.optim.SGD(parameters, lr=0.1), "lr": 0.5}, ConfigError, "lr is a setting of the optimizer you pass"),
+        (
+            {"optimizer": lambda parameters: torch.optim.SGD(parameters, lr=0.1), "lr": 0.5},
+            ConfigError,
+            "lr is a setting of the optimizer you pass",
+        ),
         ({"optimizer": "lion"}, ConfigError, "optimizer must be one of sgd, adamw, adam, rmsprop"),
     ],
-    ids=["output size", "input shape", "not pairs", "not a metric", "unknown option", "optimizer of another model", "lr of the user's", "unknown name"],
+    ids=[
+        "output size",
+        "input shape",
+        "not pairs",
+        "not a metric",
+        "unknown option",
+        "optimizer of another model",
+        "lr of the user's",
+        "unknown name",
+    ],
 )
 def test_bad_input_is_one_line_and_no_run_is_left_running(store, arguments, error, message):
     given = {"model": _flat_model(), "train_data": _tensors(12), "val_data": _tensors(6), "epochs": 1, "device": "cpu"} | arguments

@@ -15,15 +15,15 @@ from torchmetrics import MetricCollection
 
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads, cuda_syncs, host_reads
 from deep_learning.core.config import TrainConfig
-from deep_learning.experiment.controls import stepper_for
-from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.metrics import METRIC_NAMES, accuracy_metric, build_metrics
 from deep_learning.core.model import build_model
 from deep_learning.core.optimization import build_optimizer, build_schedule, lr_scheduler
 from deep_learning.core.precision import grad_scaler, sgd, with_amp
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.training import evaluate, train
+from deep_learning.experiment.controls import stepper_for
 
 CPU = torch.device("cpu")
 
@@ -62,9 +62,13 @@ def _reads_per_pass(train_dl, amp: str, optimizer_for) -> list[int]:
         model = build_model()
         batches = list(itertools.islice(train_dl, length))
         optimizer, scaler = optimizer_for(model), grad_scaler(CPU, amp)
-        counts.append(count_host_reads(
-            lambda: train(with_amp(model, CPU, amp), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, grad_scaler=scaler)
-        ).total())
+        counts.append(
+            count_host_reads(
+                lambda: train(
+                    with_amp(model, CPU, amp), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, grad_scaler=scaler
+                )
+            ).total()
+        )
     return counts
 
 
@@ -86,7 +90,15 @@ def test_fused_fp16_sgd_updates_exactly_as_the_unfused_one(train_dl):
         model = build_model()
         optimizer = sgd(model.parameters(), 0.1, "fp16") if fused else torch.optim.SGD(model.parameters(), lr=0.1)
         batches = list(itertools.islice(train_dl, COUNTED_BATCHES[1]))
-        train(with_amp(model, CPU, "fp16"), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, grad_scaler=grad_scaler(CPU, "fp16"))
+        train(
+            with_amp(model, CPU, "fp16"),
+            batches,
+            nn.CrossEntropyLoss(),
+            optimizer,
+            accuracy_metric(),
+            CPU,
+            grad_scaler=grad_scaler(CPU, "fp16"),
+        )
         weights[fused] = model.state_dict()
     assert all(torch.equal(weights[False][name], weights[True][name]) for name in weights[False])
 
@@ -114,10 +126,12 @@ def test_new_models_with_every_metric_read_once_per_pass(train_dl, model_name, a
         model = build_model(model_name)
         batches = list(itertools.islice(train_dl, length))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-        counts.append((
-            count_host_reads(lambda: train(model, batches, nn.CrossEntropyLoss(), optimizer, metrics, CPU)),
-            count_host_reads(lambda: evaluate(model, batches, nn.CrossEntropyLoss(), metrics, CPU)),
-        ))
+        counts.append(
+            (
+                count_host_reads(lambda: train(model, batches, nn.CrossEntropyLoss(), optimizer, metrics, CPU)),
+                count_host_reads(lambda: evaluate(model, batches, nn.CrossEntropyLoss(), metrics, CPU)),
+            )
+        )
     for train_reads, evaluate_reads in counts:
         for reads in (train_reads, evaluate_reads):
             if algorithms:
@@ -128,7 +142,9 @@ def test_new_models_with_every_metric_read_once_per_pass(train_dl, model_name, a
 
 @pytest.mark.parametrize(("optimizer_name", "amp"), [("sgd", "off"), ("sgd", "fp16"), ("adamw", "bf16"), ("adamw", "fp16")])
 def test_clipping_accumulation_and_a_schedule_read_nothing_per_batch(train_dl, optimizer_name, amp):
-    config = TrainConfig(optimizer=optimizer_name, amp=amp, lr_schedule="cosine", warmup_epochs=1, epochs=2, grad_clip_norm=0.5, accumulate_batches=2)
+    config = TrainConfig(
+        optimizer=optimizer_name, amp=amp, lr_schedule="cosine", warmup_epochs=1, epochs=2, grad_clip_norm=0.5, accumulate_batches=2
+    )
     counts = []
     for length in COUNTED_BATCHES:
         set_seed(0)
@@ -136,8 +152,10 @@ def test_clipping_accumulation_and_a_schedule_read_nothing_per_batch(train_dl, o
         batches = list(itertools.islice(train_dl, length))
         optimizer, scaler = build_optimizer(model.parameters(), config), grad_scaler(CPU, amp)
         stepper = stepper_for(config, optimizer, scaler, lr_scheduler(optimizer, build_schedule(config, length)), 0)
-        counts.append(count_host_reads(
-            lambda: train(with_amp(model, CPU, amp), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, stepper=stepper)
-        ))
+        counts.append(
+            count_host_reads(
+                lambda: train(with_amp(model, CPU, amp), batches, nn.CrossEntropyLoss(), optimizer, accuracy_metric(), CPU, stepper=stepper)
+            )
+        )
         assert stepper.epoch_stats["grad_norm_max"] > 0 and stepper.global_step == (length + 1) // 2
     assert [dict(reads) for reads in counts] == [{"tolist": 1}, {"tolist": 1}]

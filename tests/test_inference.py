@@ -14,15 +14,15 @@ import mlflow
 import pytest
 import torch
 import torch.nn as nn
+from commands import assert_one_line_error, invoke, train_run
+from conftest import BIN, REPO, subprocess_env
 from mlflow import MlflowClient
 from PIL import Image
 
-from commands import assert_one_line_error, invoke, train_run
-from conftest import BIN, REPO, subprocess_env
-from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.data.files import load_dataset
-from deep_learning.experiment.inference import evaluate_model, load_model
+from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.model import build_model
+from deep_learning.experiment.inference import evaluate_model, load_model
 
 CPU = torch.device("cpu")
 EVALUATION_RUNS = "tags.\"deep_learning.kind\" = 'evaluation'"
@@ -139,12 +139,18 @@ def _narrower_mlp() -> nn.Module:
 @pytest.mark.parametrize(
     "write, message",
     [
-        (lambda path: torch.save({name: tensor.to("meta") for name, tensor in build_model().state_dict().items()}, path),
-         "holds tensors without data (1.weight is on the meta device)"),
-        (lambda path: torch.save(_narrower_mlp().state_dict(), path),
-         "is not a state_dict of the mlp model: 1.weight has shape (64, 784), not (128, 784)"),
-        (lambda path: torch.save(nn.Sequential(nn.Conv2d(1, 8, 3)).state_dict(), path),
-         "is not a state_dict of the mlp model: 1.weight is missing"),
+        (
+            lambda path: torch.save({name: tensor.to("meta") for name, tensor in build_model().state_dict().items()}, path),
+            "holds tensors without data (1.weight is on the meta device)",
+        ),
+        (
+            lambda path: torch.save(_narrower_mlp().state_dict(), path),
+            "is not a state_dict of the mlp model: 1.weight has shape (64, 784), not (128, 784)",
+        ),
+        (
+            lambda path: torch.save(nn.Sequential(nn.Conv2d(1, 8, 3)).state_dict(), path),
+            "is not a state_dict of the mlp model: 1.weight is missing",
+        ),
         (lambda path: torch.save(build_model(), path), "holds pickled objects besides tensors"),
         (lambda path: torch.save([torch.zeros(3)], path), "holds a list, not a state_dict"),
         (lambda path: path.write_text("not tensors\n"), "is not a file written by torch.save"),
@@ -172,7 +178,9 @@ def test_a_model_that_cannot_be_found_is_one_line(reference, message, run_id):
 def test_an_unknown_run_id_is_one_line_in_a_real_process(run_id):
     result = subprocess.run(
         [sys.executable, "-m", "deep_learning", "evaluate", "f" * 32],
-        capture_output=True, text=True, env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
     )
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -247,8 +255,24 @@ def test_a_file_that_is_not_an_image_is_one_line_naming_it(content, message, run
 
 def test_mlproject_evaluate_entry_point_logs_into_the_run_it_adopts(run_id, source, module_store, tmp_path):
     result = subprocess.run(
-        [str(BIN / "mlflow"), "run", str(REPO), "-e", "evaluate", "--env-manager", "local", "-P", f"model=runs:/{run_id}/model", "-P", "device=cpu"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=subprocess_env(),
+        [
+            str(BIN / "mlflow"),
+            "run",
+            str(REPO),
+            "-e",
+            "evaluate",
+            "--env-manager",
+            "local",
+            "-P",
+            f"model=runs:/{run_id}/model",
+            "-P",
+            "device=cpu",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=subprocess_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(module_store)

@@ -9,20 +9,22 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from commands import assert_one_line_error, invoke, train_run
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
-from commands import assert_one_line_error, invoke, train_run
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.splits import load_splits
 
 EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
 def ranked_run(module_store):
-    run_id = train_run("--epochs", str(EPOCHS), "--train-subset", "1500", "--device", "cpu", "--keep-best", "2", "--monitor", "val_accuracy")
+    run_id = train_run(
+        "--epochs", str(EPOCHS), "--train-subset", "1500", "--device", "cpu", "--keep-best", "2", "--monitor", "val_accuracy"
+    )
     return MlflowClient(module_store), run_id
 
 
@@ -61,7 +63,9 @@ def test_each_checkpoint_loads_pickle_free_and_reproduces_its_validation_score(r
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{model.model_id}"))
         assert sorted(path.name for path in (local / "data").iterdir()) == ["model.pt2"]  # no pickle
         loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/{model.name}")
-        predictions = np.concatenate([loaded.predict(images[start:start + 2000].numpy()).argmax(1) for start in range(0, len(images), 2000)])
+        predictions = np.concatenate(
+            [loaded.predict(images[start : start + 2000].numpy()).argmax(1) for start in range(0, len(images), 2000)]
+        )
         accuracy = float((torch.from_numpy(predictions) == labels).double().mean())
         assert accuracy == pytest.approx(val_accuracy[int(model.tags["deep_learning.epoch"])], abs=1e-6)  # float32, one sample is 1e-4
 

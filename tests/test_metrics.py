@@ -160,8 +160,8 @@ def test_every_metric_updates_without_host_reads_and_computes_into_one_read(dete
         updates = count_host_reads(lambda: [metric.update(*batch) for batch in batches[:length] for metric in metrics.values()])
         assert updates.total() == 0, (length, updates)
         values: list[float] = []
-        reads = count_host_reads(lambda: values.extend(
-            torch.cat([metric.compute().reshape(-1).double() for metric in metrics.values()]).tolist()
-        ))
+        reads = count_host_reads(
+            lambda: values.extend(torch.cat([metric.compute().reshape(-1).double() for metric in metrics.values()]).tolist())
+        )
         assert reads == {"tolist": 1}
         assert len(values) == len(METRIC_NAMES) and all(0 <= value <= 1 for value in values)

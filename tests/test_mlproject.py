@@ -6,9 +6,8 @@ import subprocess
 
 import pytest
 import torch
-from mlflow import MlflowClient
-
 from conftest import BIN, REPO, subprocess_env
+from mlflow import MlflowClient
 from readback import assert_complete_run, only_run
 
 
@@ -19,9 +18,15 @@ def mlflow_run(tmp_path, tracking_uri: str, data_root, *parameters: str, experim
     for parameter in parameters:
         command += ["-P", parameter]
     return subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env=subprocess_env(
-            MLFLOW_TRACKING_URI=tracking_uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1",
+            MLFLOW_TRACKING_URI=tracking_uri,
+            DEEP_LEARNING_DATA_ROOT=str(data_root),
+            DEEP_LEARNING_OFFLINE="1",
         ),
     )
 
@@ -39,7 +44,9 @@ def test_mlflow_run_trains_and_logs_one_complete_run(tmp_path, data_root):
 
 def test_the_sweep_entry_point_nests_its_runs_under_the_run_mlflow_starts(tmp_path, data_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = mlflow_run(tmp_path, uri, data_root, "grid=lr=0.05,0.1", "seeds=2", "epochs=1", "train_subset=300", "devices=cpu", entry="sweep")
+    result = mlflow_run(
+        tmp_path, uri, data_root, "grid=lr=0.05,0.1", "seeds=2", "epochs=1", "train_subset=300", "devices=cpu", entry="sweep"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = MlflowClient(uri).search_runs(["0"])
     (parent,) = [run for run in runs if run.data.tags.get("deep_learning.kind") == "sweep"]
@@ -55,7 +62,8 @@ def test_the_sweep_entry_point_nests_its_runs_under_the_run_mlflow_starts(tmp_pa
         ("lr=nan", "Error: lr must be a finite number above 0, not nan"),
         ("dataset=nope", "Error: dataset must be one of mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path"),
         pytest.param(
-            "device=cuda", "Error: Device 'cuda' is not available on this machine; available: cpu",
+            "device=cuda",
+            "Error: Device 'cuda' is not available on this machine; available: cpu",
             marks=pytest.mark.skipif(torch.accelerator.is_available(), reason="this machine has an accelerator"),
         ),
         ("resume=0123456789abcdef", "Error: No run '0123456789abcdef'"),
@@ -84,10 +92,15 @@ def test_mlflow_run_against_a_real_server(tmp_path, data_root, mlflow_server):
 def test_cli_against_a_real_server_with_experiment_from_environment(tmp_path, data_root, mlflow_server):
     result = subprocess.run(
         [str(BIN / "deep-learning"), "train", "--epochs", "1", "--train-subset", "1000"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env=subprocess_env(
-            MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_EXPERIMENT_NAME="cli-on-server",
-            DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1",
+            MLFLOW_TRACKING_URI=mlflow_server,
+            MLFLOW_EXPERIMENT_NAME="cli-on-server",
+            DEEP_LEARNING_DATA_ROOT=str(data_root),
+            DEEP_LEARNING_OFFLINE="1",
         ),
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,11 +10,11 @@ import torch
 import torch.nn as nn
 import torch.utils.data as utils
 from mlflow import MlflowClient
+from readback import tracking_uri
 
 import deep_learning
-from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.data.files import load_dataset
-from readback import tracking_uri
+from deep_learning.core.data.samples import as_tensors
 
 PROPERTIES = {"even": {0, 2, 4, 6, 8}, "greater_than_4": {5, 6, 7, 8, 9}, "prime": {2, 3, 5, 7}, "round": {0, 6, 8, 9}}
 
@@ -35,8 +35,13 @@ def multilabel_run(module_store, data_root):
     test = _split(test_images, test_digits, 0, 1000)
     result = deep_learning.fit(
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, len(PROPERTIES))),  # built after fit seeds
-        _split(images, digits, 0, 4000), _split(images, digits, 4000, 5000), test_data=test,
-        loss_fn=nn.BCEWithLogitsLoss(), class_names=list(PROPERTIES), epochs=2, device="cpu",
+        _split(images, digits, 0, 4000),
+        _split(images, digits, 4000, 5000),
+        test_data=test,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        class_names=list(PROPERTIES),
+        epochs=2,
+        device="cpu",
     )
     return result, MlflowClient(module_store).get_run(result.run_id), test
 

@@ -64,7 +64,9 @@ def test_the_chapter_has_no_schedule_and_each_schedule_follows_torchs():
     assert factors(step) == [per_epoch[index // STEPS_PER_EPOCH] for index in range(total)]
     for warmup, rise in ((0.0, 0.3), (1.0, 0.25)):
         onecycle = build_schedule(TrainConfig(epochs=4, lr_schedule="onecycle", warmup_epochs=warmup), STEPS_PER_EPOCH)
-        expected = torch_lrs(lambda o: optim.lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=total, pct_start=rise, cycle_momentum=False), total)
+        expected = torch_lrs(
+            lambda o: optim.lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=total, pct_start=rise, cycle_momentum=False), total
+        )
         assert factors(onecycle) == pytest.approx(expected, rel=1e-9)
 
 
@@ -150,7 +152,10 @@ def test_clipping_bounds_the_norm_and_logs_the_norm_before_it(batches):
         ({"grad_clip_norm": -1.0}, "grad_clip_norm must be a finite number, 0 or above"),
         ({"lr_schedule": "linear"}, "lr_schedule must be one of constant, step, cosine, onecycle"),
         ({"optimizer": "lion"}, "optimizer must be one of sgd, adamw, adam, rmsprop"),
-        ({"early_stopping_patience": 2, "monitor": "val_f1", "metrics": "accuracy"}, "monitor must be one of the epoch metrics val_loss, val_accuracy"),
+        (
+            {"early_stopping_patience": 2, "monitor": "val_f1", "metrics": "accuracy"},
+            "monitor must be one of the epoch metrics val_loss, val_accuracy",
+        ),
         ({"monitor": "f1"}, "monitor must be one of the epoch metrics val_loss, val_<metric>"),
         ({"accumulate_batches": 0}, "accumulate_batches must be a positive integer"),
         ({"warmup_epochs": 5.0}, "warmup_epochs (5.0) must be fewer than the epochs (5)"),

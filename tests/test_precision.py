@@ -9,17 +9,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from readback import only_run
 
 from deep_learning.cli import cli
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import load_splits
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.splits import load_splits
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
 from deep_learning.core.precision import Autocast, grad_scaler, with_amp
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.training import train_and_evaluate
-from readback import only_run
 
 
 def test_compile_with_bf16_runs_learns_and_logs_the_plain_state_dict(store):
@@ -47,9 +47,16 @@ def test_mixed_precision_learns_like_float32(data_root, amp):
         set_seed(config.seed)
         model = build_model()
         history = train_and_evaluate(
-            with_amp(model, device, mode), train_dl, val_dl, torch.nn.CrossEntropyLoss(),
-            torch.optim.SGD(model.parameters(), lr=config.lr), accuracy_metric(), accuracy_metric(),
-            num_epochs=1, device=device, grad_scaler=grad_scaler(device, mode),
+            with_amp(model, device, mode),
+            train_dl,
+            val_dl,
+            torch.nn.CrossEntropyLoss(),
+            torch.optim.SGD(model.parameters(), lr=config.lr),
+            accuracy_metric(),
+            accuracy_metric(),
+            num_epochs=1,
+            device=device,
+            grad_scaler=grad_scaler(device, mode),
         )
         results[mode] = history[0]
     assert results[amp].val_metric > 0.5

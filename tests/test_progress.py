@@ -14,8 +14,8 @@ import time
 import pytest
 import torch
 import torch.utils.data as utils
-
 from conftest import subprocess_env
+
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
 from deep_learning.core.progress import CLEAR_TO_END_OF_LINE, REFRESH_SECONDS, TrainingProgress
@@ -30,7 +30,9 @@ FINAL_LINE = re.compile(r"^Run [0-9a-f]{32} finished; to browse it: .+$")
 
 def _loaders(num_samples: int):
     generator = torch.Generator().manual_seed(0)
-    dataset = utils.TensorDataset(torch.rand(num_samples, 1, 28, 28, generator=generator), torch.randint(0, 10, (num_samples,), generator=generator))
+    dataset = utils.TensorDataset(
+        torch.rand(num_samples, 1, 28, 28, generator=generator), torch.randint(0, 10, (num_samples,), generator=generator)
+    )
     return utils.DataLoader(dataset, batch_size=16, shuffle=True), utils.DataLoader(dataset, batch_size=128)
 
 
@@ -45,14 +47,24 @@ def test_the_line_is_refreshed_at_the_first_batch_then_at_most_every_half_second
     model = build_model()
     started = time.perf_counter()
     history = train_and_evaluate(
-        model, train_dl, val_dl, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-        accuracy_metric(), accuracy_metric(), num_epochs=2, device=torch.device("cpu"), on_batch=progress,
+        model,
+        train_dl,
+        val_dl,
+        torch.nn.CrossEntropyLoss(),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        accuracy_metric(),
+        accuracy_metric(),
+        num_epochs=2,
+        device=torch.device("cpu"),
+        on_batch=progress,
     )
     seconds = time.perf_counter() - started
     monkeypatch.undo()
 
     refreshes = screen.getvalue().split("\r")[:-1]
-    shown = [PROGRESS_LINE.fullmatch(refresh.removeprefix(CLEAR_TO_END_OF_LINE).removesuffix(CLEAR_TO_END_OF_LINE)) for refresh in refreshes]
+    shown = [
+        PROGRESS_LINE.fullmatch(refresh.removeprefix(CLEAR_TO_END_OF_LINE).removesuffix(CLEAR_TO_END_OF_LINE)) for refresh in refreshes
+    ]
     assert all(shown), refreshes
     assert [match.group(1, 2, 3, 4) for match in shown if match.group(3) == "1"] == [("1", "2", "1", "200"), ("2", "2", "1", "200")]
     assert all(int(match.group(3)) < 200 for match in shown)  # the last batch clears the line instead
@@ -70,7 +82,11 @@ def _on_a_terminal(args: tuple[str, ...], stderr_path) -> str:
     termios.tcsetwinsize(terminal, (40, 120))
     with open(stderr_path, "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "deep_learning", *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=stderr, env=subprocess_env(),
+            [sys.executable, "-m", "deep_learning", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=stderr,
+            env=subprocess_env(),
         )
     os.close(terminal)
     shown = bytearray()
@@ -96,11 +112,15 @@ def test_a_terminal_shows_the_progress_line_then_the_epoch_lines_in_its_place(mo
     shown = _on_a_terminal(TINY, tmp_path / "stderr")
     assert PROGRESS_LINE.search(shown) and f"{CLEAR_TO_END_OF_LINE}\r" in shown, repr(shown)
     start, epoch, test, final = _left_on_screen(shown)
-    assert start.startswith("MLflow run ") and EPOCH_LINE.match(epoch) and test.startswith("Test | loss: ") and FINAL_LINE.match(final), shown
+    assert start.startswith("MLflow run ") and EPOCH_LINE.match(epoch) and test.startswith("Test | loss: ") and FINAL_LINE.match(final), (
+        shown
+    )
 
 
 def test_a_pipe_gets_the_epoch_lines_without_progress(module_store):
-    result = subprocess.run([sys.executable, "-m", "deep_learning", *TINY], capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "deep_learning", *TINY], capture_output=True, text=True, env=subprocess_env(), timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(EPOCH_LINE.findall(result.stdout)) == 1 and "Test | loss: " in result.stdout
     assert not PROGRESS_LINE.search(result.stdout + result.stderr) and "\r" not in result.stdout and "\x1b" not in result.stdout

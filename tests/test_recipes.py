@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from commands import assert_one_line_error, invoke, train_run
 from mlflow import MlflowClient
 from PIL import Image
 
-from commands import assert_one_line_error, invoke, train_run
 from deep_learning.core.data.files import load_dataset
 
 SHORT = ("--epochs", "1", "--train-subset", "2000", "--device", "cpu")
@@ -22,7 +22,10 @@ def _run(client: MlflowClient, run_id: str):
 
 @pytest.mark.parametrize(
     "model, options, name",
-    [("cnn", ("--train-subset", "2000", "--batch-size", "32"), "batch_size=32"), ("transformer", ("--train-subset", "10000", "--lr", "0.05"), "lr=0.05")],
+    [
+        ("cnn", ("--train-subset", "2000", "--batch-size", "32"), "batch_size=32"),
+        ("transformer", ("--train-subset", "10000", "--lr", "0.05"), "lr=0.05"),
+    ],
 )
 def test_built_in_models_learn_and_log_every_metric(model, options, name, store):
     run_id = train_run("--model", model, "--metrics", "accuracy,f1", "--epochs", "1", "--device", "cpu", *options)
@@ -69,11 +72,18 @@ def test_an_image_folder_trains_and_predict_reads_its_images(store, data_root, t
     client = MlflowClient(store)
     run = _run(client, run_id)
     assert run.info.run_name == "cnn-digits-cpu"
-    assert run.data.params["num_train_samples"] == str(180 - round(180 * 0.1)) and run.data.params["num_val_samples"] == str(round(180 * 0.1))
+    assert run.data.params["num_train_samples"] == str(180 - round(180 * 0.1)) and run.data.params["num_val_samples"] == str(
+        round(180 * 0.1)
+    )
     spec = json.loads(Path(client.download_artifacts(run_id, "data_spec.json", str(tmp_path))).read_text())
     assert spec == {
-        "input_shape": [1, 28, 28], "input_dtype": "float32", "num_classes": 3, "class_names": ["0", "1", "2"],
-        "task": "classification", "target_shape": [], "target_dtype": "int64",
+        "input_shape": [1, 28, 28],
+        "input_dtype": "float32",
+        "num_classes": 3,
+        "class_names": ["0", "1", "2"],
+        "task": "classification",
+        "target_shape": [],
+        "target_dtype": "int64",
     }
     assert run.data.metrics["test_accuracy"] > 0.5
     images = sorted((folder / "test").glob("*/*.png"))
@@ -85,7 +95,20 @@ def test_an_image_folder_trains_and_predict_reads_its_images(store, data_root, t
 
 
 def test_a_run_is_repeated_from_its_own_config(store, tmp_path):
-    first = train_run("--model", "cnn", "--model-arg", "channels=[4, 8]", "--metrics", "accuracy,recall", "--epochs", "1", "--train-subset", "500", "--device", "cpu")
+    first = train_run(
+        "--model",
+        "cnn",
+        "--model-arg",
+        "channels=[4, 8]",
+        "--metrics",
+        "accuracy,recall",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--device",
+        "cpu",
+    )
     client = MlflowClient(store)
     config = Path(client.download_artifacts(first, "config.yaml", str(tmp_path)))
     assert yaml.safe_load(config.read_text())["model_args"] == json.dumps({"channels": [4, 8]})
@@ -114,7 +137,17 @@ def test_a_run_is_repeated_from_its_own_config(store, tmp_path):
         (["--dataset", "nope"], "dataset must be one of mnist, fashion-mnist, imagefolder:DIR"),
         (["--config", "missing.yaml"], "Cannot read config file missing.yaml"),
     ],
-    ids=["import fails", "factory raises", "not a module", "unknown model arg", "model arg without value", "not pairs", "unknown metric", "unknown dataset", "missing config"],
+    ids=[
+        "import fails",
+        "factory raises",
+        "not a module",
+        "unknown model arg",
+        "model arg without value",
+        "not pairs",
+        "unknown metric",
+        "unknown dataset",
+        "missing config",
+    ],
 )
 def test_bad_input_is_one_line_and_no_run_is_left(store, args, message):
     assert_one_line_error(invoke("train", *SHORT, *args), message)

@@ -12,16 +12,16 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-from sklearn.datasets import load_diabetes
-
 import regression_script
 from commands import assert_one_line_error, invoke, train_run
 from conftest import model_server
-from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import load_splits
+from mlflow import MlflowClient
 from readback import assert_valid_png, logged_state_dict_bytes, tracking_uri
 from scripts import run_script, terminate_after_first_epoch
+from sklearn.datasets import load_diabetes
+
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.splits import load_splits
 
 SCRIPT = Path(regression_script.__file__)
 KEYS = ("train_loss", "train_mae", "val_loss", "val_mae", "test_loss", "test_mae")
@@ -98,7 +98,12 @@ def _test_rows(diabetes_csv: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_a_csv_regression_learns_in_the_targets_units_and_logs_its_figure(csv_run, module_store, tmp_path):
     client = MlflowClient(module_store)
     params, metrics = csv_run.data.params, csv_run.data.metrics
-    assert (params["task"], params["metrics"], params["model"], params["num_train_samples"]) == ("regression", "mse,mae,r2", "mlp", str(442 - 2 * 44))
+    assert (params["task"], params["metrics"], params["model"], params["num_train_samples"]) == (
+        "regression",
+        "mse,mae,r2",
+        "mlp",
+        str(442 - 2 * 44),
+    )
     assert csv_run.info.run_name == "mlp-diabetes-cpu batch_size=32"
     for key in ("train_mse", "val_mae", "val_r2", "train_loss"):
         assert [metric.step for metric in client.get_metric_history(csv_run.info.run_id, key)] == [1, 2, 3, 4], key
@@ -119,9 +124,13 @@ def test_the_csv_models_pyfunc_predict_and_evaluate_reproduce_the_test_scores(cs
     assert float(np.abs(predicted - targets).mean()) == pytest.approx(csv_run.data.metrics["test_mae"], rel=1e-5)
 
     rows = tmp_path / "rows.csv"
-    header = json.loads(Path(MlflowClient(module_store).download_artifacts(run_id, "data_spec.json", str(tmp_path))).read_text())["features"]["names"]
+    header = json.loads(Path(MlflowClient(module_store).download_artifacts(run_id, "data_spec.json", str(tmp_path))).read_text())[
+        "features"
+    ]["names"]
     with open(rows, "w", newline="") as file:
-        csv.writer(file).writerows([list(reversed(header)), *(list(reversed(row)) for row in features.tolist())])  # columns by name, any order
+        csv.writer(file).writerows(
+            [list(reversed(header)), *(list(reversed(row)) for row in features.tolist())]
+        )  # columns by name, any order
     result = invoke("predict", run_id, str(rows), "--format", "json", "--device", "cpu")
     assert result.exit_code == 0, result.output
     values = [row["values"]["progression"] for row in json.loads(result.stdout)]
@@ -129,7 +138,10 @@ def test_the_csv_models_pyfunc_predict_and_evaluate_reproduce_the_test_scores(cs
 
     evaluated = invoke("evaluate", run_id, "--device", "cpu")
     assert evaluated.exit_code == 0, evaluated.output
-    assert f"mae: {csv_run.data.metrics['test_mae']:.4f}" in evaluated.stdout and f"r2: {csv_run.data.metrics['test_r2']:.4f}" in evaluated.stdout
+    assert (
+        f"mae: {csv_run.data.metrics['test_mae']:.4f}" in evaluated.stdout
+        and f"r2: {csv_run.data.metrics['test_r2']:.4f}" in evaluated.stdout
+    )
     assert "confusion matrix" not in evaluated.stdout
 
 
@@ -138,7 +150,9 @@ def test_mlflow_models_serve_answers_for_the_regression_model(csv_run, diabetes_
     features, _ = _test_rows(diabetes_csv)
     model_uri = f"runs:/{csv_run.info.run_id}/model"
     with model_server(model_uri, module_store, tmp_path) as url:
-        request = urllib.request.Request(f"{url}/invocations", data=json.dumps({"inputs": features.tolist()}).encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/invocations", data=json.dumps({"inputs": features.tolist()}).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             served = np.asarray(json.loads(response.read())["predictions"])
     with tracking_uri(module_store):
@@ -155,11 +169,27 @@ def _csv(path: Path, rows: list[list[object]]) -> Path:
 @pytest.mark.parametrize(
     "rows, options, message",
     [
-        ([["a", "b"], [1, 2], [3, 4]], ("--target", "y"), "has no column 'y' (its columns: a, b): name the column to predict with --target"),
+        (
+            [["a", "b"], [1, 2], [3, 4]],
+            ("--target", "y"),
+            "has no column 'y' (its columns: a, b): name the column to predict with --target",
+        ),
         ([["a", "colour", "y"], *[[index, "red", index % 2] for index in range(20)]], ("--target", "y"), "column 'colour' of"),
-        ([["a", "species"], *[[index, "setosa"] for index in range(20)]], ("--target", "species", "--task", "regression"), "holds 'setosa' (line 2), not a number: --task regression needs numbers"),
-        ([["a", "y"], *[[index, index + 0.5] for index in range(20)]], ("--target", "y"), "holds numbers that are not class labels ('0.5'): give --task regression"),
-        ([["a", "y"], *[[index, index % 2] for index in range(20)]], ("--target", "y", "--task", "sequence"), "--task sequence does not fit a csv dataset"),
+        (
+            [["a", "species"], *[[index, "setosa"] for index in range(20)]],
+            ("--target", "species", "--task", "regression"),
+            "holds 'setosa' (line 2), not a number: --task regression needs numbers",
+        ),
+        (
+            [["a", "y"], *[[index, index + 0.5] for index in range(20)]],
+            ("--target", "y"),
+            "holds numbers that are not class labels ('0.5'): give --task regression",
+        ),
+        (
+            [["a", "y"], *[[index, index % 2] for index in range(20)]],
+            ("--target", "y", "--task", "sequence"),
+            "--task sequence does not fit a csv dataset",
+        ),
         ([["a", "y"], *[[index, index] for index in range(20)]], (), "needs --target COLUMN"),
     ],
     ids=["no target column", "text feature", "regression of text", "numbers as classes", "wrong task", "no target given"],
@@ -172,21 +202,49 @@ def test_a_csv_that_does_not_fit_is_one_line_before_any_run(rows, options, messa
 
 def test_a_model_whose_output_does_not_fit_the_task_is_one_line(store, tmp_path):
     path = write_diabetes_csv(tmp_path / "diabetes.csv")
-    result = invoke("train", "--dataset", f"csv:{path}", "--target", "progression", "--task", "regression", "--model", "user_models:three_outputs", "--device", "cpu")
+    result = invoke(
+        "train",
+        "--dataset",
+        f"csv:{path}",
+        "--target",
+        "progression",
+        "--task",
+        "regression",
+        "--model",
+        "user_models:three_outputs",
+        "--device",
+        "cpu",
+    )
     assert_one_line_error(result, "outputs (2, 3) for a batch of 2, not (2, 1): a regression's output must have the target's shape")
     assert not MlflowClient(store).search_runs(["0"])
 
 
 def test_a_csv_regression_sweep_trains_its_seeds_together_and_rolls_up_its_metrics(diabetes_csv, module_store):
     result = invoke(
-        "sweep", "--dataset", f"csv:{diabetes_csv}", "--target", "progression", "--task", "regression", "--grid", "lr=0.02,0.05",
-        "--seeds", "2", "--vectorize", "--epochs", "2", "--device", "cpu",
+        "sweep",
+        "--dataset",
+        f"csv:{diabetes_csv}",
+        "--target",
+        "progression",
+        "--task",
+        "regression",
+        "--grid",
+        "lr=0.02,0.05",
+        "--seeds",
+        "2",
+        "--vectorize",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
     )
     assert result.exit_code == 0, result.output
     parent_id = result.stdout.strip().splitlines()[-1].split()[1]
     client = MlflowClient(module_store)
     children = client.search_runs(["0"], f"tags.`mlflow.parentRunId` = '{parent_id}'")
-    assert len(children) == 4 and all(child.info.status == "FINISHED" and child.data.tags["deep_learning.vectorized"] == "2" for child in children)
+    assert len(children) == 4 and all(
+        child.info.status == "FINISHED" and child.data.tags["deep_learning.vectorized"] == "2" for child in children
+    )
     parent = client.get_run(parent_id).data.metrics
     for group in ("lr_0.02 cpu", "lr_0.05 cpu"):
         assert {f"{group}/val_mae_mean", f"{group}/test_r2_std", f"{group}/val_loss_n"} <= set(parent), group

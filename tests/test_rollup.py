@@ -9,14 +9,25 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from deep_learning.analysis.records import RunRecord
+from deep_learning.analysis.rollup import (
+    DIFFERS,
+    TOO_FEW,
+    WITHIN_NOISE,
+    SeedDifference,
+    Spread,
+    device_verdicts,
+    parent_metrics,
+    roll_up,
+    seed_differences,
+    to_json,
+    to_markdown,
+    verdict_of,
+    welch_interval,
+)
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.errors import ConfigError
 from deep_learning.studies.grid import Study, parse_grid, parse_seeds
-from deep_learning.analysis.records import RunRecord
-from deep_learning.analysis.rollup import (
-    DIFFERS, TOO_FEW, WITHIN_NOISE, SeedDifference, Spread, device_verdicts, parent_metrics, roll_up, seed_differences, to_json, to_markdown,
-    verdict_of, welch_interval,
-)
 
 
 def record(run_id: str, final: float, history: dict[int, float]) -> RunRecord:
@@ -26,7 +37,9 @@ def record(run_id: str, final: float, history: dict[int, float]) -> RunRecord:
 def test_a_spread_is_numpys_mean_and_sample_std():
     values = [0.91, 0.93, 0.88, 0.95]
     spread = Spread.of(values)
-    assert (spread.mean, spread.std, spread.min, spread.max, spread.n) == pytest.approx((np.mean(values), np.std(values, ddof=1), 0.88, 0.95, 4))
+    assert (spread.mean, spread.std, spread.min, spread.max, spread.n) == pytest.approx(
+        (np.mean(values), np.std(values, ddof=1), 0.88, 0.95, 4)
+    )
     assert math.isnan(Spread.of([0.5]).std)
 
 
@@ -61,7 +74,18 @@ def test_groups_roll_up_per_epoch_and_devices_are_judged_against_the_cpu():
 
 
 def seeded(run_id: str, val_accuracy: dict[int, float], test_accuracy: float) -> RunRecord:
-    return RunRecord(run_id, run_id, "0", "FINISHED", 0, 0, {}, {"val_accuracy": val_accuracy[max(val_accuracy)], "test_accuracy": test_accuracy}, {}, {"val_accuracy": val_accuracy})
+    return RunRecord(
+        run_id,
+        run_id,
+        "0",
+        "FINISHED",
+        0,
+        0,
+        {},
+        {"val_accuracy": val_accuracy[max(val_accuracy)], "test_accuracy": test_accuracy},
+        {},
+        {"val_accuracy": val_accuracy},
+    )
 
 
 def test_each_device_is_set_against_the_cpu_run_of_the_same_seed():
@@ -74,7 +98,10 @@ def test_each_device_is_set_against_the_cpu_run_of_the_same_seed():
         ("lr=0.2", "cpu", 1, seeded("b1", {1: 0.70}, 0.7)),  # one device: nothing to set against
     ]
     differences = seed_differences(members, ["val_accuracy", "test_accuracy", "test_f1"])
-    assert [(d.configuration, d.metric, d.device, d.reference) for d in differences] == [("lr=0.1", "val_accuracy", "cuda", "cpu"), ("lr=0.1", "test_accuracy", "cuda", "cpu")]
+    assert [(d.configuration, d.metric, d.device, d.reference) for d in differences] == [
+        ("lr=0.1", "val_accuracy", "cuda", "cpu"),
+        ("lr=0.1", "test_accuracy", "cuda", "cpu"),
+    ]
     validation, test = differences
     # seed 1: |0.81 - 0.80| at epoch 1, 0 at epoch 2; seed 2: 0 at epoch 1, |0.95 - 0.92| at epoch 2
     assert validation.per_seed == pytest.approx({1: 0.01, 2: 0.03}) and validation.largest == pytest.approx(0.03)

@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from commands import assert_one_line_error, invoke
 from mlflow import MlflowClient
 
-from commands import assert_one_line_error, invoke
 from deep_learning.core.errors import ConfigError
 from deep_learning.studies.search import parse_space
 
-SEARCH = ("sweep", "--search", "optuna", "--param", "lr=loguniform:1e-4:1", "--epochs", "3", "--train-subset", "500", "--device", "cpu", "-q")
+SEARCH = (
+    "sweep",
+    "--search",
+    "optuna",
+    "--param",
+    "lr=loguniform:1e-4:1",
+    "--epochs",
+    "3",
+    "--train-subset",
+    "500",
+    "--device",
+    "cpu",
+    "-q",
+)
 
 
 def search_runs(client: MlflowClient) -> tuple:
@@ -26,7 +39,9 @@ def searched(module_store):
     assert first.exit_code == 0, first.output
     client = MlflowClient(module_store)
     parent, children = search_runs(client)
-    study = optuna.load_study(study_name=parent.info.run_id, storage=f"sqlite:///{module_store.removeprefix('sqlite:///').rsplit('/', 1)[0]}/optuna.db")
+    study = optuna.load_study(
+        study_name=parent.info.run_id, storage=f"sqlite:///{module_store.removeprefix('sqlite:///').rsplit('/', 1)[0]}/optuna.db"
+    )
     return client, parent, children, [trial for trial in study.trials]
 
 
@@ -85,7 +100,10 @@ def test_a_search_space_that_does_not_parse_is_one_line(params, message):
     ("options", "message"),
     [
         (("--search", "optuna", "--param", "lr=gauss:1:2"), "does not parse"),
-        (("--search", "optuna", "--param", "lr=uniform:0.1:1", "--grid", "batch_size=32,64"), "--grid, --seeds, --devices and --vectorize are for a grid sweep"),
+        (
+            ("--search", "optuna", "--param", "lr=uniform:0.1:1", "--grid", "batch_size=32,64"),
+            "--grid, --seeds, --devices and --vectorize are for a grid sweep",
+        ),
         (("--param", "lr=uniform:0.1:1"), "--param and --trials are for a search: add --search optuna"),
     ],
 )

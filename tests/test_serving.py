@@ -17,17 +17,17 @@ import pytest
 import torch
 import torch.utils.data as utils
 import yaml
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
-import deep_learning
-from user_models import DataDependent
 from commands import train_run
 from conftest import model_server
-from deep_learning.core.data.samples import as_tensors
-from deep_learning.core.data.files import load_dataset
-from deep_learning.core.model import build_model
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from readback import tracking_uri
+from user_models import DataDependent
+
+import deep_learning
+from deep_learning.core.data.files import load_dataset
+from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.model import build_model
 
 # MLflow's device when a model's config leaves it open: this, else "cuda" if available, else "cpu".
 DEFAULT_DEVICE = "MLFLOW_DEFAULT_PREDICTION_DEVICE"

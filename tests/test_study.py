@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-
 from commands import assert_one_line_error, invoke
+from mlflow import MlflowClient
 from readback import assert_valid_png
 from test_faults import start_training, wait_for_line
 
@@ -80,11 +79,15 @@ def test_the_parents_roll_up_is_numpys_over_the_children(interrupted_then_resume
 def test_the_verdict_tells_learning_rates_far_apart_from_seeds_of_one_config(interrupted_then_resumed):
     client, *_ = interrupted_then_resumed
     _, children = parent_and_children(client)
-    accuracy = {lr: Spread.of([run.data.metrics["test_accuracy"] for run in children if run.data.params["lr"] == lr]) for lr in ("0.05", "0.5")}
+    accuracy = {
+        lr: Spread.of([run.data.metrics["test_accuracy"] for run in children if run.data.params["lr"] == lr]) for lr in ("0.05", "0.5")
+    }
     assert verdict_of(*welch_interval(accuracy["0.5"], accuracy["0.05"])[1:]) == DIFFERS
     more_seeds = invoke("sweep", *SMALL, "--lr", "0.5", "--seed-list", "45,46,47", "-q")
     assert more_seeds.exit_code == 0, more_seeds.output
-    again = Spread.of([run.data.metrics["test_accuracy"] for run in client.search_runs(["0"]) if run.data.params.get("seed") in ("45", "46", "47")])
+    again = Spread.of(
+        [run.data.metrics["test_accuracy"] for run in client.search_runs(["0"]) if run.data.params.get("seed") in ("45", "46", "47")]
+    )
     assert again.n == 3
     assert verdict_of(*welch_interval(accuracy["0.5"], again)[1:]) == WITHIN_NOISE
 

@@ -11,12 +11,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from commands import assert_one_line_error, invoke
+from mlflow import MlflowClient
+from readback import EPOCH_METRICS, FINAL_METRICS, assert_complete_run, assert_valid_png
+
 from deep_learning.core.devices import available_devices
 from deep_learning.studies.grid import Study
-from readback import EPOCH_METRICS, FINAL_METRICS, assert_complete_run, assert_valid_png
 
 SWEEP = ("--epochs", "2", "--train-subset", "1000", "--device", "all")
 COMPARISON = {"comparison.md", "comparison.csv", "comparison.png"}
@@ -52,7 +52,9 @@ def test_one_finished_child_run_per_available_device_tagged_as_a_sweeps_point(sw
         assert child.data.tags["deep_learning.group"] == device
         for key in (*EPOCH_METRICS, *FINAL_METRICS):
             assert key in child.data.metrics, key
-        assert {"learning_curves.png", "confusion_matrix.png", "state_dict.pt"} <= {artifact.path for artifact in client.list_artifacts(child.info.run_id)}
+        assert {"learning_curves.png", "confusion_matrix.png", "state_dict.pt"} <= {
+            artifact.path for artifact in client.list_artifacts(child.info.run_id)
+        }
     assert_complete_run(module_store, children[0], epochs=2, data_root=data_root, run_name="seed=42 cpu")  # the CPU run, like any other run
 
 
@@ -67,7 +69,9 @@ def test_the_parent_is_a_finished_sweep_over_the_devices(sweep, module_store):
     artifacts = {artifact.path for artifact in MlflowClient(module_store).list_artifacts(parent.info.run_id)}
     assert artifacts == COMPARISON | ROLLUP
     lines = sweep["stdout"].splitlines()
-    assert lines[-1].startswith(f"Sweep {parent.info.run_id} finished: {len(available_devices())} runs in {len(available_devices())} groups")
+    assert lines[-1].startswith(
+        f"Sweep {parent.info.run_id} finished: {len(available_devices())} runs in {len(available_devices())} groups"
+    )
 
 
 def test_the_parent_holds_the_childrens_comparison_as_it_prints_it(sweep, module_store):
@@ -99,7 +103,9 @@ def test_the_parent_holds_the_roll_up_and_compare_shows_it(sweep, module_store):
     rollup = json.loads(artifact_text(client, parent.info.run_id, "rollup.json"))
     assert [group["group"] for group in rollup["groups"]] == available_devices()
     assert {(row["device"], row["metric"]) for row in rollup["seed_differences"]} == {
-        (device, metric) for device in available_devices()[1:] for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+        (device, metric)
+        for device in available_devices()[1:]
+        for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
     }
     shown = invoke("compare", parent.info.run_id)
     assert shown.exit_code == 0, shown.output

@@ -11,8 +11,8 @@ from torchmetrics.classification import MulticlassAccuracy, MultilabelExactMatch
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 from torchmetrics.text import Perplexity
 
-from deep_learning.core.batches import ModelLoss, num_samples, output_and_loss, predictions, to_device
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads
+from deep_learning.core.batches import ModelLoss, num_samples, output_and_loss, predictions, to_device
 from deep_learning.core.errors import ConfigError
 from deep_learning.core.tasks import TASKS, check_output, infer_task
 from deep_learning.core.training import evaluate, train
@@ -46,7 +46,12 @@ def _multilabel_batches(count: int = 12, labels: int = 6):
 
 @pytest.mark.parametrize(
     "name, reference, exact",
-    [("f1", MultilabelF1Score, False), ("precision", MultilabelPrecision, False), ("recall", MultilabelRecall, False), ("accuracy", MultilabelExactMatch, True)],
+    [
+        ("f1", MultilabelF1Score, False),
+        ("precision", MultilabelPrecision, False),
+        ("recall", MultilabelRecall, False),
+        ("accuracy", MultilabelExactMatch, True),
+    ],
 )
 def test_multilabel_metrics_equal_torchmetrics(name, reference, exact):
     # Ours divides in float64, torchmetrics in float32: the scores agree to float32's last bit, the exact match exactly.
@@ -143,13 +148,17 @@ def test_each_tasks_passes_read_the_host_once(task, model, loss_fn):
     for length in COUNTED_BATCHES:
         torch.manual_seed(0)
         network = model()
-        metrics = MetricCollection(TASKS[task].build_metrics(TASKS[task].default_metrics, 9 if task == "sequence" else 3 if task == "regression" else 4))
+        metrics = MetricCollection(
+            TASKS[task].build_metrics(TASKS[task].default_metrics, 9 if task == "sequence" else 3 if task == "regression" else 4)
+        )
         batches = list(_task_batches(task, length))
         optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
-        counts.append((
-            count_host_reads(lambda: train(network, batches, loss_fn, optimizer, metrics, CPU)),
-            count_host_reads(lambda: evaluate(network, batches, loss_fn, metrics, CPU)),
-        ))
+        counts.append(
+            (
+                count_host_reads(lambda: train(network, batches, loss_fn, optimizer, metrics, CPU)),
+                count_host_reads(lambda: evaluate(network, batches, loss_fn, metrics, CPU)),
+            )
+        )
     assert [dict(reads) for pair in counts for reads in pair] == [{"tolist": 1}] * 4
 
 
@@ -161,17 +170,37 @@ def test_the_task_is_told_from_the_target_and_the_output():
     assert infer_task(torch.tensor([[0.3], [1.7]]), torch.randn(2, 1)) == "regression"
     assert infer_task(torch.tensor([0.5, 2.0]), torch.randn(2)) == "regression"
     assert infer_task(torch.randint(0, 9, (2, 6)), torch.randn(2, 6, 9)) == "sequence"
-    with pytest.raises(ConfigError, match=r"Cannot tell the task from targets of shape \(2, 6\) and dtype int64 with model outputs of shape \(2, 4\)"):
+    with pytest.raises(
+        ConfigError, match=r"Cannot tell the task from targets of shape \(2, 6\) and dtype int64 with model outputs of shape \(2, 4\)"
+    ):
         infer_task(torch.randint(2, 9, (2, 6)), torch.randn(2, 4))
 
 
 @pytest.mark.parametrize(
     "task, output, target, num_classes, message",
     [
-        ("classification", torch.randn(2, 4), torch.tensor([0, 1]), 3, r"outputs \(2, 4\) for a batch of 2, not \(2, 3\): a classifier needs one logit per class"),
-        ("regression", torch.randn(2, 1), torch.randn(2), 0, r"outputs \(2, 1\) for a batch of 2, not \(2,\): a regression's output must have the target's shape"),
+        (
+            "classification",
+            torch.randn(2, 4),
+            torch.tensor([0, 1]),
+            3,
+            r"outputs \(2, 4\) for a batch of 2, not \(2, 3\): a classifier needs one logit per class",
+        ),
+        (
+            "regression",
+            torch.randn(2, 1),
+            torch.randn(2),
+            0,
+            r"outputs \(2, 1\) for a batch of 2, not \(2,\): a regression's output must have the target's shape",
+        ),
         ("multilabel", torch.randn(2, 3), torch.ones(2, 4), 0, r"not \(2, 4\): a multi-label model needs one logit per label"),
-        ("sequence", torch.randn(2, 9), torch.zeros(2, 6, dtype=torch.long), 9, r"not \(2, 6, 9\): a sequence model needs one logit per class at every position"),
+        (
+            "sequence",
+            torch.randn(2, 9),
+            torch.zeros(2, 6, dtype=torch.long),
+            9,
+            r"not \(2, 6, 9\): a sequence model needs one logit per class at every position",
+        ),
     ],
 )
 def test_an_output_that_does_not_fit_the_task_is_one_line(task, output, target, num_classes, message):

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from mlflow import MlflowClient
-
 from conftest import subprocess_env
+from mlflow import MlflowClient
+from readback import EPOCH_METRICS, assert_complete_run, logged_state_dict_bytes, only_run
+
 from deep_learning import tracking
 from deep_learning.cli import cli
-from readback import EPOCH_METRICS, assert_complete_run, logged_state_dict_bytes, only_run
 
 SMALL = ["--epochs", "2", "--train-subset", "2000"]
 
@@ -47,8 +47,10 @@ def test_same_seed_same_run_other_seed_other_run(store):
     client = MlflowClient(store)
     runs = sorted(client.search_runs(["0"]), key=lambda run: run.info.start_time)
     learned = [
-        {key: [metric.value for metric in client.get_metric_history(run.info.run_id, key)]
-         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")}
+        {
+            key: [metric.value for metric in client.get_metric_history(run.info.run_id, key)]
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+        }
         for run in runs
     ]
     weights = [logged_state_dict_bytes(client, run.info.run_id) for run in runs]
@@ -84,7 +86,10 @@ def test_an_exception_marks_the_run_failed_with_its_message(store):
 def test_ctrl_c_ends_the_run_killed_and_exits_130(store, data_root):
     process = subprocess.Popen(
         [sys.executable, "-m", "deep_learning", "train", "--epochs", "50", "--train-subset", "3000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
     )
     for line in process.stdout:
         if line.startswith("Epoch [ 1/50]"):
@@ -143,7 +148,9 @@ def test_bad_input_one_line_no_run(store, args, message):
 def test_missing_data_is_one_line_in_a_real_process(store, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "deep_learning", "train", "--epochs", "1"],
-        capture_output=True, text=True, env=subprocess_env(DEEP_LEARNING_DATA_ROOT=str(tmp_path / "empty")),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(DEEP_LEARNING_DATA_ROOT=str(tmp_path / "empty")),
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

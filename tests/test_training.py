@@ -8,8 +8,8 @@ import torch.utils.data as utils
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model, count_parameters
 from deep_learning.core.reproducibility import set_seed
-from deep_learning.core.training import evaluate, train, train_and_evaluate
 from deep_learning.core.results import EpochResult
+from deep_learning.core.training import evaluate, train, train_and_evaluate
 
 
 def _synthetic_loaders(num_samples: int = 640):
@@ -56,8 +56,16 @@ def test_callback_gets_every_epoch_and_history_is_returned(capsys):
     model = build_model()
     seen: list[EpochResult] = []
     history = train_and_evaluate(
-        model, train_dl, val_dl, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-        accuracy_metric(), accuracy_metric(), num_epochs=3, device=torch.device("cpu"), on_epoch=seen.append,
+        model,
+        train_dl,
+        val_dl,
+        torch.nn.CrossEntropyLoss(),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        accuracy_metric(),
+        accuracy_metric(),
+        num_epochs=3,
+        device=torch.device("cpu"),
+        on_epoch=seen.append,
     )
     assert seen == history
     assert [result.epoch for result in history] == [1, 2, 3]
@@ -70,8 +78,14 @@ def test_device_defaults_to_the_chapters_choice(capsys):
     train_dl, val_dl = _synthetic_loaders(128)
     model = build_model()
     history = train_and_evaluate(
-        model, train_dl, val_dl, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-        accuracy_metric(), accuracy_metric(), num_epochs=1,
+        model,
+        train_dl,
+        val_dl,
+        torch.nn.CrossEntropyLoss(),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        accuracy_metric(),
+        accuracy_metric(),
+        num_epochs=1,
     )
     assert len(history) == 1
     assert "Epoch [1/1]" in capsys.readouterr().out

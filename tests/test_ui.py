@@ -10,18 +10,23 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from commands import train_run
 from mlflow import MlflowClient
 from PIL import Image
-
-from commands import train_run
 from readback import assert_valid_png
 
 pytestmark = pytest.mark.server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_OPTIONS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--virtual-time-budget=15000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
 )
 WINDOW = (1400, 900)
 EXPERIMENT = "ui-check"
@@ -31,7 +36,9 @@ EXPERIMENT = "ui-check"
 def chromium() -> Path:
     """Debian's Chromium; without it the UI cannot be checked, and that is a failure, not a skip."""
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`apt-get update && apt-get install -y chromium`) to check the MLflow UI.")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (`apt-get update && apt-get install -y chromium`) to check the MLflow UI."
+        )
     return CHROMIUM
 
 
@@ -61,7 +68,9 @@ def open_page(url: str, *options: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [str(CHROMIUM), *CHROMIUM_OPTIONS, f"--user-data-dir={profile}", *options, url],
-            capture_output=True, text=True, timeout=180,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

@@ -9,21 +9,21 @@ import subprocess
 import mlflow
 import numpy as np
 import pytest
+import stream_script
 import torch
 import torch.nn as nn
 import torch.utils.data as utils
+from conftest import BIN, CHAPTER, subprocess_env
 from mlflow import MlflowClient
+from readback import only_run, tracking_uri
 
 import deep_learning
-import stream_script
-from conftest import BIN, CHAPTER, subprocess_env
 from deep_learning.core.batches import ModelLoss
-from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.data.files import load_dataset
+from deep_learning.core.data.loaders import RankShare
+from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.distributed import Cluster
 from deep_learning.core.errors import ConfigError, DataError
-from deep_learning.core.data.loaders import RankShare
-from readback import only_run, tracking_uri
 
 PAD = -100
 
@@ -59,7 +59,13 @@ class TwoHalves(nn.Module):
 def test_a_model_of_two_inputs_trains_and_logs_a_model_that_takes_both(store, data_root, capsys):
     images, labels = _mnist(data_root, 2000)
     result = deep_learning.fit(
-        TwoHalves, Halves(images[:1500], labels[:1500]), Halves(images[1500:], labels[1500:]), epochs=2, optimizer="adamw", lr=3e-3, device="cpu",  # the class: built after fit seeds
+        TwoHalves,
+        Halves(images[:1500], labels[:1500]),
+        Halves(images[1500:], labels[1500:]),
+        epochs=2,
+        optimizer="adamw",
+        lr=3e-3,
+        device="cpu",  # the class: built after fit seeds
     )
     assert "takes 2 inputs (input_0, input_1)" in capsys.readouterr().err
     run = MlflowClient(store).get_run(result.run_id)
@@ -97,8 +103,10 @@ class NextCharacter(utils.Dataset):
 def pad(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """A user's collate_fn: sentences padded to the longest (inputs with 0 and a mask, labels with -100)."""
     longest = max(len(sample["input_ids"]) for sample in samples)
+
     def padded(key: str, value: int) -> torch.Tensor:
         return torch.stack([nn.functional.pad(sample[key], (0, longest - len(sample[key])), value=value) for sample in samples])
+
     mask = torch.stack([torch.arange(longest) < len(sample["input_ids"]) for sample in samples]).float()
     return {"input_ids": padded("input_ids", 0), "attention_mask": mask, "labels": padded("labels", PAD)}
 
@@ -108,7 +116,11 @@ class CharacterModel(nn.Module):
 
     def __init__(self, vocabulary: int = 128, width: int = 32) -> None:
         super().__init__()
-        self.embedding, self.mixer, self.head = nn.Embedding(vocabulary, width), nn.GRU(width, width, batch_first=True), nn.Linear(width, vocabulary)
+        self.embedding, self.mixer, self.head = (
+            nn.Embedding(vocabulary, width),
+            nn.GRU(width, width, batch_first=True),
+            nn.Linear(width, vocabulary),
+        )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None):
         hidden, _ = self.mixer(self.embedding(input_ids) * attention_mask.unsqueeze(-1))
@@ -129,20 +141,29 @@ def _character_loaders(workers: int) -> tuple[utils.DataLoader, utils.DataLoader
     sentences = _sentences()
     split = len(sentences) * 4 // 5
     settings = {"batch_size": 16, "collate_fn": pad, "num_workers": workers}
-    return utils.DataLoader(NextCharacter(sentences[:split]), shuffle=True, **settings), utils.DataLoader(NextCharacter(sentences[split:]), **settings)
+    return utils.DataLoader(NextCharacter(sentences[:split]), shuffle=True, **settings), utils.DataLoader(
+        NextCharacter(sentences[split:]), **settings
+    )
 
 
 def _fit_characters(workers: int, **options):
     train, val = _character_loaders(workers)
     torch.manual_seed(0)
-    return deep_learning.fit(CharacterModel(), train, val, target_key="labels", epochs=2, device="cpu", optimizer="adamw", lr=1e-2, **options)
+    return deep_learning.fit(
+        CharacterModel(), train, val, target_key="labels", epochs=2, device="cpu", optimizer="adamw", lr=1e-2, **options
+    )
 
 
 def test_dict_batches_padded_by_the_users_collate_fn_train_a_model_that_computes_its_own_loss(store, tmp_path):
     result = _fit_characters(0, loss_fn=ModelLoss())
     run = MlflowClient(store).get_run(result.run_id)
     params = run.data.params
-    assert (params["task"], params["metrics"], params["target_key"], params["loss_fn"]) == ("sequence", "perplexity,accuracy", "labels", "ModelLoss(target_argument='labels')")
+    assert (params["task"], params["metrics"], params["target_key"], params["loss_fn"]) == (
+        "sequence",
+        "perplexity,accuracy",
+        "labels",
+        "ModelLoss(target_argument='labels')",
+    )
     history = MlflowClient(store).get_metric_history(result.run_id, "val_perplexity")
     assert history[1].value < history[0].value < 128  # 128 byte values: the uniform perplexity
     assert run.data.tags["deep_learning.model_inputs"] == "positional: input_ids, attention_mask"
@@ -161,9 +182,13 @@ def test_dict_batches_padded_by_the_users_collate_fn_train_a_model_that_computes
 def test_the_users_workers_give_the_same_batches_as_the_main_process(store):
     """fit keeps the DataLoader's collate_fn and workers but replaces its sampler, and seeds the workers from the run."""
     alone, workers = _fit_characters(0), _fit_characters(2)
-    assert [(epoch.train_loss, epoch.val_loss, epoch.val_metrics) for epoch in alone.history] == [(epoch.train_loss, epoch.val_loss, epoch.val_metrics) for epoch in workers.history]
+    assert [(epoch.train_loss, epoch.val_loss, epoch.val_metrics) for epoch in alone.history] == [
+        (epoch.train_loss, epoch.val_loss, epoch.val_metrics) for epoch in workers.history
+    ]
     client = MlflowClient(store)
-    weights = [torch.load(client.download_artifacts(run_id, "state_dict.pt"), weights_only=True) for run_id in (alone.run_id, workers.run_id)]
+    weights = [
+        torch.load(client.download_artifacts(run_id, "state_dict.pt"), weights_only=True) for run_id in (alone.run_id, workers.run_id)
+    ]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
@@ -183,7 +208,14 @@ class InterruptedStream(utils.IterableDataset):
 
 def _fit_stream(stream: InterruptedStream, val: utils.TensorDataset, resume: str | None = None):
     return deep_learning.fit(
-        lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), stream, val, epochs=3, steps_per_epoch=8, batch_size=50, device="cpu", resume=resume,
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+        stream,
+        val,
+        epochs=3,
+        steps_per_epoch=8,
+        batch_size=50,
+        device="cpu",
+        resume=resume,
     )
 
 
@@ -207,12 +239,24 @@ def test_a_stream_reads_on_across_epochs_and_resumes_exactly(store, data_root):
 def test_a_stream_without_steps_per_epoch_trains_one_pass_an_epoch(store, data_root):
     images, labels = _mnist(data_root, 700)
     result = deep_learning.fit(
-        nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), InterruptedStream(images[:600], labels[:600]), utils.TensorDataset(images[600:], labels[600:]),
-        epochs=2, batch_size=64, device="cpu",
+        nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+        InterruptedStream(images[:600], labels[:600]),
+        utils.TensorDataset(images[600:], labels[600:]),
+        epochs=2,
+        batch_size=64,
+        device="cpu",
     )
     assert [epoch.num_train_samples for epoch in result.history] == [600, 600]  # counted as the pass went: a stream has no length
-    with pytest.raises(ConfigError, match="--lr-schedule cosine \\(and warm-up\\) needs epochs of known length: give steps_per_epoch for a stream"):
-        deep_learning.fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), InterruptedStream(images[:600], labels[:600]), utils.TensorDataset(images[600:], labels[600:]), lr_schedule="cosine", device="cpu")
+    with pytest.raises(
+        ConfigError, match="--lr-schedule cosine \\(and warm-up\\) needs epochs of known length: give steps_per_epoch for a stream"
+    ):
+        deep_learning.fit(
+            nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+            InterruptedStream(images[:600], labels[:600]),
+            utils.TensorDataset(images[600:], labels[600:]),
+            lr_schedule="cosine",
+            device="cpu",
+        )
 
 
 def test_a_stream_is_dealt_between_ranks_by_position():
@@ -224,7 +268,11 @@ def test_a_stream_is_dealt_between_ranks_by_position():
 def test_a_stream_trains_under_torchrun_as_one_run(tmp_path, data_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", stream_script.__file__], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", stream_script.__file__],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env=subprocess_env(MLFLOW_TRACKING_URI=uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -267,7 +315,9 @@ class CountingModel(nn.Module):
 def test_a_million_samples_are_not_read_before_the_first_step(store, capsys):
     data = Million()
     validation = utils.TensorDataset(torch.randn(64, 8), torch.randint(0, 2, (64,)))
-    result = deep_learning.fit(CountingModel(data), data, validation, epochs=1, steps_per_epoch=3, batch_size=64, num_classes=2, device="cpu")
+    result = deep_learning.fit(
+        CountingModel(data), data, validation, epochs=1, steps_per_epoch=3, batch_size=64, num_classes=2, device="cpu"
+    )
     assert data.reads_before_training <= 64 + 32  # the first batch, the sample checked and described, the digest's sample
     assert data.reads <= 3 * 64 + 32
     assert "Batches come from a DataLoader: the training split (Million) is not stored as tensors" in capsys.readouterr().out

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow import MlflowClient
-
 from commands import assert_one_line_error, invoke
+from mlflow import MlflowClient
 from readback import assert_complete_run
 
 from deep_learning.core.checkpoint_files import checkpoint_name, load_checkpoint
@@ -66,7 +65,10 @@ def test_vectorized_seeds_match_separate_runs_within_the_stated_bound(together_a
         separate = apart[label]
         for key in EPOCH_METRICS:
             tolerance = LOSS_TOLERANCE if key.endswith("loss") else ACCURACY_TOLERANCE
-            assert history(client, run.info.run_id, key) == pytest.approx(history(client, separate.info.run_id, key), abs=tolerance), (label, key)
+            assert history(client, run.info.run_id, key) == pytest.approx(history(client, separate.info.run_id, key), abs=tolerance), (
+                label,
+                key,
+            )
         assert run.data.metrics["test_loss"] == pytest.approx(separate.data.metrics["test_loss"], abs=LOSS_TOLERANCE)
         assert run.data.metrics["test_accuracy"] == pytest.approx(separate.data.metrics["test_accuracy"], abs=ACCURACY_TOLERANCE)
 
@@ -95,11 +97,14 @@ def test_a_vectorized_seed_is_a_complete_run_whose_model_scores_its_test_accurac
     assert_complete_run(module_store, sweeps["together"][1]["seed=44 cpu"], epochs=2, data_root=data_root, run_name="seed=44 cpu")
 
 
-@pytest.mark.parametrize("options, message", [
-    (("--grad-clip-norm", "1"), "--vectorize cannot be combined with --grad-clip-norm"),
-    (("--early-stopping-patience", "2"), "--vectorize cannot be combined with --early-stopping-patience"),
-    (("--amp", "fp16"), "--vectorize does not train with --amp fp16"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (("--grad-clip-norm", "1"), "--vectorize cannot be combined with --grad-clip-norm"),
+        (("--early-stopping-patience", "2"), "--vectorize cannot be combined with --early-stopping-patience"),
+        (("--amp", "fp16"), "--vectorize does not train with --amp fp16"),
+    ],
+)
 def test_settings_a_batched_model_would_not_reproduce_are_refused_before_any_run(store, options, message):
     result = invoke("sweep", "--seeds", "2", "--vectorize", *options)
     assert_one_line_error(result, message)

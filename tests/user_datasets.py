@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 import torch.utils.data as utils
 
-from deep_learning.core.data.samples import as_tensors
 from deep_learning.core.data.files import load_dataset
+from deep_learning.core.data.samples import as_tensors
 
 
 def _fashion(root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -19,14 +19,30 @@ import click
 from deep_learning import __version__
 from deep_learning.analysis.comparison import FORMATS
 from deep_learning.core.config import (
-    ALL_DEVICES, AMP_MODES, AUTO, DATASETS, LOADERS, LR_SCHEDULES, MONITOR_MODES, OPTIMIZERS, TASK_NAMES, TrainConfig, option_name, read_config_file,
+    ALL_DEVICES,
+    AMP_MODES,
+    AUTO,
+    DATASETS,
+    LOADERS,
+    LR_SCHEDULES,
+    MONITOR_MODES,
+    OPTIMIZERS,
+    TASK_NAMES,
+    TrainConfig,
+    option_name,
+    read_config_file,
 )
 from deep_learning.core.errors import ConfigError, DeepLearningError, InputError, Interrupted, first_line
 from deep_learning.core.factories import parse_assignments
 
 DEFAULT_TRIALS = 20
 _CHOICES = {
-    "loader": LOADERS, "amp": AMP_MODES, "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "monitor_mode": MONITOR_MODES, "task": (AUTO, *TASK_NAMES),
+    "loader": LOADERS,
+    "amp": AMP_MODES,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "monitor_mode": MONITOR_MODES,
+    "task": (AUTO, *TASK_NAMES),
 }
 _TYPES = {bool: click.BOOL, int: click.INT, float: click.FLOAT, str: click.STRING}
 # Given once per argument (--model-arg dim=64 --model-arg depth=2); the field holds them as one JSON object.
@@ -120,13 +136,18 @@ def user_errors(command: Callable) -> Callable:
 def _interrupted_message(interrupted: Interrupted) -> str:
     sweep = getattr(interrupted, "sweep_run_id", None)
     if sweep:
-        return f"Interrupted: sweep {sweep} is KILLED in MLflow; its finished runs are kept. Resume with: deep-learning sweep --resume {sweep}"
+        return (
+            f"Interrupted: sweep {sweep} is KILLED in MLflow; its finished runs are kept. Resume with: deep-learning sweep --resume {sweep}"
+        )
     if interrupted.run_id is None:
         return "Interrupted before a run was created: nothing to resume."
-    kept = f"checkpoint of epoch {interrupted.epoch} at {interrupted.checkpoint}" if interrupted.checkpoint else "no checkpoint (no epoch had ended)"
+    kept = (
+        f"checkpoint of epoch {interrupted.epoch} at {interrupted.checkpoint}"
+        if interrupted.checkpoint
+        else "no checkpoint (no epoch had ended)"
+    )
     return (
-        f"Interrupted: run {interrupted.run_id} is KILLED in MLflow, {kept}. "
-        f"Resume with: deep-learning train --resume {interrupted.run_id}"
+        f"Interrupted: run {interrupted.run_id} is KILLED in MLflow, {kept}. Resume with: deep-learning train --resume {interrupted.run_id}"
     )
 
 
@@ -138,7 +159,12 @@ def cli() -> None:
 
 @cli.command()
 @config_options
-@click.option("--config", default="", metavar="FILE", help="YAML or TOML file of these options by field name (a run's config.yaml); options given here override it.")
+@click.option(
+    "--config",
+    default="",
+    metavar="FILE",
+    help="YAML or TOML file of these options by field name (a run's config.yaml); options given here override it.",
+)
 @click.option("--resume", metavar="RUN_ID", default="", help="Continue this run from its last checkpoint (options given must match it).")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="Print only errors and the final line: no progress, no epoch lines.")
 @click.pass_context
@@ -158,7 +184,9 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
     settings = resolved_config(context, config, options)
     sweep = str(settings.get("device", TrainConfig.device)).strip().lower() == ALL_DEVICES
     if sweep and resume:
-        raise InputError("--device all starts new runs: to continue one of its runs, give --resume RUN_ID without --device all; all of them: deep-learning sweep --resume PARENT_ID.")
+        raise InputError(
+            "--device all starts new runs: to continue one of its runs, give --resume RUN_ID without --device all; all of them: deep-learning sweep --resume PARENT_ID."
+        )
     progress = not quiet and sys.stdout.isatty()
     with signals_interrupt_runs(), silenced_stdout(quiet):
         if sweep:
@@ -184,17 +212,49 @@ def train(context: click.Context, config: str, resume: str, quiet: bool, **optio
 
 @cli.command()
 @config_options
-@click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2", help="Values of one setting to sweep (repeatable; the cross product of all).")
+@click.option(
+    "--grid", "grid", multiple=True, metavar="NAME=V1,V2", help="Values of one setting to sweep (repeatable; the cross product of all)."
+)
 @click.option("--seeds", type=click.INT, default=None, help="Train each point with N seeds: --seed, --seed + 1, ... [default: 1]")
 @click.option("--seed-list", default="", metavar="S1,S2", help="The seeds to train each point with, instead of --seeds.")
-@click.option("--devices", default="", metavar="all|cpu,cuda,...", help="Devices to train each point on (all: every device here) [default: --device]")
-@click.option("--vectorize", type=click.BOOL, is_flag=False, flag_value=True, default=False, metavar="[true|false]", help="Train each group's seeds together as one batched model (torch.func.vmap); each is still its own run.")
+@click.option(
+    "--devices", default="", metavar="all|cpu,cuda,...", help="Devices to train each point on (all: every device here) [default: --device]"
+)
+@click.option(
+    "--vectorize",
+    type=click.BOOL,
+    is_flag=False,
+    flag_value=True,
+    default=False,
+    metavar="[true|false]",
+    help="Train each group's seeds together as one batched model (torch.func.vmap); each is still its own run.",
+)
 @click.option("--search", type=click.Choice(["optuna"]), default=None, help="Search --param settings with Optuna instead of a grid.")
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="How many trials a search runs (with --resume: raise it). [default: 20]")
-@click.option("--param", "space", multiple=True, metavar="NAME=KIND:...", help="A searched setting: lr=loguniform:1e-3:1, batch_size=choice:32,64 (also uniform:, int:).")
-@click.option("--study-storage", default="", metavar="URL", help="Optuna's storage for a search [default: optuna.db beside a sqlite tracking store, else ./optuna.db]")
-@click.option("--config", default="", metavar="FILE", help="YAML or TOML file of the base settings (a run's config.yaml); options given here override it.")
-@click.option("--resume", metavar="PARENT_ID", default="", help="Continue this sweep or search: keep its finished runs, resume (or add) the others.")
+@click.option(
+    "--trials", type=click.IntRange(min=1), default=None, help="How many trials a search runs (with --resume: raise it). [default: 20]"
+)
+@click.option(
+    "--param",
+    "space",
+    multiple=True,
+    metavar="NAME=KIND:...",
+    help="A searched setting: lr=loguniform:1e-3:1, batch_size=choice:32,64 (also uniform:, int:).",
+)
+@click.option(
+    "--study-storage",
+    default="",
+    metavar="URL",
+    help="Optuna's storage for a search [default: optuna.db beside a sqlite tracking store, else ./optuna.db]",
+)
+@click.option(
+    "--config",
+    default="",
+    metavar="FILE",
+    help="YAML or TOML file of the base settings (a run's config.yaml); options given here override it.",
+)
+@click.option(
+    "--resume", metavar="PARENT_ID", default="", help="Continue this sweep or search: keep its finished runs, resume (or add) the others."
+)
 @click.option("--quiet", "-q", is_flag=True, default=False, help="Print only errors, the roll-up and the final line.")
 @click.pass_context
 @user_errors
@@ -211,9 +271,16 @@ def sweep(context: click.Context, config: str, resume: str, quiet: bool, **optio
     """
     from deep_learning.core.interruption import signals_interrupt_runs
 
-    study = {name: options.pop(name) for name in ("grid", "seeds", "seed_list", "devices", "vectorize", "search", "trials", "space", "study_storage")}
+    study = {
+        name: options.pop(name)
+        for name in ("grid", "seeds", "seed_list", "devices", "vectorize", "search", "trials", "space", "study_storage")
+    }
     given = resolved_config(context, config, options)
-    start = _resumed_sweep(resume, study, bool(config or resolved_config(context, "", options))) if resume else _new_sweep(TrainConfig(**given), study)
+    start = (
+        _resumed_sweep(resume, study, bool(config or resolved_config(context, "", options)))
+        if resume
+        else _new_sweep(TrainConfig(**given), study)
+    )
     progress = not quiet and sys.stdout.isatty()
     with signals_interrupt_runs(), silenced_stdout(quiet):
         result = start(progress)
@@ -283,11 +350,29 @@ def sync(unsent: Path) -> None:
 
 
 @cli.command()
-@click.option("--quick", is_flag=True, help="5,000 training samples and 1 repeat, no `mlflow run`: a check in about a minute, not a measurement.")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmark-results"), show_default=True, help="Folder for benchmark.json and benchmark.md.")
-@click.option("--device", "devices", multiple=True, show_default="cpu and the default accelerator", help="Device to benchmark; repeat for several.")
-@click.option("--repeats", type=click.IntRange(min=1), default=None, show_default="5; 1 with --quick", help="Timed repeats of each measurement (median).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, show_default="torch's default here", help="torch threads for the loops.")
+@click.option(
+    "--quick", is_flag=True, help="5,000 training samples and 1 repeat, no `mlflow run`: a check in about a minute, not a measurement."
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("benchmark-results"),
+    show_default=True,
+    help="Folder for benchmark.json and benchmark.md.",
+)
+@click.option(
+    "--device", "devices", multiple=True, show_default="cpu and the default accelerator", help="Device to benchmark; repeat for several."
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="5; 1 with --quick",
+    help="Timed repeats of each measurement (median).",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, show_default="torch's default here", help="torch threads for the loops."
+)
 @user_errors
 def bench(quick: bool, output: Path, devices: tuple[str, ...], repeats: int | None, threads: int | None) -> None:
     """Time the chapter's loop against ours, untracked and tracked, and what MLflow and start-up cost.
@@ -327,7 +412,9 @@ def import_data(source: Path, dataset: str) -> None:
 def device_option(command: Callable) -> Callable:
     """The --device option of commands that run a model."""
     return click.option(
-        "--device", default=TrainConfig.device, show_default=True,
+        "--device",
+        default=TrainConfig.device,
+        show_default=True,
         help="auto, cpu, cuda, cuda:N, mps, ... (`deep-learning devices` lists this machine's).",
     )(command)
 
@@ -365,7 +452,11 @@ def runs(experiment: str | None, limit: int) -> None:
 @click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
 @experiment_option
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True, help="How to print the table.")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Also write the table (in --format) and comparison.png, the runs' loss and accuracy curves, into this folder.")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the table (in --format) and comparison.png, the runs' loss and accuracy curves, into this folder.",
+)
 @click.option("--log", is_flag=True, help="Log the table and the figure to a new MLflow run tagged deep_learning.kind=comparison.")
 @user_errors
 def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str, output: Path | None, log: bool) -> None:
@@ -422,7 +513,10 @@ def _show_rollup(run_id: str) -> bool:
 @cli.command()
 @click.argument("model")
 @device_option
-@click.option("--dataset", help="Whose test split to score on: mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE, package.module:factory (default: the dataset the model was trained on, else mnist).")
+@click.option(
+    "--dataset",
+    help="Whose test split to score on: mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE, package.module:factory (default: the dataset the model was trained on, else mnist).",
+)
 @click.option("--log", is_flag=True, help="Record the evaluation in a new MLflow run tagged with the run that trained the model.")
 @click.option("--best", is_flag=True, help="Score the best checkpoint the run MODEL kept (by its --monitor), not its final model.")
 @user_errors
@@ -434,10 +528,10 @@ def evaluate(model: str, device: str, dataset: str | None, log: bool, best: bool
     Weights are mapped onto --device: a model trained on a GPU runs on a CPU-only machine.
     """
     from deep_learning import tracking
+    from deep_learning.analysis.records import SOURCE_RUN_TAG
     from deep_learning.core.devices import describe_device, device_tags, resolve_device
     from deep_learning.experiment.inference import evaluate_model, load_model
     from deep_learning.experiment.recipe import short_name
-    from deep_learning.analysis.records import SOURCE_RUN_TAG
 
     target = resolve_device(device)
     if best:
@@ -464,13 +558,40 @@ def evaluate(model: str, device: str, dataset: str | None, log: bool, best: bool
 @click.argument("model")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @device_option
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="One line per input, or a JSON list.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per input, or a JSON list.",
+)
 @click.option("--prompt", default=None, help="A text run's model: the text to continue.")
-@click.option("--tokens", type=click.IntRange(min=1), default=200, show_default=True, help="A text run's model: how many characters to add to --prompt.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="A text run's model: divides the logits before sampling (lower: surer).")
-@click.option("--seed", type=click.INT, default=TrainConfig.seed, show_default=True, help="A text run's model: seeds the sampling (the same seed, the same text).")
+@click.option(
+    "--tokens",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="A text run's model: how many characters to add to --prompt.",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="A text run's model: divides the logits before sampling (lower: surer).",
+)
+@click.option(
+    "--seed",
+    type=click.INT,
+    default=TrainConfig.seed,
+    show_default=True,
+    help="A text run's model: seeds the sampling (the same seed, the same text).",
+)
 @user_errors
-def predict(model: str, files: tuple[Path, ...], device: str, output_format: str, prompt: str | None, tokens: int, temperature: float, seed: int) -> None:
+def predict(
+    model: str, files: tuple[Path, ...], device: str, output_format: str, prompt: str | None, tokens: int, temperature: float, seed: int
+) -> None:
     """Predict with MODEL: the class of each image, a csv run's rows, or the continuation of a text run's --prompt.
 
     FILES are images for an image model: PNG or JPEG files (anything Pillow reads) or IDX files, gzip'd
@@ -487,7 +608,8 @@ def predict(model: str, files: tuple[Path, ...], device: str, output_format: str
     from deep_learning.core.config import REGRESSION, SEQUENCE
     from deep_learning.core.devices import resolve_device
     from deep_learning.experiment.inference import load_model
-    from deep_learning.experiment.prediction import continue_prompt, estimate, predict as predict_classes, read_csv_rows, read_images
+    from deep_learning.experiment.prediction import continue_prompt, estimate, read_csv_rows, read_images
+    from deep_learning.experiment.prediction import predict as predict_classes
 
     target = resolve_device(device)
     loaded = load_model(model, target)
@@ -513,7 +635,9 @@ def predict(model: str, files: tuple[Path, ...], device: str, output_format: str
 
 
 @cli.command()
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Indented fields, or JSON.")
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Indented fields, or JSON."
+)
 @user_errors
 def devices(output_format: str) -> None:
     """List every device this machine can train on, described as runs record it in device.json."""

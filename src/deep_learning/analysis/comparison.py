@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deep_learning.core.errors import InputError
 from deep_learning.analysis.records import PARENT_RUN_TAG, TRAINING, RunRecord, learning_metric_keys, metric_names, sort_metric_names
+from deep_learning.core.errors import InputError
 
 SPEED_METRICS = ("epoch_seconds", "train_samples_per_second")
 DEVICE_TAGS = ("device.type", "device.name", "torch.version", "torch.cuda_version")
@@ -139,7 +139,8 @@ def agreement_rows(runs: Sequence[RunRecord]) -> list[Row]:
             f"max_abs_diff.{metric}",
             tuple(
                 largest_difference(run.histories.get(metric, {}), runs[references[index]].histories.get(metric, {}))
-                if index in references else None
+                if index in references
+                else None
                 for index, run in enumerate(runs)
             ),
             "difference",
@@ -217,6 +218,7 @@ def text_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 
 def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table."""
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
 

@@ -60,8 +60,12 @@ def learning_curves_figure(curve_sets: Sequence[Curves]) -> Figure:
                 history = histories.get(f"{split}_{quantity}", {})
                 steps = sorted(history)
                 axes.plot(
-                    steps, [history[step] for step in steps], line_style, marker="o",
-                    color=f"C{index % 10}", label=f"{label} {split}".strip(),
+                    steps,
+                    [history[step] for step in steps],
+                    line_style,
+                    marker="o",
+                    color=f"C{index % 10}",
+                    label=f"{label} {split}".strip(),
                 )
         axes.set(title=quantity, xlabel="epoch", ylabel=quantity)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -127,8 +131,13 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
 
 
 def plot_run(
-    history: Sequence[EpochResult], folder: Path, *, confusion_matrix: Sequence[Sequence[int]] | None = None, class_names: Sequence[str] = (),
-    predicted_against_true: tuple[Sequence[float], Sequence[float]] | None = None, split: str = "Test",
+    history: Sequence[EpochResult],
+    folder: Path,
+    *,
+    confusion_matrix: Sequence[Sequence[int]] | None = None,
+    class_names: Sequence[str] = (),
+    predicted_against_true: tuple[Sequence[float], Sequence[float]] | None = None,
+    split: str = "Test",
 ) -> list[Path]:
     """A finished run's learning_curves.png, with its `split`'s confusion_matrix.png (a classification's) or
     predicted_vs_true.png (a regression's), written into `folder`."""
@@ -166,7 +175,11 @@ def plot_predicted_against_true(predicted: Sequence[float], true: Sequence[float
 
 def rollup_figure(rollups: Sequence[GroupRollup]) -> Figure:
     """Each group's mean curve per epoch with a band of one standard deviation, one panel per loss and metric (train and validation)."""
-    keys = [key for key in sorted({key for rollup in rollups for key in rollup.epochs}) if key.startswith(tuple(f"{split}_" for split in CURVE_SPLITS))]
+    keys = [
+        key
+        for key in sorted({key for rollup in rollups for key in rollup.epochs})
+        if key.startswith(tuple(f"{split}_" for split in CURVE_SPLITS))
+    ]
     columns = max(min(len(keys), PANELS_PER_ROW), 1)
     rows = max(math.ceil(len(keys) / columns), 1)
     figure = _figure(max(MIN_WIDTH, PANEL_WIDTH * columns), PANEL_HEIGHT * rows + LEGEND_HEIGHT)
@@ -178,8 +191,16 @@ def rollup_figure(rollups: Sequence[GroupRollup]) -> Figure:
             means = [series[step].mean for step in steps]
             spreads = [0.0 if math.isnan(series[step].std) else series[step].std for step in steps]
             color = f"C{index % 10}"
-            axes.plot(steps, means, marker="o", color=color, label=f"{rollup.group or 'base'} (n={max((series[step].n for step in steps), default=0)})")
-            axes.fill_between(steps, [m - s for m, s in zip(means, spreads)], [m + s for m, s in zip(means, spreads)], color=color, alpha=0.2)
+            axes.plot(
+                steps,
+                means,
+                marker="o",
+                color=color,
+                label=f"{rollup.group or 'base'} (n={max((series[step].n for step in steps), default=0)})",
+            )
+            axes.fill_between(
+                steps, [m - s for m, s in zip(means, spreads)], [m + s for m, s in zip(means, spreads)], color=color, alpha=0.2
+            )
         axes.set(title=f"{key}: mean ± 1 std over seeds", xlabel="epoch", ylabel=key)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)

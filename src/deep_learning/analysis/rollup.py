@@ -90,8 +90,16 @@ def roll_up(members: Sequence[tuple[str, str, str, RunRecord]], keys: Sequence[s
     rollups = []
     for group, runs in grouped.items():
         records = [run for _, _, run in runs]
-        final = {key: Spread.of([run.metrics[key] for run in records if key in run.metrics]) for key in keys if any(key in run.metrics for run in records)}
-        epochs = {key: _per_epoch([run.histories.get(key, {}) for run in records]) for key in keys if any(run.histories.get(key) for run in records)}
+        final = {
+            key: Spread.of([run.metrics[key] for run in records if key in run.metrics])
+            for key in keys
+            if any(key in run.metrics for run in records)
+        }
+        epochs = {
+            key: _per_epoch([run.histories.get(key, {}) for run in records])
+            for key in keys
+            if any(run.histories.get(key) for run in records)
+        }
         rollups.append(GroupRollup(group, runs[0][0], runs[0][1], [run.run_id for run in records], final, epochs))
     return rollups
 
@@ -106,11 +114,11 @@ def welch_interval(a: Spread, b: Spread, confidence: float = CONFIDENCE) -> tupl
     difference = a.mean - b.mean
     if a.n < 2 or b.n < 2:
         return difference, math.nan, math.nan
-    variance_a, variance_b = a.std ** 2 / a.n, b.std ** 2 / b.n
+    variance_a, variance_b = a.std**2 / a.n, b.std**2 / b.n
     standard_error = math.sqrt(variance_a + variance_b)
     if standard_error == 0:  # every seed gave the same value on both sides
         return difference, difference, difference
-    freedom = standard_error ** 4 / (variance_a ** 2 / (a.n - 1) + variance_b ** 2 / (b.n - 1))
+    freedom = standard_error**4 / (variance_a**2 / (a.n - 1) + variance_b**2 / (b.n - 1))
     from scipy.stats import t
 
     half_width = t.ppf(0.5 + confidence / 2, freedom) * standard_error
@@ -138,7 +146,9 @@ def device_verdicts(rollups: Sequence[GroupRollup], keys: Sequence[str]) -> list
             for key in keys:
                 if key in group.final and key in reference.final:
                     difference, low, high = welch_interval(group.final[key], reference.final[key])
-                    verdicts.append(DeviceVerdict(configuration, key, group.device, reference.device, difference, low, high, verdict_of(low, high)))
+                    verdicts.append(
+                        DeviceVerdict(configuration, key, group.device, reference.device, difference, low, high, verdict_of(low, high))
+                    )
     return verdicts
 
 
@@ -182,7 +192,11 @@ def parent_metrics(rollups: Sequence[GroupRollup]) -> list[tuple[str, float, int
     for rollup in rollups:
         last = max((step for series in rollup.epochs.values() for step in series), default=0)
         for key, series in rollup.epochs.items():
-            rows += [(metric_key(rollup.group, key, stat), float(getattr(spread, stat)), step) for step, spread in series.items() for stat in STATS]
+            rows += [
+                (metric_key(rollup.group, key, stat), float(getattr(spread, stat)), step)
+                for step, spread in series.items()
+                for stat in STATS
+            ]
         for key, spread in rollup.final.items():
             if key not in rollup.epochs:
                 rows += [(metric_key(rollup.group, key, stat), float(getattr(spread, stat)), last) for stat in STATS]
@@ -209,13 +223,21 @@ def to_markdown(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict
             for key, spread in rollup.final.items()
         ]
     if verdicts:
-        lines += ["", f"| configuration | metric | device - reference | difference | {CONFIDENCE:.0%} interval | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"| configuration | metric | device - reference | difference | {CONFIDENCE:.0%} interval | verdict |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         lines += [
             f"| {v.configuration or '(base)'} | {v.metric} | {v.device} - {v.reference} | {v.difference:+.4f} | [{v.low:+.4f}, {v.high:+.4f}] | {v.verdict} |"
             for v in verdicts
         ]
     if differences:
-        lines += ["", "| configuration | metric | device - reference | largest same-seed difference | per seed |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "| configuration | metric | device - reference | largest same-seed difference | per seed |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         lines += [
             f"| {d.configuration or '(base)'} | {d.metric} | {d.device} - {d.reference} | {_shown(d.largest)} | {_per_seed(d.per_seed)} |"
             for d in differences

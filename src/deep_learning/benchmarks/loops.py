@@ -24,15 +24,14 @@ import torch.optim as optim
 from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.core.config import LOADERS, TrainConfig
-from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.metrics import accuracy_metric
-from deep_learning.core.precision import with_options
 from deep_learning.core.model import build_model
-from deep_learning.core.precision import grad_scaler, sgd
+from deep_learning.core.precision import grad_scaler, sgd, with_options
 from deep_learning.core.reproducibility import set_seed
-from deep_learning.core.training import train_and_evaluate
 from deep_learning.core.results import EpochResult
+from deep_learning.core.training import train_and_evaluate
 
 LOOPS = ("chapter", "untracked", "tracked")
 # The options the chapter leaves out, each raced against our plain untracked loop (tensor path).
@@ -130,9 +129,16 @@ def option_contestants(device: torch.device, splits: DataSplits, seed: int = Tra
             set_seed(seed, deterministic=config.deterministic)
             model = build_model().to(device)
             run_epoch = functools.partial(
-                train_and_evaluate, model=with_options(model, device, config.amp, config.compile, config.compile_mode), train_dl=train_dl, val_dl=val_dl,
-                loss_fn=nn.CrossEntropyLoss(), optimizer=sgd(model.parameters(), config.lr, config.amp),
-                metric=accuracy_metric(), val_metric=accuracy_metric(), num_epochs=1, device=device,
+                train_and_evaluate,
+                model=with_options(model, device, config.amp, config.compile, config.compile_mode),
+                train_dl=train_dl,
+                val_dl=val_dl,
+                loss_fn=nn.CrossEntropyLoss(),
+                optimizer=sgd(model.parameters(), config.lr, config.amp),
+                metric=accuracy_metric(),
+                val_metric=accuracy_metric(),
+                num_epochs=1,
+                device=device,
                 grad_scaler=grad_scaler(device, config.amp),
             )
             lineup.append(Contestant(device, base.loader, batch_size, name, run_epoch, None))
@@ -175,6 +181,6 @@ def race(lineup: list[Contestant], repeats: int, progress: Callable[[str], None]
     rounds = WARMUP_EPOCHS + repeats
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # the loops' epoch lines
         for round_number in range(rounds):
-            for contestant in (lineup if round_number % 2 == 0 else reversed(lineup)):
+            for contestant in lineup if round_number % 2 == 0 else reversed(lineup):
                 contestant.time_epoch(record=round_number >= WARMUP_EPOCHS)
             progress(f"  round {round_number + 1}/{rounds} ({'warm-up' if round_number < WARMUP_EPOCHS else 'timed'})")

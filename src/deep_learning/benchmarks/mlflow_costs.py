@@ -22,17 +22,17 @@ from typing import Any
 
 import torch
 
-from deep_learning.core.batches import ExampleInputs
 from deep_learning.benchmarks.commands import run_command
-from deep_learning.experiment.checkpoints import Checkpointer
+from deep_learning.core.batches import ExampleInputs
 from deep_learning.core.checkpoint_files import checkpoints_in, epoch_of, load_checkpoint
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import TRAIN_VAL_SPLIT
 from deep_learning.core.data.spec import IMAGE_SHAPE
+from deep_learning.core.data.splits import TRAIN_VAL_SPLIT
 from deep_learning.core.devices import describe_device, device_tags
 from deep_learning.core.errors import BenchmarkError
 from deep_learning.core.model import build_model, count_parameters
 from deep_learning.core.results import EpochResult
+from deep_learning.experiment.checkpoints import Checkpointer
 
 EXPERIMENT_NAME = "deep-learning-benchmark"
 LATER_RUNS = 3
@@ -143,8 +143,15 @@ def _checkpoint_costs(model: torch.nn.Module, example: ExampleInputs, params: di
     training_seconds, sender_seconds = [], []
     with tracking.tracked_run("checkpoints", params, tags) as run, tempfile.TemporaryDirectory() as folder:
         checkpointer = Checkpointer(
-            Path(folder), keep=config.keep_checkpoints, model=model, optimizer=optimizer, grad_scaler=None, config=config,
-            device=torch.device("cpu"), history=[], on_saved=run.log_checkpoint,
+            Path(folder),
+            keep=config.keep_checkpoints,
+            model=model,
+            optimizer=optimizer,
+            grad_scaler=None,
+            config=config,
+            device=torch.device("cpu"),
+            history=[],
+            on_saved=run.log_checkpoint,
         )
         for epoch in range(1, CHECKPOINT_EPOCHS + 1):
             started = time.perf_counter()
@@ -166,8 +173,15 @@ def _checkpoint_costs(model: torch.nn.Module, example: ExampleInputs, params: di
 
 def _epoch_result(epoch: int, num_epochs: int) -> EpochResult:
     return EpochResult(
-        epoch=epoch, num_epochs=num_epochs, train_loss=0.3, train_metrics={"accuracy": 0.9}, val_loss=0.3, val_metrics={"accuracy": 0.9},
-        train_seconds=0.5, epoch_seconds=0.6, num_train_samples=TRAIN_VAL_SPLIT[0],
+        epoch=epoch,
+        num_epochs=num_epochs,
+        train_loss=0.3,
+        train_metrics={"accuracy": 0.9},
+        val_loss=0.3,
+        val_metrics={"accuracy": 0.9},
+        train_seconds=0.5,
+        epoch_seconds=0.6,
+        num_train_samples=TRAIN_VAL_SPLIT[0],
     )
 
 

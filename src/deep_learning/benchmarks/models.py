@@ -18,8 +18,8 @@ from torchmetrics import MetricCollection
 from deep_learning.benchmarks.loops import BATCH_SIZES, Contestant, epoch_runner
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.metrics import build_metrics
 from deep_learning.core.model import build_model
 from deep_learning.core.reproducibility import set_seed
@@ -50,7 +50,12 @@ def cnn_contestants(device: torch.device, splits: DataSplits, seed: int = TrainC
             train_dl, val_dl, _ = make_loaders(config, splits, device)
             set_seed(seed, deterministic=config.deterministic)
             run_epoch, _ = epoch_runner(
-                loop, train_dl, val_dl, device, config.lr, log_epoch=lambda result: None,
+                loop,
+                train_dl,
+                val_dl,
+                device,
+                config.lr,
+                log_epoch=lambda result: None,
                 build=lambda: build_model(MODEL, spec.input_shape, spec.num_classes),
             )
             lineup.append(Contestant(device, loader, batch_size, loop, run_epoch, None))

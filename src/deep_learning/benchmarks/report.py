@@ -36,13 +36,17 @@ def epochs_table(results: dict[str, Any]) -> str:
     rows = results["epochs"]
     chapter = {
         (row["device"], row["batch_size"]): row["median_epoch_seconds"]
-        for row in rows if row["loop"] == "chapter" and row["loader"] == "dataloader"
+        for row in rows
+        if row["loop"] == "chapter" and row["loader"] == "dataloader"
     }
     return _table(
         ["device", "data path", "batch", "loop", "median epoch (s)", "speed-up over the chapter", "GFLOP/s", "in MLflow per epoch (ms)"],
         [
             [
-                row["device"], row["loader"], str(row["batch_size"]), row["loop"],
+                row["device"],
+                row["loader"],
+                str(row["batch_size"]),
+                row["loop"],
                 f"{row['median_epoch_seconds']:.3f}",
                 format_value(chapter[row["device"], row["batch_size"]] / row["median_epoch_seconds"], "x"),
                 f"{row['gflops']:.1f}",
@@ -61,7 +65,10 @@ def options_table(results: dict[str, Any]) -> str:
         ["device", "batch", "option", "median epoch (s)", "speed-up over plain", "GFLOP/s"],
         [
             [
-                row["device"], str(row["batch_size"]), row["loop"], f"{row['median_epoch_seconds']:.3f}",
+                row["device"],
+                str(row["batch_size"]),
+                row["loop"],
+                f"{row['median_epoch_seconds']:.3f}",
                 format_value(paired_ratio(plain[row["device"], row["batch_size"]], row["epoch_seconds"]), "x"),
                 f"{row['gflops']:.1f}",
             ]
@@ -78,8 +85,14 @@ def models_table(results: dict[str, Any]) -> str:
         ["device", "model", "data path", "batch", "loop", "median epoch (s)", "speed-up over the chapter", "GFLOP/s"],
         [
             [
-                row["device"], row["model"], row["loader"], str(row["batch_size"]), row["loop"], f"{row['median_epoch_seconds']:.3f}",
-                format_value(chapter[row["device"], row["batch_size"]] / row["median_epoch_seconds"], "x"), f"{row['gflops']:.1f}",
+                row["device"],
+                row["model"],
+                row["loader"],
+                str(row["batch_size"]),
+                row["loop"],
+                f"{row['median_epoch_seconds']:.3f}",
+                format_value(chapter[row["device"], row["batch_size"]] / row["median_epoch_seconds"], "x"),
+                f"{row['gflops']:.1f}",
             ]
             for row in rows
         ],
@@ -102,7 +115,12 @@ def tasks_table(results: dict[str, Any]) -> str:
         ["device", "task", "training samples", "batch", "data path", "median epoch (s)", "speed-up over the DataLoader"],
         [
             [
-                row["device"], row["loop"], f"{row['train_samples']:,}", str(row["batch_size"]), row["loader"], f"{row['median_epoch_seconds']:.3f}",
+                row["device"],
+                row["loop"],
+                f"{row['train_samples']:,}",
+                str(row["batch_size"]),
+                row["loader"],
+                f"{row['median_epoch_seconds']:.3f}",
                 format_value(paired_ratio(dataloader[row["device"], row["loop"]], row["epoch_seconds"]), "x"),
             ]
             for row in rows
@@ -112,15 +130,17 @@ def tasks_table(results: dict[str, Any]) -> str:
 
 def tasks_section(results: dict[str, Any]) -> str:
     """The section on tasks beyond image classification: their epochs on both data paths, and the batch handling's cost."""
-    return "\n\n".join([
-        "## Other tasks",
-        "A regression (scikit-learn's diabetes data as `--dataset csv:`, the built-in MLP) and a character-level language model "
-        "(`--dataset text:` of this package's source, the built-in causal transformer, block 64) in our untracked loop, on the "
-        "tensor path and through a plain DataLoader of the same batches, interleaved as above. Then the cost of the loop's batch "
-        "handling (inputs of any form, moved recursively; any loss) against the tuple path it replaced, on the chapter's MLP.",
-        tasks_table(results),
-        batch_handling_table(results),
-    ])
+    return "\n\n".join(
+        [
+            "## Other tasks",
+            "A regression (scikit-learn's diabetes data as `--dataset csv:`, the built-in MLP) and a character-level language model "
+            "(`--dataset text:` of this package's source, the built-in causal transformer, block 64) in our untracked loop, on the "
+            "tensor path and through a plain DataLoader of the same batches, interleaved as above. Then the cost of the loop's batch "
+            "handling (inputs of any form, moved recursively; any loss) against the tuple path it replaced, on the chapter's MLP.",
+            tasks_table(results),
+            batch_handling_table(results),
+        ]
+    )
 
 
 def batch_handling_table(results: dict[str, Any]) -> str:
@@ -137,7 +157,10 @@ def targets_table(results: dict[str, Any]) -> str:
         ["target", "device", "measured", "value", "goal", "result"],
         [
             [
-                target["name"], target["device"], target["measured"], format_value(target["value"], target["unit"]),
+                target["name"],
+                target["device"],
+                target["measured"],
+                format_value(target["value"], target["unit"]),
                 target["goal"],
                 target["verdict"],
             ]
@@ -148,15 +171,30 @@ def targets_table(results: dict[str, Any]) -> str:
 
 def host_reads_table(results: dict[str, Any]) -> str:
     """Each loop's reads of device data by the host, per batch and per pass; CUDA's own sync count where measured."""
+
     def syncs(row: dict[str, Any], key: str) -> str:
         return format_value(row["cuda_syncs"][key], "syncs") if "cuda_syncs" in row else ""
 
     return _table(
-        ["device", "loop", "pass", "host reads per batch", "host reads per pass", "CUDA syncs per batch", "CUDA syncs per pass", "what reads, in the 8-batch pass"],
+        [
+            "device",
+            "loop",
+            "pass",
+            "host reads per batch",
+            "host reads per pass",
+            "CUDA syncs per batch",
+            "CUDA syncs per pass",
+            "what reads, in the 8-batch pass",
+        ],
         [
             [
-                row["device"], row["loop"], row["pass"], f"{row['per_batch']:g}", f"{row['per_pass']:g}",
-                syncs(row, "per_batch"), syncs(row, "per_pass"),
+                row["device"],
+                row["loop"],
+                row["pass"],
+                f"{row['per_batch']:g}",
+                f"{row['per_pass']:g}",
+                syncs(row, "per_batch"),
+                syncs(row, "per_pass"),
                 ", ".join(f"{kind} x{count}" for kind, count in sorted(row["kinds"].items())),
             ]
             for row in results["host_reads"]
@@ -176,10 +214,22 @@ def costs_table(results: dict[str, Any]) -> str:
             ["a run's fixed cost, later runs in the same process", f"{costs['later_run_seconds']:.3f}"],
             ["`log_trained_model`, first call in a process", f"{costs['log_model_first_seconds']:.3f}"],
             ["`log_trained_model`, second call", f"{costs['log_model_second_seconds']:.3f}"],
-            ["sending one epoch's metrics to the store (the sender thread's CPU, which overlaps the next epoch)", f"{costs['epoch_metrics_cpu_seconds']:.4f}"],
-            ["an epoch's checkpoint on the training thread: write it, log it, queue its LoggedModel", f"{costs['checkpoint_epoch_training_seconds']:.4f}"],
-            ["creating that LoggedModel and deleting a stale one's (the sender thread, overlapping the next epoch)", f"{costs['checkpoint_model_sender_seconds']:.4f}"],
-            ["at the end of a run, the files of one kept checkpoint's LoggedModel (torch.export, upload)", f"{costs['checkpoint_models_end_seconds']:.3f}"],
+            [
+                "sending one epoch's metrics to the store (the sender thread's CPU, which overlaps the next epoch)",
+                f"{costs['epoch_metrics_cpu_seconds']:.4f}",
+            ],
+            [
+                "an epoch's checkpoint on the training thread: write it, log it, queue its LoggedModel",
+                f"{costs['checkpoint_epoch_training_seconds']:.4f}",
+            ],
+            [
+                "creating that LoggedModel and deleting a stale one's (the sender thread, overlapping the next epoch)",
+                f"{costs['checkpoint_model_sender_seconds']:.4f}",
+            ],
+            [
+                "at the end of a run, the files of one kept checkpoint's LoggedModel (torch.export, upload)",
+                f"{costs['checkpoint_models_end_seconds']:.3f}",
+            ],
             ["system-metrics sampler (1 s interval), CPU seconds per second of a run", f"{costs['system_metrics_core_share']:.4f}"],
             ["`deep-learning --help`", f"{results['startup']['median_seconds']:.3f}"],
             ["`mlflow run . --env-manager local` minus the same command run directly", overhead],
@@ -192,13 +242,25 @@ def studies_table(results: dict[str, Any]) -> str:
     rows = []
     for study in results["studies"]:
         differences = ", ".join(f"{key} {value:.1e}" for key, value in study["largest_differences"].items())
-        rows.append([
-            f"{study['device']} ({study['seeds']} seeds, {study['epochs']} epoch(s))", f"{study['extra_child_seconds']:.2f}", f"{study['one_run_seconds']:.1f}",
-            f"{study['separate_seconds']:.1f} ({study['separate_over_one_run']:.2f}x)", f"{study['vectorized_seconds']:.1f} ({study['vectorized_over_one_run']:.2f}x)",
-            differences,
-        ])
+        rows.append(
+            [
+                f"{study['device']} ({study['seeds']} seeds, {study['epochs']} epoch(s))",
+                f"{study['extra_child_seconds']:.2f}",
+                f"{study['one_run_seconds']:.1f}",
+                f"{study['separate_seconds']:.1f} ({study['separate_over_one_run']:.2f}x)",
+                f"{study['vectorized_seconds']:.1f} ({study['vectorized_over_one_run']:.2f}x)",
+                differences,
+            ]
+        )
     return _table(
-        ["device", "extra child (s)", "one run (s)", "seeds separate (s)", "seeds vectorized (s)", "largest difference, vectorized vs separate"],
+        [
+            "device",
+            "extra child (s)",
+            "one run (s)",
+            "seeds separate (s)",
+            "seeds vectorized (s)",
+            "largest difference, vectorized vs separate",
+        ],
         rows,
     )
 
@@ -210,7 +272,8 @@ def machine_table(results: dict[str, Any]) -> str:
         ["device", "name", "SGEMM GFLOP/s (n x n, float32)", "peak allocated (MiB)"],
         [
             [
-                device, results["devices"][device]["name"],
+                device,
+                results["devices"][device]["name"],
                 f"{sgemm['gflops']:.1f} (n = {sgemm['size']})",
                 "" if peaks.get(device) is None else f"{peaks[device] / MIB:.0f}",
             ]
@@ -224,45 +287,52 @@ def markdown(results: dict[str, Any]) -> str:
     settings, host, memory, flops = results["settings"], results["host"], results["memory"], results["flops"]
     threads = settings["torch_threads"]
     title = "# `deep-learning bench`" + (" --quick: noisy and preliminary, not a measurement" if results["quick"] else "")
-    return "\n\n".join([
-        title,
-        f"{results['created']} on {host['cpu_name']} ({host['cpu_count']} CPUs; torch threads: {threads['intra_op']} "
-        f"intra-op, {threads['inter_op']} inter-op), torch {host['torch_version']}, Python {host['python_version']}.",
-        f"Median of {settings['repeats']} timed epoch(s) per loop after {settings['warmup_epochs']} warm-up epoch, "
-        f"loops interleaved; an epoch trains on {settings['train_samples']:,} samples and validates on "
-        f"{settings['val_samples']:,} (batch {settings['val_batch_size']}). Speed-ups are over the chapter's loop "
-        f"on its DataLoader at the same batch size and device.",
-        "## Targets",
-        targets_table(results),
-        "## Epoch time",
-        epochs_table(results),
-        "## Options",
-        "Our untracked loop on the tensor path with each option the chapter leaves out (`--compile`, `--amp`), raced "
-        "against itself plain in the same interleaved rounds. Compilation happens in the warm-up epoch, which is not timed.",
-        options_table(results),
-        "## The CNN",
-        f"The built-in `cnn` (two conv-ReLU-pool blocks, a linear head) in the chapter's loop on its DataLoader and in ours on the "
-        f"tensor path, untracked, on the first {results['models']['train_samples']:,} training samples, interleaved as above; "
-        "then the cost of updating a pass's metrics per batch of 64, accuracy alone and four metrics.",
-        models_table(results),
-        metric_updates_table(results),
-        tasks_section(results),
-        "## Host reads",
-        "Every read of device data back to the host, counted from the operations on any device (on CUDA each one "
-        "is a sync that stalls the kernel queue), over passes of 4 and 8 batches of 64; what grows between them is per batch.",
-        host_reads_table(results),
-        *(f"Synchronizing CUDA calls in one whole epoch at batch 64 on {device}: the chapter's loop {syncs['chapter']:,}, ours {syncs['untracked']:,}."
-          for device, syncs in results["cuda_epoch_syncs"].items()),
-        "## Costs outside the loop",
-        costs_table(results),
-        "## Studies",
-        "A sweep's children in one process: what each extra child adds beyond its epochs (sweeps of 1 and 4 seeds, one short "
-        "epoch each), then the chapter's MLP with 8 seeds as separate children and as one `--vectorize` group against one "
-        "run, and the largest difference per metric between a seed's vectorized and separate runs (over seeds and epochs).",
-        studies_table(results),
-        "## Machine",
-        machine_table(results),
-        f"FLOPs (matrix multiplies, as torch's FlopCounterMode counts them): {flops['per_train_sample']:,.0f} per training "
-        f"sample, {flops['per_val_sample']:,.0f} per validation sample, {flops['per_epoch'] / 1e9:.2f} GFLOP per epoch. "
-        f"Peak RSS of the benchmark's process: {memory['peak_rss_bytes'] / MIB:.0f} MiB.",
-    ]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                title,
+                f"{results['created']} on {host['cpu_name']} ({host['cpu_count']} CPUs; torch threads: {threads['intra_op']} "
+                f"intra-op, {threads['inter_op']} inter-op), torch {host['torch_version']}, Python {host['python_version']}.",
+                f"Median of {settings['repeats']} timed epoch(s) per loop after {settings['warmup_epochs']} warm-up epoch, "
+                f"loops interleaved; an epoch trains on {settings['train_samples']:,} samples and validates on "
+                f"{settings['val_samples']:,} (batch {settings['val_batch_size']}). Speed-ups are over the chapter's loop "
+                f"on its DataLoader at the same batch size and device.",
+                "## Targets",
+                targets_table(results),
+                "## Epoch time",
+                epochs_table(results),
+                "## Options",
+                "Our untracked loop on the tensor path with each option the chapter leaves out (`--compile`, `--amp`), raced "
+                "against itself plain in the same interleaved rounds. Compilation happens in the warm-up epoch, which is not timed.",
+                options_table(results),
+                "## The CNN",
+                f"The built-in `cnn` (two conv-ReLU-pool blocks, a linear head) in the chapter's loop on its DataLoader and in ours on the "
+                f"tensor path, untracked, on the first {results['models']['train_samples']:,} training samples, interleaved as above; "
+                "then the cost of updating a pass's metrics per batch of 64, accuracy alone and four metrics.",
+                models_table(results),
+                metric_updates_table(results),
+                tasks_section(results),
+                "## Host reads",
+                "Every read of device data back to the host, counted from the operations on any device (on CUDA each one "
+                "is a sync that stalls the kernel queue), over passes of 4 and 8 batches of 64; what grows between them is per batch.",
+                host_reads_table(results),
+                *(
+                    f"Synchronizing CUDA calls in one whole epoch at batch 64 on {device}: the chapter's loop {syncs['chapter']:,}, ours {syncs['untracked']:,}."
+                    for device, syncs in results["cuda_epoch_syncs"].items()
+                ),
+                "## Costs outside the loop",
+                costs_table(results),
+                "## Studies",
+                "A sweep's children in one process: what each extra child adds beyond its epochs (sweeps of 1 and 4 seeds, one short "
+                "epoch each), then the chapter's MLP with 8 seeds as separate children and as one `--vectorize` group against one "
+                "run, and the largest difference per metric between a seed's vectorized and separate runs (over seeds and epochs).",
+                studies_table(results),
+                "## Machine",
+                machine_table(results),
+                f"FLOPs (matrix multiplies, as torch's FlopCounterMode counts them): {flops['per_train_sample']:,.0f} per training "
+                f"sample, {flops['per_val_sample']:,.0f} per validation sample, {flops['per_epoch'] / 1e9:.2f} GFLOP per epoch. "
+                f"Peak RSS of the benchmark's process: {memory['peak_rss_bytes'] / MIB:.0f} MiB.",
+            ]
+        )
+        + "\n"
+    )

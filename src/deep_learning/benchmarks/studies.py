@@ -47,7 +47,11 @@ def extra_child_seconds(device: str, data_root: Path | None) -> dict[str, Any]:
         epochs[count] = sum(_epoch_seconds(run_id) for run_id in result.children.values())
     low, high = CHILD_COUNTS
     extra = (walls[high] - walls[low] - (epochs[high] - epochs[low])) / (high - low)
-    return {"child_samples": CHILD_COST_SAMPLES, "sweep_seconds": {str(count): wall for count, wall in walls.items()}, "extra_child_seconds": extra}
+    return {
+        "child_samples": CHILD_COST_SAMPLES,
+        "sweep_seconds": {str(count): wall for count, wall in walls.items()},
+        "extra_child_seconds": extra,
+    }
 
 
 def seeds_against_one_run(device: str, data_root: Path | None, epochs: int, train_subset: int, count: int) -> dict[str, Any]:
@@ -64,9 +68,14 @@ def seeds_against_one_run(device: str, data_root: Path | None, epochs: int, trai
         results[name] = run_study(Study(base, {}, seeds, [device], vectorize), data_root)
         walls[name] = time.perf_counter() - started
     return {
-        "seeds": count, "epochs": epochs, "train_samples": train_subset or 50_000, "one_run_seconds": one,
-        "separate_seconds": walls["separate"], "vectorized_seconds": walls["vectorized"],
-        "separate_over_one_run": walls["separate"] / one, "vectorized_over_one_run": walls["vectorized"] / one,
+        "seeds": count,
+        "epochs": epochs,
+        "train_samples": train_subset or 50_000,
+        "one_run_seconds": one,
+        "separate_seconds": walls["separate"],
+        "vectorized_seconds": walls["vectorized"],
+        "separate_over_one_run": walls["separate"] / one,
+        "vectorized_over_one_run": walls["vectorized"] / one,
         "largest_differences": _largest_differences(results["vectorized"], results["separate"]),
     }
 
@@ -77,7 +86,9 @@ def _largest_differences(together: StudyResult, apart: StudyResult) -> dict[str,
     for label, run_id in together.children.items():
         mine, theirs = (tracking.get_run(run, histories=COMPARED_METRICS).histories for run in (run_id, apart.children[label]))
         for key in COMPARED_METRICS:
-            largest[key] = max([largest[key], *(abs(value - theirs[key][step]) for step, value in mine[key].items() if step in theirs[key])])
+            largest[key] = max(
+                [largest[key], *(abs(value - theirs[key][step]) for step, value in mine[key].items() if step in theirs[key])]
+            )
     return largest
 
 

@@ -24,14 +24,14 @@ from deep_learning.benchmarks.machine import (
     torch_threads,
 )
 from deep_learning.benchmarks.mlflow_costs import measure_mlflow_costs, scratch_store
-from deep_learning.benchmarks.studies import measure_studies
 from deep_learning.benchmarks.models import MODEL, cnn_contestants, cnn_splits, metric_update_costs
+from deep_learning.benchmarks.studies import measure_studies
 from deep_learning.benchmarks.syncs import cuda_syncs, host_reads
-from deep_learning.benchmarks.tasks import measure_tasks
 from deep_learning.benchmarks.targets import judge
+from deep_learning.benchmarks.tasks import measure_tasks
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import DataSplits, load_splits
 from deep_learning.core.data.loaders import make_loaders
+from deep_learning.core.data.splits import DataSplits, load_splits
 from deep_learning.core.devices import describe_device, device_tags, get_default_device, resolve_device
 from deep_learning.core.reproducibility import set_seed
 
@@ -73,7 +73,8 @@ def benchmark_splits(quick: bool, data_root: Path | None) -> DataSplits:
 def cuda_epoch_syncs(lineup: list[Contestant]) -> dict[str, int]:
     """Synchronizing CUDA calls in one whole epoch at batch 64: the chapter's loop on its DataLoader, ours on the tensor path."""
     epochs = {
-        contestant.loop: contestant.run_epoch for contestant in lineup
+        contestant.loop: contestant.run_epoch
+        for contestant in lineup
         if contestant.batch_size == 64 and (contestant.loop, contestant.loader) in (("chapter", "dataloader"), ("untracked", "tensor"))
     }
     return {loop: cuda_syncs(run_epoch) for loop, run_epoch in epochs.items()}
@@ -109,7 +110,9 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
                 race(option_lineup, repeats, progress)
                 option_rows += [contestant.summary(flops_per_epoch) for contestant in option_lineup]
                 cnn_lineup = cnn_contestants(device, cnn_data)
-                progress(f"The {MODEL} on {device}: {len(cnn_lineup)} loops on {len(cnn_data.train):,} samples, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
+                progress(
+                    f"The {MODEL} on {device}: {len(cnn_lineup)} loops on {len(cnn_data.train):,} samples, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)"
+                )
                 race(cnn_lineup, repeats, progress)
                 cnn_rows += [contestant.summary(cnn_flops_per_epoch) | {"model": MODEL} for contestant in cnn_lineup]
                 metric_rows += metric_update_costs(device)

@@ -31,10 +31,20 @@ from deep_learning.core.training import evaluate, train
 # `aten._local_scalar_dense`, counted below, wherever they are called from.
 PYTHON_READS = frozenset({Tensor.tolist, Tensor.numpy, Tensor.__array__})
 HOST_COPIES = frozenset({Tensor.cpu, Tensor.to})
-DATA_DEPENDENT_OPS = frozenset({
-    "_local_scalar_dense", "nonzero", "masked_select", "bincount", "_unique", "_unique2", "unique_dim",
-    "unique_consecutive", "repeat_interleave", "histc",
-})
+DATA_DEPENDENT_OPS = frozenset(
+    {
+        "_local_scalar_dense",
+        "nonzero",
+        "masked_select",
+        "bincount",
+        "_unique",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "repeat_interleave",
+        "histc",
+    }
+)
 READ_NAMES = {"_local_scalar_dense": "item"}  # .item(), bool(), float(), int() of a tensor
 COUNTED_BATCHES = (4, 8)  # two pass lengths: what grows between them is read per batch
 

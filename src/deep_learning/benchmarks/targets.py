@@ -60,10 +60,7 @@ def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
 
 
 def _epoch(rows: list[dict[str, Any]], device: str, loader: str, batch_size: int, loop: str) -> dict[str, Any]:
-    return next(
-        row for row in rows
-        if (row["device"], row["loader"], row["batch_size"], row["loop"]) == (device, loader, batch_size, loop)
-    )
+    return next(row for row in rows if (row["device"], row["loader"], row["batch_size"], row["loop"]) == (device, loader, batch_size, loop))
 
 
 def judge(results: dict[str, Any]) -> list[Verdict]:
@@ -75,59 +72,119 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
         for batch_size, bound in bounds:
             chapter = _epoch(rows, device, "dataloader", batch_size, "chapter")
             tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
-            verdicts.append(Verdict(
-                f"speedup_batch_{batch_size}", device,
-                f"the chapter's loop (DataLoader) over our tracked loop (tensor path), batch {batch_size}",
-                chapter["median_epoch_seconds"] / tracked["median_epoch_seconds"], bound, True, "x",
-            ))
+            verdicts.append(
+                Verdict(
+                    f"speedup_batch_{batch_size}",
+                    device,
+                    f"the chapter's loop (DataLoader) over our tracked loop (tensor path), batch {batch_size}",
+                    chapter["median_epoch_seconds"] / tracked["median_epoch_seconds"],
+                    bound,
+                    True,
+                    "x",
+                )
+            )
         if device != "cpu":
-            compiled = [row for row in results["options"] if row["device"] == device and row["batch_size"] == 64 and row["loop"].startswith("compile")]
+            compiled = [
+                row
+                for row in results["options"]
+                if row["device"] == device and row["batch_size"] == 64 and row["loop"].startswith("compile")
+            ]
             fastest_compiled = min(compiled, key=lambda row: row["median_epoch_seconds"])
-            verdicts.append(Verdict(
-                "compiled_epoch_batch_64", device,
-                f"epoch time of our loop compiled (fastest: {fastest_compiled['loop']}), tensor path, batch 64; the launch-latency floor is ~35 ms",
-                fastest_compiled["median_epoch_seconds"], 0.1, False, "s",
-            ))
+            verdicts.append(
+                Verdict(
+                    "compiled_epoch_batch_64",
+                    device,
+                    f"epoch time of our loop compiled (fastest: {fastest_compiled['loop']}), tensor path, batch 64; the launch-latency floor is ~35 ms",
+                    fastest_compiled["median_epoch_seconds"],
+                    0.1,
+                    False,
+                    "s",
+                )
+            )
         fastest = _epoch(rows, device, "tensor", 1024, "tracked")
-        verdicts.append(Verdict(
-            "sgemm_share_batch_1024", device,
-            "GFLOP/s of our tracked loop (tensor path, batch 1024) as a share of the measured SGEMM rate",
-            100 * fastest["gflops"] / results["sgemm"][device]["gflops"], 40.0, True, "%",
-        ))
+        verdicts.append(
+            Verdict(
+                "sgemm_share_batch_1024",
+                device,
+                "GFLOP/s of our tracked loop (tensor path, batch 1024) as a share of the measured SGEMM rate",
+                100 * fastest["gflops"] / results["sgemm"][device]["gflops"],
+                40.0,
+                True,
+                "%",
+            )
+        )
         for batch_size in results["settings"]["batch_sizes"]:
             tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
             untracked = _epoch(rows, device, "tensor", batch_size, "untracked")
-            verdicts.append(Verdict(
-                f"tracked_over_untracked_batch_{batch_size}", device,
-                f"epoch time tracked / untracked, median of the rounds' ratios (tensor path, batch {batch_size})",
-                paired_ratio(tracked["epoch_seconds"], untracked["epoch_seconds"]), 1.02, False, "",
-            ))
-            verdicts.append(Verdict(
-                f"mlflow_share_batch_{batch_size}", device,
-                f"time in MLflow calls per epoch / epoch time (tensor path, batch {batch_size})",
-                100 * tracked["median_tracking_seconds"] / tracked["median_epoch_seconds"], 1.0, False, "%",
-            ))
+            verdicts.append(
+                Verdict(
+                    f"tracked_over_untracked_batch_{batch_size}",
+                    device,
+                    f"epoch time tracked / untracked, median of the rounds' ratios (tensor path, batch {batch_size})",
+                    paired_ratio(tracked["epoch_seconds"], untracked["epoch_seconds"]),
+                    1.02,
+                    False,
+                    "",
+                )
+            )
+            verdicts.append(
+                Verdict(
+                    f"mlflow_share_batch_{batch_size}",
+                    device,
+                    f"time in MLflow calls per epoch / epoch time (tensor path, batch {batch_size})",
+                    100 * tracked["median_tracking_seconds"] / tracked["median_epoch_seconds"],
+                    1.0,
+                    False,
+                    "%",
+                )
+            )
     verdicts += _host_read_verdicts(results["host_reads"])
     verdicts += [
-        Verdict("cuda_syncs_per_epoch", device, "synchronizing CUDA calls in one epoch of our untracked loop (tensor path, batch 64): "
-                "one per pass, as train and evaluate each return their floats", syncs["untracked"], 2.0, False, "syncs")
+        Verdict(
+            "cuda_syncs_per_epoch",
+            device,
+            "synchronizing CUDA calls in one epoch of our untracked loop (tensor path, batch 64): "
+            "one per pass, as train and evaluate each return their floats",
+            syncs["untracked"],
+            2.0,
+            False,
+            "syncs",
+        )
         for device, syncs in results["cuda_epoch_syncs"].items()
     ]
     verdicts += [verdict for study in results["studies"] for verdict in _study_verdicts(study)]
     verdicts += _batch_handling_verdicts(results)
     costs = results["mlflow"]
     verdicts += [
-        Verdict("run_fixed_seconds", "host", "fixed cost of a run (first in a fresh process, existing sqlite store)",
-                costs["first_run_seconds"], 0.7, False, "s"),
-        Verdict("log_model_first_seconds", "host", "log_trained_model, first call in a process",
-                costs["log_model_first_seconds"], 1.0, False, "s"),
-        Verdict("log_model_second_seconds", "host", "log_trained_model, second call",
-                costs["log_model_second_seconds"], 0.1, False, "s"),
-        Verdict("system_metrics_cpu_share", "host",
-                "CPU used by a run's system-metrics sampler (1 s interval) as a share of the machine's CPU",
-                100 * costs["system_metrics_core_share"] / results["host"]["cpu_count"], 1.0, False, "%"),
-        Verdict("help_seconds", "host", "`deep-learning --help` in a new process",
-                results["startup"]["median_seconds"], 0.3, False, "s"),
+        Verdict(
+            "run_fixed_seconds",
+            "host",
+            "fixed cost of a run (first in a fresh process, existing sqlite store)",
+            costs["first_run_seconds"],
+            0.7,
+            False,
+            "s",
+        ),
+        Verdict(
+            "log_model_first_seconds",
+            "host",
+            "log_trained_model, first call in a process",
+            costs["log_model_first_seconds"],
+            1.0,
+            False,
+            "s",
+        ),
+        Verdict("log_model_second_seconds", "host", "log_trained_model, second call", costs["log_model_second_seconds"], 0.1, False, "s"),
+        Verdict(
+            "system_metrics_cpu_share",
+            "host",
+            "CPU used by a run's system-metrics sampler (1 s interval) as a share of the machine's CPU",
+            100 * costs["system_metrics_core_share"] / results["host"]["cpu_count"],
+            1.0,
+            False,
+            "%",
+        ),
+        Verdict("help_seconds", "host", "`deep-learning --help` in a new process", results["startup"]["median_seconds"], 0.3, False, "s"),
     ]
     return verdicts
 
@@ -135,10 +192,25 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
 def _study_verdicts(study: dict[str, Any]) -> list[Verdict]:
     """A sweep's extra child, and a group of seeds trained together against one run."""
     return [
-        Verdict("study_extra_child_seconds", study["device"], "wall time each extra child adds to a sweep beyond its epochs "
-                f"(one epoch on {study['child_samples']:,} samples; validation, test, models and figures)", study["extra_child_seconds"], 0.3, False, "s"),
-        Verdict("vectorized_seeds_over_one_run", study["device"], f"{study['seeds']} seeds with --vectorize / one run "
-                f"({study['epochs']} epoch(s) on {study['train_samples']:,} samples)", study["vectorized_over_one_run"], 3.0, False, "x"),
+        Verdict(
+            "study_extra_child_seconds",
+            study["device"],
+            "wall time each extra child adds to a sweep beyond its epochs "
+            f"(one epoch on {study['child_samples']:,} samples; validation, test, models and figures)",
+            study["extra_child_seconds"],
+            0.3,
+            False,
+            "s",
+        ),
+        Verdict(
+            "vectorized_seeds_over_one_run",
+            study["device"],
+            f"{study['seeds']} seeds with --vectorize / one run ({study['epochs']} epoch(s) on {study['train_samples']:,} samples)",
+            study["vectorized_over_one_run"],
+            3.0,
+            False,
+            "x",
+        ),
     ]
 
 
@@ -149,11 +221,18 @@ def _batch_handling_verdicts(results: dict[str, Any]) -> list[Verdict]:
         costs = {row["path"]: row["microseconds_per_batch"] for row in results["tasks"]["batch_handling"] if row["device"] == device}
         epoch = _epoch(results["epochs"], device, "tensor", 64, "untracked")
         step_microseconds = 1e6 * epoch["median_epoch_seconds"] / (results["settings"]["train_samples"] / 64)
-        verdicts.append(Verdict(
-            "batch_handling_share_batch_64", device, "extra time the loop's batch handling (any inputs, moved recursively) takes per "
-            "batch over the tuple path's, as a share of a training step of the chapter's run (untracked, tensor path, batch 64)",
-            100 * (costs["batches as made"] - costs["tuple path"]) / step_microseconds, 2.0, False, "%",
-        ))
+        verdicts.append(
+            Verdict(
+                "batch_handling_share_batch_64",
+                device,
+                "extra time the loop's batch handling (any inputs, moved recursively) takes per "
+                "batch over the tuple path's, as a share of a training step of the chapter's run (untracked, tensor path, batch 64)",
+                100 * (costs["batches as made"] - costs["tuple path"]) / step_microseconds,
+                2.0,
+                False,
+                "%",
+            )
+        )
     return verdicts
 
 
@@ -165,12 +244,35 @@ def _host_read_verdicts(rows: list[dict[str, Any]]) -> list[Verdict]:
             continue
         name, device = row["pass"], row["device"]
         verdicts += [
-            Verdict(f"host_reads_per_batch_{name}", device, f"reads of device data by the host per batch, {name} pass",
-                    row["per_batch"], 0.0, False, "reads"),
-            Verdict(f"host_reads_per_pass_{name}", device, f"reads of device data by the host per {name} pass, besides the batches'",
-                    row["per_pass"], 1.0, False, "reads"),
+            Verdict(
+                f"host_reads_per_batch_{name}",
+                device,
+                f"reads of device data by the host per batch, {name} pass",
+                row["per_batch"],
+                0.0,
+                False,
+                "reads",
+            ),
+            Verdict(
+                f"host_reads_per_pass_{name}",
+                device,
+                f"reads of device data by the host per {name} pass, besides the batches'",
+                row["per_pass"],
+                1.0,
+                False,
+                "reads",
+            ),
         ]
         if "cuda_syncs" in row:
-            verdicts.append(Verdict(f"cuda_syncs_per_batch_{name}", device, f"synchronizing CUDA calls per batch, {name} pass (sync debug mode)",
-                                    row["cuda_syncs"]["per_batch"], 0.0, False, "syncs"))
+            verdicts.append(
+                Verdict(
+                    f"cuda_syncs_per_batch_{name}",
+                    device,
+                    f"synchronizing CUDA calls per batch, {name} pass (sync debug mode)",
+                    row["cuda_syncs"]["per_batch"],
+                    0.0,
+                    False,
+                    "syncs",
+                )
+            )
     return verdicts

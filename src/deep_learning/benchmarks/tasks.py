@@ -17,17 +17,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deep_learning.core.batches import num_samples, output_and_loss, predictions, to_device
 import deep_learning
 from deep_learning.benchmarks.loops import WARMUP_EPOCHS, Contestant, race
 from deep_learning.benchmarks.machine import synchronize
+from deep_learning.core.batches import num_samples, output_and_loss, predictions, to_device
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.data.loaders import example_batch, make_loaders
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.model import build_model
-from deep_learning.experiment.recipe import Recipe, recipe_from_config, settle
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.training import train_and_evaluate
+from deep_learning.experiment.recipe import Recipe, recipe_from_config, settle
 
 TEXT_SAMPLES, QUICK_TEXT_SAMPLES = 8_000, 1_000
 BATCH_CALLS = 2_000
@@ -41,16 +41,28 @@ def task_configs(folder: Path, quick: bool) -> dict[str, TrainConfig]:
     data = load_diabetes(scaled=False)
     table = folder / "diabetes.csv"
     with open(table, "w", newline="") as file:
-        csv.writer(file).writerows([[*data.feature_names, "progression"], *([*row, target] for row, target in zip(data.data.tolist(), data.target.tolist()))])
+        csv.writer(file).writerows(
+            [[*data.feature_names, "progression"], *([*row, target] for row, target in zip(data.data.tolist(), data.target.tolist()))]
+        )
     text = folder / "source.txt"
-    text.write_text("".join(path.read_text(encoding="utf-8") for path in sorted(Path(deep_learning.__file__).parent.rglob("*.py"))), encoding="utf-8")
+    text.write_text(
+        "".join(path.read_text(encoding="utf-8") for path in sorted(Path(deep_learning.__file__).parent.rglob("*.py"))), encoding="utf-8"
+    )
     return {
         "regression": TrainConfig(dataset=f"csv:{table}", target="progression", task="regression", batch_size=32),
-        "language model": TrainConfig(dataset=f"text:{text}", model="transformer", block_size=64, batch_size=64, train_subset=QUICK_TEXT_SAMPLES if quick else TEXT_SAMPLES),
+        "language model": TrainConfig(
+            dataset=f"text:{text}",
+            model="transformer",
+            block_size=64,
+            batch_size=64,
+            train_subset=QUICK_TEXT_SAMPLES if quick else TEXT_SAMPLES,
+        ),
     }
 
 
-def task_contestants(device: torch.device, configs: dict[str, TrainConfig], seed: int = TrainConfig.seed) -> tuple[list[Contestant], dict[str, int]]:
+def task_contestants(
+    device: torch.device, configs: dict[str, TrainConfig], seed: int = TrainConfig.seed
+) -> tuple[list[Contestant], dict[str, int]]:
     """Each task's run in our untracked loop, on the tensor path and through a DataLoader (the same batches); and each
     task's number of training samples."""
     lineup, sizes = [], {}
@@ -96,7 +108,7 @@ def batch_handling_costs(device: torch.device, splits: DataSplits) -> list[dict[
         for step in paths.values():
             step()  # warm-up
         for round_number in range(5):  # the paths interleaved, every other round backwards, so neither always goes first
-            for name in (list(paths) if round_number % 2 == 0 else reversed(list(paths))):
+            for name in list(paths) if round_number % 2 == 0 else reversed(list(paths)):
                 synchronize(device)
                 started = time.perf_counter()
                 for _ in range(BATCH_CALLS):
@@ -110,7 +122,9 @@ def measure_tasks(device: torch.device, splits: DataSplits, quick: bool, repeats
     """The tasks' race and the batch handling's cost on `device`, as JSON rows."""
     with tempfile.TemporaryDirectory() as folder:
         lineup, sizes = task_contestants(device, task_configs(Path(folder), quick))
-        progress(f"Regression and language model on {device}: tensor path and DataLoader, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
+        progress(
+            f"Regression and language model on {device}: tensor path and DataLoader, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)"
+        )
         race(lineup, repeats, progress)
     return {
         "epochs": [contestant.summary(0.0) | {"train_samples": sizes[contestant.loop]} for contestant in lineup],

@@ -120,7 +120,9 @@ class ModelLoss:
     def __call__(self, output: Any, target: Tensor) -> Tensor:
         loss = output["loss"] if isinstance(output, Mapping) else getattr(output, "loss", None)
         if not isinstance(loss, Tensor):
-            raise TypeError(f"the model's output ({type(output).__name__}) has no loss: with ModelLoss the model must return an object with .loss")
+            raise TypeError(
+                f"the model's output ({type(output).__name__}) has no loss: with ModelLoss the model must return an object with .loss"
+            )
         return loss
 
     def arguments(self, inputs: Inputs, target: Tensor) -> tuple[tuple[Any, ...], dict[str, Any]]:

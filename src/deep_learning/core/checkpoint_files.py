@@ -14,6 +14,7 @@ from deep_learning.core.errors import CheckpointError, first_line
 FORMAT = 1
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
 
+
 def checkpoint_name(epoch: int) -> str:
     return f"epoch-{epoch:04d}.pt"
 

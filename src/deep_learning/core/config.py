@@ -41,13 +41,34 @@ def _help(text: str) -> dict[str, str]:
 class TrainConfig:
     """One training run: the chapter's defaults (MNIST, MLP 784-128-10, SGD lr 0.1, 5 epochs)."""
 
-    dataset: str = field(default="mnist", metadata=_help("mnist, fashion-mnist, imagefolder:DIR (DIR/train/<class>/*.png), csv:FILE (with --target), text:FILE (characters), or package.module:factory returning the splits."))
-    task: str = field(default=AUTO, metadata=_help("auto (from the data and the model's output), classification, multilabel, regression or sequence: the default loss, metrics and checks."))
-    target: str = field(default="", metadata=_help("csv:FILE: the column to predict (several, comma-separated, for a regression with several outputs)."))
+    dataset: str = field(
+        default="mnist",
+        metadata=_help(
+            "mnist, fashion-mnist, imagefolder:DIR (DIR/train/<class>/*.png), csv:FILE (with --target), text:FILE (characters), or package.module:factory returning the splits."
+        ),
+    )
+    task: str = field(
+        default=AUTO,
+        metadata=_help(
+            "auto (from the data and the model's output), classification, multilabel, regression or sequence: the default loss, metrics and checks."
+        ),
+    )
+    target: str = field(
+        default="", metadata=_help("csv:FILE: the column to predict (several, comma-separated, for a regression with several outputs).")
+    )
     block_size: int = field(default=64, metadata=_help("text:FILE: characters per sample, each predicting the next at every position."))
-    model: str = field(default="mlp", metadata=_help("mlp (the chapter's), cnn, transformer, or package.module:factory building an nn.Module."))
-    model_args: str = field(default="", metadata=_help("Arguments of the model's factory: key=value (repeatable; JSON values) or a JSON object."))
-    metrics: str = field(default=AUTO, metadata=_help("Metrics to log, comma-separated (auto: the task's): accuracy, f1, precision, recall, auroc, top5; mse, mae, r2; perplexity."))
+    model: str = field(
+        default="mlp", metadata=_help("mlp (the chapter's), cnn, transformer, or package.module:factory building an nn.Module.")
+    )
+    model_args: str = field(
+        default="", metadata=_help("Arguments of the model's factory: key=value (repeatable; JSON values) or a JSON object.")
+    )
+    metrics: str = field(
+        default=AUTO,
+        metadata=_help(
+            "Metrics to log, comma-separated (auto: the task's): accuracy, f1, precision, recall, auroc, top5; mse, mae, r2; perplexity."
+        ),
+    )
     epochs: int = field(default=5, metadata=_help("Number of training epochs."))
     lr: float = field(default=0.1, metadata=_help("Learning rate (the peak one, with a schedule)."))
     optimizer: str = field(default="sgd", metadata=_help("sgd (the chapter's), adamw, adam or rmsprop."))
@@ -55,36 +76,73 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata=_help("Weight decay (L2 for sgd, adam and rmsprop; decoupled for adamw)."))
     adam_beta1: float = field(default=0.9, metadata=_help("Adam and AdamW's beta1."))
     adam_beta2: float = field(default=0.999, metadata=_help("Adam and AdamW's beta2."))
-    lr_schedule: str = field(default="constant", metadata=_help("constant, step (per epoch), cosine or onecycle (per step); after --warmup-epochs."))
-    warmup_epochs: float = field(default=0.0, metadata=_help("Epochs of linear warm-up from lr/steps to lr, stepped per optimizer step (onecycle: its rising phase)."))
+    lr_schedule: str = field(
+        default="constant", metadata=_help("constant, step (per epoch), cosine or onecycle (per step); after --warmup-epochs.")
+    )
+    warmup_epochs: float = field(
+        default=0.0,
+        metadata=_help("Epochs of linear warm-up from lr/steps to lr, stepped per optimizer step (onecycle: its rising phase)."),
+    )
     lr_step_size: int = field(default=1, metadata=_help("The step schedule multiplies the lr by --lr-gamma every N epochs."))
     lr_gamma: float = field(default=0.1, metadata=_help("The step schedule's factor."))
-    grad_clip_norm: float = field(default=0.0, metadata=_help("Clip the gradients' total 2-norm to X (0: off); logs grad_norm_mean and grad_norm_max."))
+    grad_clip_norm: float = field(
+        default=0.0, metadata=_help("Clip the gradients' total 2-norm to X (0: off); logs grad_norm_mean and grad_norm_max.")
+    )
     accumulate_batches: int = field(default=1, metadata=_help("Step the optimizer once every N batches, on their mean loss."))
     batch_size: int = field(default=64, metadata=_help("Training batch size."))
     val_batch_size: int = field(default=128, metadata=_help("Validation and test batch size."))
     seed: int = field(default=42, metadata=_help("Seed for Python, NumPy and torch (model init, shuffling)."))
     split_seed: int = field(default=42, metadata=_help("Seed of the generator that splits train/validation."))
     deterministic: bool = field(default=True, metadata=_help("Use deterministic algorithms where possible."))
-    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu); all: one run per available device, compared."))
+    device: str = field(
+        default="auto",
+        metadata=_help(
+            "auto, cpu, cuda, cuda:N, mps, xpu, ... (auto: the default accelerator, else cpu); all: one run per available device, compared."
+        ),
+    )
     train_subset: int = field(default=0, metadata=_help("Train on the first N samples of the training split (0: all 50,000)."))
-    steps_per_epoch: int = field(default=0, metadata=_help("Batches per training epoch (0: one pass of the training data; a stream's: read on across epochs)."))
-    val_fraction: float = field(default=0.0, metadata=_help("Share of the training data held out for validation (and test) where the dataset has no such split (0: MNIST's 10,000 of 60,000, else 0.1)."))
+    steps_per_epoch: int = field(
+        default=0, metadata=_help("Batches per training epoch (0: one pass of the training data; a stream's: read on across epochs).")
+    )
+    val_fraction: float = field(
+        default=0.0,
+        metadata=_help(
+            "Share of the training data held out for validation (and test) where the dataset has no such split (0: MNIST's 10,000 of 60,000, else 0.1)."
+        ),
+    )
     image_size: int = field(default=0, metadata=_help("Resize images of an image folder to N x N (0: keep their size)."))
-    loader: str = field(default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches."))
+    loader: str = field(
+        default="tensor", metadata=_help("tensor: splits decoded once onto the device; dataloader: the chapter's DataLoader. Same batches.")
+    )
     compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))
-    compile_mode: str = field(default="default", metadata=_help("torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs on CUDA) or max-autotune."))
+    compile_mode: str = field(
+        default="default",
+        metadata=_help("torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs on CUDA) or max-autotune."),
+    )
     amp: str = field(default="off", metadata=_help("Mixed precision: off, bf16 or fp16 (autocast; fp16 adds a GradScaler)."))
     checkpoint_dir: str = field(default="checkpoints", metadata=_help("Local folder for per-epoch checkpoints (one subfolder per run)."))
     keep_checkpoints: int = field(default=1, metadata=_help("How many of the latest epoch checkpoints to keep, locally and in the run."))
-    keep_best: int = field(default=0, metadata=_help("Also keep the N best checkpoints by --monitor, locally and as LoggedModels of the run."))
+    keep_best: int = field(
+        default=0, metadata=_help("Also keep the N best checkpoints by --monitor, locally and as LoggedModels of the run.")
+    )
     early_stopping_patience: int = field(default=0, metadata=_help("Stop after N epochs without improvement of --monitor (0: off)."))
-    monitor: str = field(default="val_loss", metadata=_help("The epoch metric early stopping and the best checkpoints follow: val_loss, val_accuracy, train_loss, ..."))
-    monitor_mode: str = field(default="auto", metadata=_help("min or max: which way --monitor improves (auto: min for a loss or error, else max)."))
-    restore_best: bool = field(default=False, metadata=_help("Score the test split and log the model of the best epoch by --monitor, not the last."))
+    monitor: str = field(
+        default="val_loss",
+        metadata=_help("The epoch metric early stopping and the best checkpoints follow: val_loss, val_accuracy, train_loss, ..."),
+    )
+    monitor_mode: str = field(
+        default="auto", metadata=_help("min or max: which way --monitor improves (auto: min for a loss or error, else max).")
+    )
+    restore_best: bool = field(
+        default=False, metadata=_help("Score the test split and log the model of the best epoch by --monitor, not the last.")
+    )
     log_every_n_steps: int = field(default=0, metadata=_help("Also log train_loss_step and lr_step every N optimizer steps (0: off)."))
-    profile: bool = field(default=False, metadata=_help("Record a torch.profiler trace of a few steps of the first epoch (artifacts profile/)."))
-    register_model: str = field(default="", metadata=_help("Register the logged model under this name in the model registry (empty: don't)."))
+    profile: bool = field(
+        default=False, metadata=_help("Record a torch.profiler trace of a few steps of the first epoch (artifacts profile/).")
+    )
+    register_model: str = field(
+        default="", metadata=_help("Register the logged model under this name in the model registry (empty: don't).")
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_args, str):  # a mapping, from a config file or fit()
@@ -112,7 +170,16 @@ class TrainConfig:
 
 # The settings a run's name shows when they differ from the defaults: what a person tells runs apart by.
 NAMED_SETTINGS = (
-    "lr", "batch_size", "optimizer", "weight_decay", "momentum", "lr_schedule", "grad_clip_norm", "accumulate_batches", "amp", "seed",
+    "lr",
+    "batch_size",
+    "optimizer",
+    "weight_decay",
+    "momentum",
+    "lr_schedule",
+    "grad_clip_norm",
+    "accumulate_batches",
+    "amp",
+    "seed",
 )
 
 

@@ -49,7 +49,9 @@ def resolve_device(name: str) -> torch.device:
     if accelerator is None or accelerator.type != device.type:
         raise DeviceError(f"Device {name!r} is not available on this machine; available: {here}.")
     if device.index is not None and device.index >= accl.device_count():
-        raise DeviceError(f"Device {name!r} does not exist: this machine has {accl.device_count()} {device.type} device(s); available: {here}.")
+        raise DeviceError(
+            f"Device {name!r} does not exist: this machine has {accl.device_count()} {device.type} device(s); available: {here}."
+        )
     if device.index is None:
         device = torch.device(device.type, accl.current_device_index())
     return device
@@ -149,7 +151,10 @@ def _nvidia_driver_version() -> str | None:
     try:
         result = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -48,7 +48,9 @@ def start(device_name: str) -> tuple[Cluster, torch.device]:
         device = torch.device("cpu")
     elif accelerator is not None and device_name == accelerator.type:
         if local_rank >= torch.accelerator.device_count():
-            raise DeviceError(f"Local rank {local_rank} has no {device_name} device: this node has {torch.accelerator.device_count()}; lower --nproc-per-node.")
+            raise DeviceError(
+                f"Local rank {local_rank} has no {device_name} device: this node has {torch.accelerator.device_count()}; lower --nproc-per-node."
+            )
         device = torch.device(device_name, local_rank)
         torch.accelerator.set_device_index(local_rank)
     else:

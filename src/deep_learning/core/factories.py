@@ -22,7 +22,12 @@ def is_python_reference(name: str) -> bool:
     defined inside a function (`module:build.<locals>.<lambda>`), as fit records a model it was handed."""
     module, _, attribute = name.partition(":")
     parts = attribute.split(".")
-    return bool(module) and bool(attribute) and all(part.isidentifier() or part in ("<lambda>", "<locals>") for part in parts) and not is_import_path(name)
+    return (
+        bool(module)
+        and bool(attribute)
+        and all(part.isidentifier() or part in ("<lambda>", "<locals>") for part in parts)
+        and not is_import_path(name)
+    )
 
 
 def import_object(path: str, what: str) -> Any:

@@ -18,7 +18,12 @@ from deep_learning.core.factories import call_factory, import_object, is_import_
 
 
 def build_model(
-    name: str = "mlp", input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, *, input_dtype: str = "float32", **model_args: Any,
+    name: str = "mlp",
+    input_shape: tuple[int, ...] = (1, 28, 28),
+    num_classes: int = 10,
+    *,
+    input_dtype: str = "float32",
+    **model_args: Any,
 ) -> nn.Module:
     """A fresh, randomly initialised model (draws from torch's global RNG) mapping (N, *input_shape) inputs to
     `num_classes` outputs per sample: logits of classes or labels, regression outputs, or, for token inputs (an integer
@@ -70,7 +75,9 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, channels: Sequence[int] 
     scale = 2 ** len(channels)
     if height < scale or width < scale:
         most = min(height, width).bit_length() - 1
-        raise ConfigError(f"model 'cnn' halves the image once per channel count: {height}x{width} images allow at most {most}, not {len(channels)}")
+        raise ConfigError(
+            f"model 'cnn' halves the image once per channel count: {height}x{width} images allow at most {most}, not {len(channels)}"
+        )
     layers: list[nn.Module] = []
     for out_channels in channels:
         layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
@@ -102,7 +109,9 @@ def transformer(
 class VisionTransformer(nn.Module):
     """ViT: patches embedded by a strided convolution, a class token, pre-norm encoder layers, a linear head on the class token."""
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, dim: int, depth: int, heads: int, mlp_dim: int, patch_size: int) -> None:
+    def __init__(
+        self, input_shape: tuple[int, ...], num_classes: int, dim: int, depth: int, heads: int, mlp_dim: int, patch_size: int
+    ) -> None:
         super().__init__()
         channels, height, width = input_shape
         self.patch_embedding = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size)
@@ -122,9 +131,13 @@ class VisionTransformer(nn.Module):
         return self.head(self.norm(self.encoder(tokens)[:, 0]))
 
 
-def causal_transformer(block_size: int, vocabulary_size: int, dim: int = 64, depth: int = 2, heads: int = 4, mlp_dim: int = 128) -> nn.Module:
+def causal_transformer(
+    block_size: int, vocabulary_size: int, dim: int = 64, depth: int = 2, heads: int = 4, mlp_dim: int = 128
+) -> nn.Module:
     """A small GPT-style language model of `vocabulary_size` tokens, over at most `block_size` positions."""
-    _check_positive("transformer", block_size=block_size, vocabulary_size=vocabulary_size, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim)
+    _check_positive(
+        "transformer", block_size=block_size, vocabulary_size=vocabulary_size, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim
+    )
     if dim % heads:
         raise ConfigError(f"model 'transformer' needs dim divisible by heads, not dim={dim} with heads={heads}")
     return CausalTransformer(block_size, vocabulary_size, dim, depth, heads, mlp_dim)
@@ -163,7 +176,11 @@ class CausalBlock(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         batch, positions, dim = hidden.shape
-        query, key, value = self.query_key_value(self.attention_norm(hidden)).reshape(batch, positions, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        query, key, value = (
+            self.query_key_value(self.attention_norm(hidden))
+            .reshape(batch, positions, 3, self.heads, dim // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         attended = nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True)
         hidden = hidden + self.projection(attended.transpose(1, 2).reshape(batch, positions, dim))
         return hidden + self.mlp(self.mlp_norm(hidden))

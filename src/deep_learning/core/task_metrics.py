@@ -73,7 +73,9 @@ class _Sums(Metric):
         super().__init__()
         self.sum_names = tuple(sums)
         for name, size in sums.items():
-            self.add_state(name, torch.zeros(size, dtype=torch.float64) if size else torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(
+                name, torch.zeros(size, dtype=torch.float64) if size else torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum"
+            )
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def _apply(self, fn, *args, **kwargs):

@@ -28,9 +28,15 @@ from deep_learning.core.config import AUTO, CLASSIFICATION, MULTILABEL, REGRESSI
 from deep_learning.core.errors import ConfigError
 from deep_learning.core.metrics import METRIC_NAMES, build_metrics
 from deep_learning.core.task_metrics import (
-    IGNORE_INDEX, ExactMatch, MeanAbsoluteError, MeanSquaredError, MultilabelScore, Perplexity, R2Score, TokenAccuracy,
+    IGNORE_INDEX,
+    ExactMatch,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    MultilabelScore,
+    Perplexity,
+    R2Score,
+    TokenAccuracy,
 )
-
 
 
 class SequenceCrossEntropy(nn.Module):
@@ -82,17 +88,31 @@ def _classification_metrics() -> dict[str, Callable[[int], Metric]]:
 TASKS = {
     CLASSIFICATION: Task(CLASSIFICATION, ("accuracy",), _classification_metrics(), nn.CrossEntropyLoss, True),
     MULTILABEL: Task(
-        MULTILABEL, ("f1", "accuracy"),
-        {"f1": lambda width: MultilabelScore(width, "f1"), "accuracy": lambda width: ExactMatch(),
-         "precision": lambda width: MultilabelScore(width, "precision"), "recall": lambda width: MultilabelScore(width, "recall")},
-        MultilabelLoss, False,
+        MULTILABEL,
+        ("f1", "accuracy"),
+        {
+            "f1": lambda width: MultilabelScore(width, "f1"),
+            "accuracy": lambda width: ExactMatch(),
+            "precision": lambda width: MultilabelScore(width, "precision"),
+            "recall": lambda width: MultilabelScore(width, "recall"),
+        },
+        MultilabelLoss,
+        False,
     ),
     REGRESSION: Task(
-        REGRESSION, ("mse", "mae", "r2"),
+        REGRESSION,
+        ("mse", "mae", "r2"),
         {"mse": lambda width: MeanSquaredError(), "mae": lambda width: MeanAbsoluteError(), "r2": R2Score},
-        RegressionLoss, False,
+        RegressionLoss,
+        False,
     ),
-    SEQUENCE: Task(SEQUENCE, ("perplexity", "accuracy"), {"perplexity": lambda width: Perplexity(), "accuracy": lambda width: TokenAccuracy()}, SequenceCrossEntropy, False),
+    SEQUENCE: Task(
+        SEQUENCE,
+        ("perplexity", "accuracy"),
+        {"perplexity": lambda width: Perplexity(), "accuracy": lambda width: TokenAccuracy()},
+        SequenceCrossEntropy,
+        False,
+    ),
 }
 
 
@@ -148,12 +168,16 @@ def check_output(task: Task, output: Tensor, target: Tensor, num_classes: int, m
     if shape == wanted:
         return
     why = {
-        CLASSIFICATION: f"a classifier needs one logit per class ({num_classes} classes)" if num_classes else "a classifier needs (N, classes) logits",
+        CLASSIFICATION: f"a classifier needs one logit per class ({num_classes} classes)"
+        if num_classes
+        else "a classifier needs (N, classes) logits",
         MULTILABEL: "a multi-label model needs one logit per label, the target's shape",
         REGRESSION: "a regression's output must have the target's shape",
         SEQUENCE: "a sequence model needs one logit per class at every position of the target",
     }[task.name]
-    raise ConfigError(f"The model {model_name} outputs {shape} for a batch of {target.shape[0]}, not {wanted}: {why} (targets of shape {tuple(target.shape)}).")
+    raise ConfigError(
+        f"The model {model_name} outputs {shape} for a batch of {target.shape[0]}, not {wanted}: {why} (targets of shape {tuple(target.shape)})."
+    )
 
 
 def _expected_shape(task: Task, target: Tensor, num_classes: int, output: Tensor) -> tuple[int, ...]:

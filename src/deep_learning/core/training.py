@@ -59,7 +59,7 @@ def read_pass(
     total, count, *scores = torch.cat([totals, *extras, *flat]).tolist()
     if count == 0:
         raise ValueError("the dataloader yielded no batches")
-    read_extra, scores = dict(zip(extra, scores[: len(extras)])), scores[len(extras):]
+    read_extra, scores = dict(zip(extra, scores[: len(extras)])), scores[len(extras) :]
     if not isinstance(computed, dict) and len(scores) == 1:
         return total / count, scores[0], read_extra
     return total / count, _named(values, flat, scores), read_extra
@@ -227,14 +227,13 @@ def by_name(score: Score) -> dict[str, float]:
 def epoch_line(result: EpochResult) -> str:
     """The chapter's line for an epoch; with several metrics, each by its name."""
     w = len(str(result.num_epochs))
-    head = f'Epoch [{result.epoch:{w}d}/{result.num_epochs:{w}d}] '
+    head = f"Epoch [{result.epoch:{w}d}/{result.num_epochs:{w}d}] "
     if len(result.train_metrics) == 1 and len(result.val_metrics) == 1:
         return (
-            head
-            + f'| loss: {result.train_loss:.4f} '
-            f'| metric: {result.train_metric:.4f} '
-            f'| val_loss: {result.val_loss:.4f} '
-            f'| val_metric: {result.val_metric:.4f}'
+            head + f"| loss: {result.train_loss:.4f} "
+            f"| metric: {result.train_metric:.4f} "
+            f"| val_loss: {result.val_loss:.4f} "
+            f"| val_metric: {result.val_metric:.4f}"
         )
     train = "".join(f"| {name}: {value:.4f} " for name, value in result.train_metrics.items())
     val = " ".join(f"| val_{name}: {value:.4f}" for name, value in result.val_metrics.items())

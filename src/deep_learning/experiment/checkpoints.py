@@ -14,11 +14,20 @@ from deep_learning.core.checkpoint_files import FORMAT, checkpoint_name, checkpo
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.errors import CheckpointError
 from deep_learning.core.reproducibility import restore_rng_state, rng_state
-from deep_learning.experiment.stopping import Monitor
 from deep_learning.core.results import EpochResult
+from deep_learning.experiment.stopping import Monitor
 
 # Where a run is, not what it computes: these may differ when a run is resumed (both data paths give the same batches).
-RESUMABLE_DIFFERENCES = {"device", "checkpoint_dir", "keep_checkpoints", "keep_best", "register_model", "log_every_n_steps", "profile", "loader"}
+RESUMABLE_DIFFERENCES = {
+    "device",
+    "checkpoint_dir",
+    "keep_checkpoints",
+    "keep_best",
+    "register_model",
+    "log_every_n_steps",
+    "profile",
+    "loader",
+}
 
 
 class Checkpointer:
@@ -81,7 +90,9 @@ class Checkpointer:
             torch.save(checkpoint, temporary)
             os.replace(temporary, path)  # a reader never sees half a checkpoint
         except OSError as error:
-            raise CheckpointError(f"Cannot write checkpoint {path}: {error.strerror or error}. Free space or set --checkpoint-dir.") from None
+            raise CheckpointError(
+                f"Cannot write checkpoint {path}: {error.strerror or error}. Free space or set --checkpoint-dir."
+            ) from None
         self.last_saved = path
         stale = [old for old in checkpoints_in(self.folder) if old.name not in self.kept_names()]
         for old in stale:
@@ -90,7 +101,7 @@ class Checkpointer:
 
     def kept_names(self) -> set[str]:
         """The checkpoints kept: the latest `keep` epochs', and the `keep_best` best by the monitored metric."""
-        latest = [result.epoch for result in self.history[-self.keep:]]
+        latest = [result.epoch for result in self.history[-self.keep :]]
         best = [result.epoch for result in self.monitor.ranked(self.history)[: self.keep_best]] if self.keep_best else []
         return {checkpoint_name(epoch) for epoch in latest + best}
 

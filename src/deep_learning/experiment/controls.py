@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from deep_learning.analysis.records import STOP_REASON_TAG
 from deep_learning.core.checkpoint_files import checkpoint_name, load_checkpoint
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.errors import CheckpointError
 from deep_learning.core.optimization import Stepper
-from deep_learning.analysis.records import STOP_REASON_TAG
+from deep_learning.core.results import EpochResult
 from deep_learning.experiment.stopping import EarlyStopping, Monitor
 from deep_learning.tracking.tracker import Tracker
-from deep_learning.core.results import EpochResult
 
 BatchHook = Callable[[Tensor, int], None]
 RESTORED_EPOCH_TAG = "deep_learning.restored_epoch"
@@ -28,8 +28,12 @@ RESTORED_EPOCH_TAG = "deep_learning.restored_epoch"
 def stepper_for(config: TrainConfig, optimizer, grad_scaler, scheduler, global_step: int) -> Stepper:
     """The stepper the config asks for: accumulation, clipping and the schedule, from optimizer step `global_step` on."""
     return Stepper(
-        optimizer, grad_scaler=grad_scaler, scheduler=scheduler, grad_clip_norm=config.grad_clip_norm,
-        accumulate_batches=config.accumulate_batches, global_step=global_step,
+        optimizer,
+        grad_scaler=grad_scaler,
+        scheduler=scheduler,
+        grad_clip_norm=config.grad_clip_norm,
+        accumulate_batches=config.accumulate_batches,
+        global_step=global_step,
     )
 
 
@@ -92,5 +96,7 @@ def best_weights(epoch: int, folder: Path) -> dict[str, torch.Tensor]:
     """The weights of epoch `epoch` (the best one), from its kept checkpoint in `folder`."""
     path = folder / checkpoint_name(epoch)
     if not path.is_file():
-        raise CheckpointError(f"The best epoch's checkpoint {path} is gone: --restore-best needs it; run without it, or resume where it is.")
+        raise CheckpointError(
+            f"The best epoch's checkpoint {path} is gone: --restore-best needs it; run without it, or resume where it is."
+        )
     return load_checkpoint(path)["model"]

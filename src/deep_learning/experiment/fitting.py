@@ -23,15 +23,15 @@ from torchmetrics import Metric, MetricCollection
 
 from deep_learning.core.batches import LossFn, ModelLoss
 from deep_learning.core.config import AUTO, TrainConfig
-from deep_learning.core.data.splits import DataSplits
-from deep_learning.core.data.spec import DataSpec, describe_data
 from deep_learning.core.data.samples import check_samples, split_size
+from deep_learning.core.data.spec import DataSpec, describe_data
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.errors import ConfigError
-from deep_learning.experiment.runner import ExperimentResult, run_experiment
 from deep_learning.core.factories import call_factory, is_import_path, is_python_reference
 from deep_learning.core.interruption import signals_interrupt_runs
 from deep_learning.core.optimization import build_optimizer
 from deep_learning.experiment.recipe import Recipe
+from deep_learning.experiment.runner import ExperimentResult, run_experiment
 
 Data = utils.Dataset | utils.DataLoader
 # Hyperparameters of torch's optimizers that choose an implementation, not what it computes.
@@ -39,7 +39,17 @@ IMPLEMENTATION_SWITCHES = {"foreach", "fused", "capturable", "differentiable"}
 # fit's own arguments; any other TrainConfig field may be given by name as well.
 FIT_FIELDS = {"epochs", "batch_size", "val_batch_size", "device", "seed", "task"}
 NOT_FOR_FIT = {
-    "dataset", "model", "model_args", "metrics", "train_subset", "val_fraction", "image_size", "split_seed", "optimizer", "target", "block_size",
+    "dataset",
+    "model",
+    "model_args",
+    "metrics",
+    "train_subset",
+    "val_fraction",
+    "image_size",
+    "split_seed",
+    "optimizer",
+    "target",
+    "block_size",
 }
 # The hyperparameters of an optimizer fit builds (optimizer=None or a name); a user's optimizer holds its own.
 OPTIMIZER_SETTINGS = {"lr", "momentum", "weight_decay", "adam_beta1", "adam_beta2"}
@@ -73,13 +83,22 @@ def fit(
     `model` is a module or any callable building one. Data are datasets of `(inputs, target)` samples (dicts: `target_key`
     names the target), streams, or DataLoaders (kept but for their sampler). `task` (auto: inferred) gives the default
     `loss_fn` (any callable, or `ModelLoss()`) and `metrics`; `optimizer` is one, a factory of the parameters, or a name.
-    `resume=RUN_ID` continues that run. Other options are TrainConfig's by name; see the README.
+    `resume=RUN_ID` continues that run. Other options are TrainConfig's by name; see docs/tasks.md.
     """
     data = user_splits(train_data, val_data, test_data, class_names, target_key, num_classes)
     metric_names, user_metrics = _metrics(metrics)
     config = _config(
-        model, data, metric_names, optimizer, epochs=epochs, batch_size=_batch_size(train_data, batch_size),
-        val_batch_size=_batch_size(val_data, val_batch_size), device=device, seed=seed, task=task, **options,
+        model,
+        data,
+        metric_names,
+        optimizer,
+        epochs=epochs,
+        batch_size=_batch_size(train_data, batch_size),
+        val_batch_size=_batch_size(val_data, val_batch_size),
+        device=device,
+        seed=seed,
+        task=task,
+        **options,
     )
     recipe = Recipe(
         data=data,
@@ -90,7 +109,9 @@ def fit(
         metric_names=tuple(name for name in metric_names.split(",") if name) if user_metrics is None else (),
         user_metrics=user_metrics,
         task=config.task,
-        extra_params=lambda built, built_optimizer, spec: _known_params(built, built_optimizer if _is_users(optimizer) else None, loss_fn, data, spec, params or {}),
+        extra_params=lambda built, built_optimizer, spec: _known_params(
+            built, built_optimizer if _is_users(optimizer) else None, loss_fn, data, spec, params or {}
+        ),
     )
     # SIGTERM ends the run KILLED, as Ctrl-C's KeyboardInterrupt does; Ctrl-C itself keeps Python's (and a notebook's) behaviour.
     with signals_interrupt_runs((signal.SIGTERM,)):
@@ -98,7 +119,11 @@ def fit(
 
 
 def user_splits(
-    train_data: Data, val_data: Data, test_data: Data | None, class_names: Sequence[str] | None = None, target_key: str | None = None,
+    train_data: Data,
+    val_data: Data,
+    test_data: Data | None,
+    class_names: Sequence[str] | None = None,
+    target_key: str | None = None,
     num_classes: int | None = None,
 ) -> DataSplits:
     """A user's splits (a DataLoader's dataset, the loader kept for its settings), each checked to yield (inputs, target), and described."""
@@ -109,9 +134,13 @@ def user_splits(
             check_samples(dataset, split, target_key)
     train = datasets["training"]
     return DataSplits(
-        train=train, val=datasets["validation"], test=datasets["test"],
+        train=train,
+        val=datasets["validation"],
+        test=datasets["test"],
         spec=describe_data(train, class_names=class_names, num_classes=num_classes, target_key=target_key),
-        name=_import_path(type(train)), source=_import_path(type(train)), target_key=target_key,
+        name=_import_path(type(train)),
+        source=_import_path(type(train)),
+        target_key=target_key,
         loaders={split: data for split, data in splits.items() if isinstance(data, utils.DataLoader)},
     )
 
@@ -129,7 +158,9 @@ def _config(model: Any, data: DataSplits, metric_names: str, optimizer: Any, **s
     if unknown:
         raise ConfigError(f"fit() has no option {unknown[0]!r}; its options besides its arguments are {', '.join(sorted(known))}.")
     if _is_users(optimizer) and given & OPTIMIZER_SETTINGS:
-        raise ConfigError(f"{sorted(given & OPTIMIZER_SETTINGS)[0]} is a setting of the optimizer you pass: set it there, or pass optimizer='sgd' (or adamw, ...).")
+        raise ConfigError(
+            f"{sorted(given & OPTIMIZER_SETTINGS)[0]} is a setting of the optimizer you pass: set it there, or pass optimizer='sgd' (or adamw, ...)."
+        )
     if isinstance(optimizer, str):
         settings["optimizer"] = optimizer
     return TrainConfig(model=_model_path(model), dataset=data.name, metrics=metric_names or AUTO, **settings)
@@ -168,7 +199,12 @@ def _model_builder(model: Any, spec: DataSpec) -> Callable[[], nn.Module]:
         raise ConfigError(f"fit() takes an nn.Module or a function that builds one, not a {type(model).__name__}.")
 
     def build() -> nn.Module:
-        offered = {"num_classes": spec.num_classes, "num_outputs": spec.num_classes, "input_shape": spec.input_shape, "input_dtype": spec.input_dtype}
+        offered = {
+            "num_classes": spec.num_classes,
+            "num_outputs": spec.num_classes,
+            "input_shape": spec.input_shape,
+            "input_dtype": spec.input_dtype,
+        }
         built = call_factory(model, _model_path(model), "model", offered if spec.num_classes else _without_classes(offered), {})
         if not isinstance(built, nn.Module):
             raise ConfigError(f"model {_model_path(model)!r} returned a {type(built).__name__}, not a torch.nn.Module")
@@ -193,7 +229,9 @@ def _optimizer_builder(optimizer: Any, config: TrainConfig) -> Callable[[Iterabl
     if isinstance(optimizer, optim.Optimizer):
         return lambda parameters: _same_parameters(optimizer, parameters)
     if not callable(optimizer):
-        raise ConfigError(f"optimizer must be a torch optimizer or a function of the parameters that builds one, not a {type(optimizer).__name__}.")
+        raise ConfigError(
+            f"optimizer must be a torch optimizer or a function of the parameters that builds one, not a {type(optimizer).__name__}."
+        )
 
     def build(parameters: Iterable[nn.Parameter]) -> optim.Optimizer:
         built = optimizer(parameters)
@@ -207,7 +245,9 @@ def _optimizer_builder(optimizer: Any, config: TrainConfig) -> Callable[[Iterabl
 def _same_parameters(optimizer: optim.Optimizer, parameters: Iterable[nn.Parameter]) -> optim.Optimizer:
     mine = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
     if not {id(parameter) for parameter in parameters} <= mine:
-        raise ConfigError("The optimizer does not hold the model's parameters: pass the optimizer of this model, or a factory such as lambda params: SGD(params, lr=0.1).")
+        raise ConfigError(
+            "The optimizer does not hold the model's parameters: pass the optimizer of this model, or a factory such as lambda params: SGD(params, lr=0.1)."
+        )
     return optimizer
 
 
@@ -224,7 +264,9 @@ def _metrics(metrics: Any) -> tuple[str, Callable[[], dict[str, Metric]] | None]
     elif isinstance(metrics, Mapping) and metrics and all(isinstance(metric, Metric) for metric in metrics.values()):
         build = lambda: {str(name): metric.clone() for name, metric in metrics.items()}  # noqa: E731
     else:
-        raise ConfigError("metrics must be a dict of torchmetrics Metrics by name, a MetricCollection, one Metric, or the task's metrics by name.")
+        raise ConfigError(
+            "metrics must be a dict of torchmetrics Metrics by name, a MetricCollection, one Metric, or the task's metrics by name."
+        )
     return ",".join(build()), build
 
 
@@ -233,14 +275,27 @@ def _snake_case(name: str) -> str:
 
 
 def _known_params(
-    model: nn.Module, optimizer: optim.Optimizer | None, loss_fn: Any, data: DataSplits, spec: DataSpec, params: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: optim.Optimizer | None,
+    loss_fn: Any,
+    data: DataSplits,
+    spec: DataSpec,
+    params: Mapping[str, Any],
 ) -> dict[str, str]:
     """What fit knows of its objects, logged without the user listing it: model, loss, the user's optimizer and its
     hyperparameters (one fit builds is the config's), data."""
-    hyperparameters = {} if optimizer is None else {
-        "optimizer": type(optimizer).__name__,
-        **{f"optimizer.{name}" if name != "lr" else "lr": value for name, value in optimizer.defaults.items() if name not in IMPLEMENTATION_SWITCHES},
-    }
+    hyperparameters = (
+        {}
+        if optimizer is None
+        else {
+            "optimizer": type(optimizer).__name__,
+            **{
+                f"optimizer.{name}" if name != "lr" else "lr": value
+                for name, value in optimizer.defaults.items()
+                if name not in IMPLEMENTATION_SWITCHES
+            },
+        }
+    )
     known = {
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         **hyperparameters,

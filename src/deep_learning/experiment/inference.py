@@ -17,18 +17,18 @@ import torch.nn as nn
 from torch import Tensor
 
 from deep_learning import tracking
-from deep_learning.core.batches import to_device
 from deep_learning.analysis.comparison import text_table
-from deep_learning.core.config import CLASSIFICATION, TrainConfig
-from deep_learning.core.data.spec import DataSpec
-from deep_learning.core.data.samples import split_size
-from deep_learning.core.data.files import DATASET_CLASSES
-from deep_learning.core.errors import ConfigError, InputError
-from deep_learning.core.data.loaders import example_batch, make_loaders
-from deep_learning.experiment.recipe import model_for, recipe_from_config, settle
 from deep_learning.analysis.records import TRAINING, RunRecord
+from deep_learning.core.batches import to_device
+from deep_learning.core.config import CLASSIFICATION, TrainConfig
+from deep_learning.core.data.files import DATASET_CLASSES
+from deep_learning.core.data.loaders import example_batch, make_loaders
+from deep_learning.core.data.samples import split_size
+from deep_learning.core.data.spec import DataSpec
+from deep_learning.core.errors import ConfigError, InputError
 from deep_learning.core.scoring import class_scores
 from deep_learning.core.training import by_name, evaluate
+from deep_learning.experiment.recipe import model_for, recipe_from_config, settle
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 MODEL_URI_SCHEMES = ("runs:/", "models:/")
@@ -102,7 +102,9 @@ def load_model(reference: str, device: torch.device) -> LoadedModel:
             weights = read_state_dict(tracking.download_artifact(source, tracking.STATE_DICT_ARTIFACT, folder))
         origin = f"{tracking.STATE_DICT_ARTIFACT} of run {reference}"
     else:
-        raise InputError(f"No model {reference!r}: it is neither a file nor a run id (32 hex digits), runs:/RUN_ID/model or models:/NAME/VERSION.")
+        raise InputError(
+            f"No model {reference!r}: it is neither a file nor a run id (32 hex digits), runs:/RUN_ID/model or models:/NAME/VERSION."
+        )
     spec = run_spec(source)
     model = model_from_weights(config_of(source), spec, weights, origin)
     return LoadedModel(model.to(device).eval(), origin, source, spec)
@@ -114,10 +116,16 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises UnpicklingError, KeyError, EOFError, RuntimeError, ... on other files
         if isinstance(error, pickle.UnpicklingError) and zipfile.is_zipfile(path):  # torch.save's format, holding objects
-            raise InputError(f"{path} holds pickled objects besides tensors, which could run code and are not loaded: save model.state_dict() with torch.save.") from None
-        raise InputError(f"{path} is not a file written by torch.save ({type(error).__name__}): save model.state_dict() with torch.save.") from None
+            raise InputError(
+                f"{path} holds pickled objects besides tensors, which could run code and are not loaded: save model.state_dict() with torch.save."
+            ) from None
+        raise InputError(
+            f"{path} is not a file written by torch.save ({type(error).__name__}): save model.state_dict() with torch.save."
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(name, str) and isinstance(tensor, Tensor) for name, tensor in state.items()):
-        raise InputError(f"{path} holds a {type(state).__name__}, not a state_dict of named tensors: save model.state_dict() with torch.save.")
+        raise InputError(
+            f"{path} holds a {type(state).__name__}, not a state_dict of named tensors: save model.state_dict() with torch.save."
+        )
     return state
 
 
@@ -125,11 +133,15 @@ def model_from_weights(config: TrainConfig, spec: DataSpec, weights: dict[str, T
     """The run's model (built as it was: architecture, arguments, data spec) holding `weights`, or a one-line error saying why they do not fit."""
     on_meta = [name for name, tensor in weights.items() if tensor.is_meta]
     if on_meta:
-        raise InputError(f"{origin} holds tensors without data ({on_meta[0]} is on the meta device): save the state_dict of a trained model.")
+        raise InputError(
+            f"{origin} holds tensors without data ({on_meta[0]} is on the meta device): save the state_dict of a trained model."
+        )
     try:
         model = model_for(config, spec)
     except ConfigError as error:
-        raise InputError(f"Cannot rebuild the model of {origin}: {error}. Load its logged model with mlflow.pytorch.load_model instead.") from None
+        raise InputError(
+            f"Cannot rebuild the model of {origin}: {error}. Load its logged model with mlflow.pytorch.load_model instead."
+        ) from None
     expected = model.state_dict()
     problems = [f"{name} is missing" for name in expected if name not in weights]
     problems += [f"{name} is unexpected" for name in weights if name not in expected]
@@ -190,8 +202,7 @@ class Evaluation:
         ]
         return (
             f"{head} ({correct} correct)\n\n"
-            "Per true class: its accuracy and its row of the confusion matrix (columns: predicted class)\n"
-            + text_table(header, lines)
+            "Per true class: its accuracy and its row of the confusion matrix (columns: predicted class)\n" + text_table(header, lines)
         )
 
 
@@ -205,8 +216,15 @@ def evaluate_model(loaded: LoadedModel, dataset: str, device: torch.device, root
     config, recipe = settle(config, recipe, loaded.model, to_device(example_batch(recipe.data), device))
     test_dl = make_loaders(config, recipe.data, device)[2]
     loss, scores = evaluate(loaded.model, test_dl, recipe.loss_fn, recipe.metrics().to(device), device)
-    per_class = class_scores(loaded.model, test_dl, device, recipe.data.spec.num_classes) if recipe.data.spec.task == CLASSIFICATION else None
+    per_class = (
+        class_scores(loaded.model, test_dl, device, recipe.data.spec.num_classes) if recipe.data.spec.task == CLASSIFICATION else None
+    )
     return Evaluation(
-        dataset, split_size(recipe.data.test), loss, by_name(scores), list(recipe.data.spec.class_names),
-        per_class.per_class_accuracy if per_class else [], per_class.confusion_matrix if per_class else [],
+        dataset,
+        split_size(recipe.data.test),
+        loss,
+        by_name(scores),
+        list(recipe.data.spec.class_names),
+        per_class.per_class_accuracy if per_class else [],
+        per_class.confusion_matrix if per_class else [],
     )

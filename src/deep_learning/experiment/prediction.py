@@ -19,9 +19,9 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from deep_learning.core.data.spec import DataSpec
-from deep_learning.core.errors import InputError
 from deep_learning.core.data.tabular import read_rows
 from deep_learning.core.data.text import continue_text, decode, encode
+from deep_learning.core.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_UNSIGNED_BYTE = 0x08
@@ -75,7 +75,9 @@ def _idx_images(data: bytes, path: Path) -> Tensor:
     num_dims = data[3]
     header = 4 + 4 * num_dims
     if num_dims not in (2, 3) or len(data) < header:
-        raise InputError(f"{path} is an IDX file of {num_dims}-dimensional data, not of images (height x width, or count x height x width).")
+        raise InputError(
+            f"{path} is an IDX file of {num_dims}-dimensional data, not of images (height x width, or count x height x width)."
+        )
     dims = struct.unpack(f">{num_dims}I", data[4:header])
     if len(data) != header + math.prod(dims):
         raise InputError(f"{path} is a damaged IDX file: {'x'.join(map(str, dims))} bytes of pixels announced, {len(data) - header} found.")
@@ -97,8 +99,7 @@ def predict(model: nn.Module, names: Sequence[str], images: Tensor, device: torc
     probabilities = torch.softmax(_outputs(model, images, device), dim=1)
     best, labels = probabilities.max(dim=1)
     return [
-        Prediction(name, label, class_names[label], probability)
-        for name, label, probability in zip(names, labels.tolist(), best.tolist())
+        Prediction(name, label, class_names[label], probability) for name, label, probability in zip(names, labels.tolist(), best.tolist())
     ]
 
 
@@ -136,5 +137,7 @@ def continue_prompt(model: nn.Module, spec: DataSpec, prompt: str, tokens: int, 
     if temperature <= 0:
         raise InputError(f"--temperature must be above 0, not {temperature}")
     block_size = spec.input_shape[0]
-    sampled = continue_text(model, encode(prompt, spec.class_names).to(device), tokens, block_size, temperature, torch.Generator().manual_seed(seed))
+    sampled = continue_text(
+        model, encode(prompt, spec.class_names).to(device), tokens, block_size, temperature, torch.Generator().manual_seed(seed)
+    )
     return prompt + decode(sampled, spec.class_names)

@@ -25,12 +25,12 @@ from torchmetrics import Metric, MetricCollection
 
 from deep_learning.core.batches import LossFn, ModelLoss, forward, output_and_loss, predictions
 from deep_learning.core.config import AUTO, CLASSIFICATION, FILE_DATASETS, IMAGE_FOLDER, REGRESSION, SEQUENCE, TrainConfig
-from deep_learning.core.data.splits import DataSplits, load_splits
 from deep_learning.core.data.spec import DataSpec
+from deep_learning.core.data.splits import DataSplits, load_splits
+from deep_learning.core.data.tabular import Standardized, StandardizedMSE
 from deep_learning.core.errors import ConfigError, first_line
 from deep_learning.core.model import build_model
 from deep_learning.core.optimization import build_optimizer
-from deep_learning.core.data.tabular import Standardized, StandardizedMSE
 from deep_learning.core.tasks import Task, check_metric_names, check_output, infer_task, output_width, task_named
 
 
@@ -65,7 +65,7 @@ def short_name(name: str) -> str:
     """A model's or dataset's name as runs show it: the factory of an import path, the file or folder of a file dataset."""
     for prefix in FILE_DATASETS:
         if name.startswith(prefix):
-            path = Path(name[len(prefix):])
+            path = Path(name[len(prefix) :])
             return (path.name if prefix == IMAGE_FOLDER else path.stem) or prefix.rstrip(":")  # a folder's name, a file's stem
     if ":" in name:  # package.module:factory, or where fit's objects come from
         return name.rpartition(":")[2].rpartition(".")[2]
@@ -146,7 +146,9 @@ def _probe(model: nn.Module, inputs: Any, target: Tensor, recipe: Recipe) -> Any
                 return output_and_loss(model, inputs, target, recipe.loss_fn)[0]
             return forward(model, inputs)
     except Exception as error:
-        raise ConfigError(f"The model {recipe.model_name} fails on a batch of the data ({type(error).__name__}: {first_line(error)}): check its input shape.") from None
+        raise ConfigError(
+            f"The model {recipe.model_name} fails on a batch of the data ({type(error).__name__}: {first_line(error)}): check its input shape."
+        ) from None
     finally:
         model.train(training)
 
@@ -157,7 +159,9 @@ def _check_loss(loss_fn: LossFn, output: Any, target: Tensor, model_name: str) -
         with torch.inference_mode():
             loss = loss_fn(output, target)
     except Exception as error:
-        raise ConfigError(f"The loss fails on the output of {model_name} and the targets ({type(error).__name__}: {first_line(error)}).") from None
+        raise ConfigError(
+            f"The loss fails on the output of {model_name} and the targets ({type(error).__name__}: {first_line(error)})."
+        ) from None
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ConfigError(f"The loss gives {shape}, not a scalar tensor: reduce it (its mean over the batch) in loss_fn.")

@@ -23,29 +23,38 @@ from torch.nn.parallel import DistributedDataParallel
 
 from deep_learning import tracking
 from deep_learning.core import distributed
-from deep_learning.experiment.checkpoints import Checkpointer, check_compatible, restore
+from deep_learning.core.batches import batches_per_pass, to_device
 from deep_learning.core.checkpoint_files import checkpoint_name, checkpoints_in, epoch_of, latest_checkpoint, load_checkpoint
 from deep_learning.core.config import CLASSIFICATION, REGRESSION, TrainConfig, settings_apart
-from deep_learning.experiment.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
-from deep_learning.core.batches import batches_per_pass, to_device
-from deep_learning.core.data.samples import split_size
 from deep_learning.core.data.digests import split_digest
 from deep_learning.core.data.loaders import TensorLoader, example_batch, example_inputs, loader_kind, make_loaders
+from deep_learning.core.data.samples import split_size
 from deep_learning.core.devices import describe_device, device_tags, memory_metrics, resolve_device
 from deep_learning.core.distributed import Cluster
-from deep_learning.core.errors import CheckpointError, ConfigError, DeepLearningError, DistributedFailure, Interrupted, TrackingError, TrainingDiverged, first_line
+from deep_learning.core.errors import (
+    CheckpointError,
+    ConfigError,
+    DeepLearningError,
+    DistributedFailure,
+    Interrupted,
+    TrackingError,
+    TrainingDiverged,
+    first_line,
+)
 from deep_learning.core.model import count_parameters
 from deep_learning.core.optimization import build_schedule, lr_scheduler, optimizer_steps
 from deep_learning.core.precision import grad_scaler, with_options
 from deep_learning.core.profiling import StepProfiler
 from deep_learning.core.progress import TrainingProgress
-from deep_learning.experiment.recipe import Recipe, recipe_from_config, settle
 from deep_learning.core.reproducibility import set_seed
+from deep_learning.core.results import EpochResult
 from deep_learning.core.scoring import class_scores, predicted_against_true
+from deep_learning.core.training import evaluate, train_and_evaluate
+from deep_learning.experiment.checkpoints import Checkpointer, check_compatible, restore
+from deep_learning.experiment.controls import RESTORED_EPOCH_TAG, StepMetrics, Stopper, best_weights, each_batch, stepper_for
+from deep_learning.experiment.recipe import Recipe, recipe_from_config, settle
 from deep_learning.experiment.stopping import Monitor
 from deep_learning.tracking.tracker import Tracker
-from deep_learning.core.training import evaluate, train_and_evaluate
-from deep_learning.core.results import EpochResult
 
 PROFILE_ARTIFACTS = "profile"  # the run's folder of the profiler's trace and table
 
@@ -147,8 +156,15 @@ def resume_experiment(
     """
     if not distributed.launched_by_torchrun():
         config, checkpoint = resume_config(run_id, overrides)
-        return _train(config, recipe_from_config(config, data_root), resolve_device(config.device), None,
-                      resumed=(run_id, checkpoint), parent_run_id=parent_run_id, progress=progress)
+        return _train(
+            config,
+            recipe_from_config(config, data_root),
+            resolve_device(config.device),
+            None,
+            resumed=(run_id, checkpoint),
+            parent_run_id=parent_run_id,
+            progress=progress,
+        )
 
     def on_rank(cluster: Cluster) -> tuple[TrainConfig, Resumed]:
         payload: list[Any] = [None, None]
@@ -158,7 +174,9 @@ def resume_experiment(
         distributed.broadcast(payload)
         return TrainConfig(**payload[0]), (run_id, payload[1])
 
-    return _on_every_rank(overrides.get("device", TrainConfig.device), on_rank, None, parent_run_id=parent_run_id, progress=progress, data_root=data_root)
+    return _on_every_rank(
+        overrides.get("device", TrainConfig.device), on_rank, None, parent_run_id=parent_run_id, progress=progress, data_root=data_root
+    )
 
 
 def _checkpoint_path(run_id: str, checkpoint_dir: str) -> Path:
@@ -172,7 +190,9 @@ def _checkpoint_path(run_id: str, checkpoint_dir: str) -> Path:
 def resume_config(run_id: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     """The config of the run to resume (its checkpoint's, with `overrides`) and its latest checkpoint."""
     params = tracking.get_run(run_id).params
-    checkpoint = load_checkpoint(_checkpoint_path(run_id, overrides.get("checkpoint_dir", params.get("checkpoint_dir", TrainConfig.checkpoint_dir))))
+    checkpoint = load_checkpoint(
+        _checkpoint_path(run_id, overrides.get("checkpoint_dir", params.get("checkpoint_dir", TrainConfig.checkpoint_dir)))
+    )
     saved = checkpoint["config"]
     unknown = sorted(set(saved) - set(TrainConfig.__dataclass_fields__))
     if unknown:
@@ -228,7 +248,11 @@ def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
 
 
 def assemble(
-    config: TrainConfig, recipe: Recipe, device: torch.device, cluster: Cluster | None, checkpoint: dict[str, Any] | None,
+    config: TrainConfig,
+    recipe: Recipe,
+    device: torch.device,
+    cluster: Cluster | None,
+    checkpoint: dict[str, Any] | None,
     loaders: tuple[Any, Any, Any] | None = None,
 ) -> Assembly:
     """Build the recipe's loaders (unless given), seeded model, optimizer and scaler on `device`, settle the task on a batch
@@ -263,7 +287,9 @@ def epoch_length(train_dl: Any, config: TrainConfig) -> int:
     """The batches of a training epoch: the loader's, or a stream's `steps_per_epoch`; a schedule needs a stream to have them."""
     length = batches_per_pass(train_dl)
     if not length and (config.lr_schedule != "constant" or config.warmup_epochs):
-        raise ConfigError(f"--lr-schedule {config.lr_schedule} (and warm-up) needs epochs of known length: give steps_per_epoch for a stream.")
+        raise ConfigError(
+            f"--lr-schedule {config.lr_schedule} (and warm-up) needs epochs of known length: give steps_per_epoch for a stream."
+        )
     return length
 
 
@@ -331,18 +357,37 @@ def training_session(
     resume_run_id, checkpoint = resumed or (None, None)
     assembly = assemble(config, recipe, device, cluster, checkpoint, loaders)
     config = assembly.config  # settled: the task and metrics the run logs
-    run_name = run_name or " ".join(filter(None, [
-        f"{assembly.recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""), settings_apart(config),
-    ]))
+    run_name = run_name or " ".join(
+        filter(
+            None,
+            [
+                f"{assembly.recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""),
+                settings_apart(config),
+            ],
+        )
+    )
     tracked = tracking.tracked_run(
-        run_name, run_params(assembly), {**device_tags(assembly.description), **(tags or {})},
-        resume_run_id=resume_run_id, parent_run_id=parent_run_id, system_metrics=system_metrics,
+        run_name,
+        run_params(assembly),
+        {**device_tags(assembly.description), **(tags or {})},
+        resume_run_id=resume_run_id,
+        parent_run_id=parent_run_id,
+        system_metrics=system_metrics,
     )
     with tracked if assembly.is_main else contextlib.nullcontext(Tracker()) as run:
         checkpointer = Checkpointer(
-            Path(config.checkpoint_dir) / run.run_id, keep=config.keep_checkpoints, model=assembly.model, optimizer=assembly.optimizer,
-            grad_scaler=assembly.scaler, scheduler=assembly.scheduler, config=config, device=device, history=assembly.history,
-            on_saved=run.log_checkpoint, world_size=assembly.world_size, params=assembly.extra_params,
+            Path(config.checkpoint_dir) / run.run_id,
+            keep=config.keep_checkpoints,
+            model=assembly.model,
+            optimizer=assembly.optimizer,
+            grad_scaler=assembly.scaler,
+            scheduler=assembly.scheduler,
+            config=config,
+            device=device,
+            history=assembly.history,
+            on_saved=run.log_checkpoint,
+            world_size=assembly.world_size,
+            params=assembly.extra_params,
             keep_best=max(config.keep_best, int(config.restore_best)),
         )
         _open(assembly, run)
@@ -367,7 +412,9 @@ def _train(
     tags: dict[str, str] | None = None,
     should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> ExperimentResult:
-    with training_session(config, recipe, device, cluster, resumed=resumed, parent_run_id=parent_run_id, run_name=run_name, tags=tags) as session:
+    with training_session(
+        config, recipe, device, cluster, resumed=resumed, parent_run_id=parent_run_id, run_name=run_name, tags=tags
+    ) as session:
         assembly, run = session.assembly, session.run
         training_model = _for_the_loop(assembly)
         history = assembly.history + _epochs(assembly, training_model, session, progress, should_stop)
@@ -410,7 +457,11 @@ def _for_the_loop(assembly: Assembly) -> torch.nn.Module:
 
 
 def _epochs(
-    assembly: Assembly, training_model: torch.nn.Module, session: Session, progress: bool, should_stop: Callable[[EpochResult], bool] | None = None,
+    assembly: Assembly,
+    training_model: torch.nn.Module,
+    session: Session,
+    progress: bool,
+    should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> list[EpochResult]:
     """Train and validate the epochs left, with the controls the config turns on; stop early where it or `should_stop` says."""
     config, recipe, run = assembly.config, assembly.recipe, session.run
@@ -420,18 +471,34 @@ def _epochs(
     stopper = Stopper(config, assembly.history, should_stop)
     # Rank 0 profiles the first epoch this process trains; the profiler stops itself after its last step.
     num_batches = batches_per_pass(train_dl)
-    profiler = StepProfiler(session.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=num_batches or None) if config.profile and assembly.is_main else None
-    on_batch = each_batch([
-        TrainingProgress(num_batches, first_epoch, config.epochs) if progress and num_batches else None,
-        StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
-        profiler,
-    ])
+    profiler = (
+        StepProfiler(session.folder / PROFILE_ARTIFACTS, assembly.device, num_batches=num_batches or None)
+        if config.profile and assembly.is_main
+        else None
+    )
+    on_batch = each_batch(
+        [
+            TrainingProgress(num_batches, first_epoch, config.epochs) if progress and num_batches else None,
+            StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
+            profiler,
+        ]
+    )
     with profiler or contextlib.nullcontext():
         history = train_and_evaluate(
-            model=training_model, train_dl=train_dl, val_dl=val_dl, loss_fn=recipe.loss_fn, optimizer=assembly.optimizer,
-            metric=recipe.metrics(), val_metric=recipe.metrics(), num_epochs=config.epochs, device=assembly.device,
-            on_epoch=session.after_epoch, start_epoch=first_epoch,
-            on_batch=on_batch, stepper=stepper, should_stop=stopper.should_stop,
+            model=training_model,
+            train_dl=train_dl,
+            val_dl=val_dl,
+            loss_fn=recipe.loss_fn,
+            optimizer=assembly.optimizer,
+            metric=recipe.metrics(),
+            val_metric=recipe.metrics(),
+            num_epochs=config.epochs,
+            device=assembly.device,
+            on_epoch=session.after_epoch,
+            start_epoch=first_epoch,
+            on_batch=on_batch,
+            stepper=stepper,
+            should_stop=stopper.should_stop,
         )
     if profiler is not None:
         run.log_files(profiler.files(), PROFILE_ARTIFACTS)
@@ -467,7 +534,9 @@ def _reason_to_stop(error: BaseException, run: Tracker, checkpointer: Checkpoint
     return interrupted
 
 
-def _finish(assembly: Assembly, training_model: torch.nn.Module, run: Tracker, history: list[EpochResult], folder: Path) -> dict[str, float]:
+def _finish(
+    assembly: Assembly, training_model: torch.nn.Module, run: Tracker, history: list[EpochResult], folder: Path
+) -> dict[str, float]:
     """Score the test split, send every metric, then log the models and the figures; return the test scores."""
     test_metrics = _test_scores(assembly, training_model)
     if not run.flush(wait_seconds=tracking.patience_seconds()):
@@ -529,7 +598,9 @@ def _log_models(assembly: Assembly, run: Tracker, history: list[EpochResult], fo
         run.log_checkpoint_models(assembly.model, example, *_kept_checkpoints(config, history, folder))
 
 
-def _kept_checkpoints(config: TrainConfig, history: list[EpochResult], folder: Path) -> tuple[dict[int, dict[str, torch.Tensor]], tuple[int, str] | None]:
+def _kept_checkpoints(
+    config: TrainConfig, history: list[EpochResult], folder: Path
+) -> tuple[dict[int, dict[str, torch.Tensor]], tuple[int, str] | None]:
     """The weights of each checkpoint in `folder` by epoch, and the best epoch with the metric that says so."""
     monitor = Monitor.of(config)
     kept = {epoch_of(path): load_checkpoint(path)["model"] for path in checkpoints_in(folder)}
@@ -540,4 +611,6 @@ def _kept_checkpoints(config: TrainConfig, history: list[EpochResult], folder: P
 def _keep_checkpoint_models(assembly: Assembly, run: Tracker, history: list[EpochResult], folder: Path) -> None:
     """A diverged run's kept checkpoints still become loadable LoggedModels (their weights are the last good ones); best effort."""
     with contextlib.suppress(Exception):
-        run.log_checkpoint_models(assembly.model, example_inputs(assembly.recipe.data), *_kept_checkpoints(assembly.config, history, folder))
+        run.log_checkpoint_models(
+            assembly.model, example_inputs(assembly.recipe.data), *_kept_checkpoints(assembly.config, history, folder)
+        )

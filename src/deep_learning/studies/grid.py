@@ -28,7 +28,12 @@ NOT_VECTORIZED = {
     "profile": "profile one run instead",
     "log_every_n_steps": "per-step metrics are logged by separate runs only",
 }
-NOT_IN_A_GRID = {"seed", "device", "checkpoint_dir", "register_model"}  # --seeds and --devices say these; the others are not settings of a point
+NOT_IN_A_GRID = {
+    "seed",
+    "device",
+    "checkpoint_dir",
+    "register_model",
+}  # --seeds and --devices say these; the others are not settings of a point
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,8 @@ class Study:
     def to_json(self) -> str:
         """The study as the parent run keeps it (a resumed sweep reads it back)."""
         return json.dumps(
-            {"base": self.base.to_params(), "grid": self.grid, "seeds": self.seeds, "devices": self.devices, "vectorize": self.vectorize}, sort_keys=True,
+            {"base": self.base.to_params(), "grid": self.grid, "seeds": self.seeds, "devices": self.devices, "vectorize": self.vectorize},
+            sort_keys=True,
         )
 
     @classmethod
@@ -110,7 +116,9 @@ def parse_grid(assignments: Sequence[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"--grid takes NAME=V1,V2,... (a config field and its values), not {assignment!r}")
         if name not in FIELDS or name in NOT_IN_A_GRID:
             hint = " (--seeds and --devices set those)" if name in ("seed", "device") else ""
-            raise ConfigError(f"--grid names {name!r}, which is not a setting a sweep can vary{hint}: `deep-learning train --help` lists them.")
+            raise ConfigError(
+                f"--grid names {name!r}, which is not a setting a sweep can vary{hint}: `deep-learning train --help` lists them."
+            )
         if name in grid:
             raise ConfigError(f"--grid names {name} twice: give all its values in one --grid {name}=V1,V2")
         grid[name] = [_typed(name, value.strip()) for value in values.split(",")]
@@ -148,7 +156,9 @@ def _typed(name: str, text: str) -> Any:
             return text.lower() in ("true", "1", "yes")
         return kind(text)
     except ValueError:
-        raise ConfigError(f"--grid {name}: {text!r} is not a{'n' if kind is int else ''} {kind.__name__} ({option_name(name)} takes one)") from None
+        raise ConfigError(
+            f"--grid {name}: {text!r} is not a{'n' if kind is int else ''} {kind.__name__} ({option_name(name)} takes one)"
+        ) from None
 
 
 def _config(base: TrainConfig, changes: dict[str, Any]) -> TrainConfig:

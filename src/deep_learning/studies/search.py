@@ -14,12 +14,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from deep_learning import tracking
+from deep_learning.analysis.records import KIND_TAG, SEARCH, SEARCH_TAG
 from deep_learning.core.config import TrainConfig, monitor_direction
 from deep_learning.core.errors import ConfigError, InputError, Interrupted
-from deep_learning.studies.grid import FIELDS, NOT_IN_A_GRID
-from deep_learning.experiment.recipe import short_name
-from deep_learning.analysis.records import KIND_TAG, SEARCH, SEARCH_TAG
 from deep_learning.core.results import EpochResult
+from deep_learning.experiment.recipe import short_name
+from deep_learning.studies.grid import FIELDS, NOT_IN_A_GRID
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 STARTUP_TRIALS = 2  # the median pruner prunes nothing before this many trials have finished
@@ -53,7 +53,9 @@ def parse_space(params: Sequence[str]) -> list[Dimension]:
         if name not in FIELDS or name in NOT_IN_A_GRID:
             raise ConfigError(f"--param names {name!r}, which is not a setting a search can vary: `deep-learning train --help` lists them.")
         if kind not in KINDS or not rest:
-            raise ConfigError(f"--param {param!r} does not parse: give NAME=uniform:LOW:HIGH, loguniform:LOW:HIGH, int:LOW:HIGH or choice:A,B,...")
+            raise ConfigError(
+                f"--param {param!r} does not parse: give NAME=uniform:LOW:HIGH, loguniform:LOW:HIGH, int:LOW:HIGH or choice:A,B,..."
+            )
         dimensions.append(Dimension(name, kind, _bounds(param, name, kind, rest)))
     if not dimensions:
         raise ConfigError("A search needs at least one --param NAME=KIND:...")
@@ -67,7 +69,9 @@ def _bounds(param: str, name: str, kind: str, rest: str) -> tuple[Any, ...]:
             return tuple(field_type(value) if field_type is not bool else value == "true" for value in rest.split(","))
         low, high = (int(value) if kind == "int" else float(value) for value in rest.split(":"))
     except ValueError:
-        raise ConfigError(f"--param {param!r} does not parse: its values are not {'integers' if kind == 'int' else 'numbers'} (or not two bounds)") from None
+        raise ConfigError(
+            f"--param {param!r} does not parse: its values are not {'integers' if kind == 'int' else 'numbers'} (or not two bounds)"
+        ) from None
     if not low < high or (kind == "loguniform" and low <= 0):
         raise ConfigError(f"--param {param!r}: the bounds must be LOW < HIGH{' and above 0' if kind == 'loguniform' else ''}")
     return low, high
@@ -96,12 +100,22 @@ class SearchResult:
     where_to_look: str
 
     def summary(self) -> str:
-        return (f"Search {self.run_id} finished: {self.trials} trials; best {json.dumps(self.best_params)} with value {self.best_value:.6g}; "
-                f"to browse it: {self.where_to_look}")
+        return (
+            f"Search {self.run_id} finished: {self.trials} trials; best {json.dumps(self.best_params)} with value {self.best_value:.6g}; "
+            f"to browse it: {self.where_to_look}"
+        )
 
 
-def run_search(base: TrainConfig, space: list[Dimension], trials: int, *, storage: str | None = None, resume: str | None = None,
-               data_root: str | Path | None = None, progress: bool = False) -> SearchResult:
+def run_search(
+    base: TrainConfig,
+    space: list[Dimension],
+    trials: int,
+    *,
+    storage: str | None = None,
+    resume: str | None = None,
+    data_root: str | Path | None = None,
+    progress: bool = False,
+) -> SearchResult:
     """Run Optuna trials of `space` over `base` until the study holds `trials` finished ones, as child runs of one parent."""
     import optuna
 
@@ -138,8 +152,12 @@ def _study(optuna, name: str, storage: str, direction: str, seed: int):
                 existing.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         sampler_seed = seed + len(existing.trials)  # new trials, not the first ones' draws again
     return optuna.create_study(
-        study_name=name, storage=storage, direction=direction, load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed), pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS),
+        study_name=name,
+        storage=storage,
+        direction=direction,
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS),
     )
 
 
@@ -157,7 +175,9 @@ def _trial(study, base: TrainConfig, space: list[Dimension], parent_run_id: str,
 
     trial = study.ask()
     settings = {dimension.name: dimension.suggest(trial) for dimension in space}
-    label = f"trial {trial.number}: " + " ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}" for name, value in settings.items())
+    label = f"trial {trial.number}: " + " ".join(
+        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}" for name, value in settings.items()
+    )
     try:
         config = dataclasses.replace(base, **settings)
     except ConfigError as error:
@@ -170,8 +190,15 @@ def _trial(study, base: TrainConfig, space: list[Dimension], parent_run_id: str,
         return trial.should_prune()
 
     try:
-        result = run_experiment(config, data_root, parent_run_id=parent_run_id, progress=progress, run_name=label,
-                                tags={TRIAL_TAG: str(trial.number)}, should_stop=report)
+        result = run_experiment(
+            config,
+            data_root,
+            parent_run_id=parent_run_id,
+            progress=progress,
+            run_name=label,
+            tags={TRIAL_TAG: str(trial.number)},
+            should_stop=report,
+        )
     except BaseException:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise

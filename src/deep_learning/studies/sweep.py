@@ -10,17 +10,25 @@ from pathlib import Path
 
 from deep_learning import tracking
 from deep_learning.analysis.comparison import compare_runs, histories_to_read, learning_metrics, plot_curves, render, write_table
-from deep_learning.core.config import ALL_DEVICES, TrainConfig
-from deep_learning.core.data.splits import DataSplits, load_splits
-from deep_learning.core.errors import CheckpointError, InputError, Interrupted
-from deep_learning.experiment.runner import resume_experiment, run_experiment
-from deep_learning.studies.grid import Point, Study
-from deep_learning.experiment.recipe import Recipe, recipe_from_config, short_name
 from deep_learning.analysis.records import GROUP_TAG, KIND_TAG, POINT_TAG, STUDY_TAG, SWEEP, RunRecord
-from deep_learning.analysis.rollup import DeviceVerdict, GroupRollup, SeedDifference, device_verdicts, parent_metrics, roll_up, seed_differences
+from deep_learning.analysis.rollup import (
+    DeviceVerdict,
+    GroupRollup,
+    SeedDifference,
+    device_verdicts,
+    parent_metrics,
+    roll_up,
+    seed_differences,
+)
 from deep_learning.analysis.rollup import to_csv as rollup_csv
 from deep_learning.analysis.rollup import to_json as rollup_json
 from deep_learning.analysis.rollup import to_markdown as rollup_markdown
+from deep_learning.core.config import ALL_DEVICES, TrainConfig
+from deep_learning.core.data.splits import DataSplits, load_splits
+from deep_learning.core.errors import CheckpointError, InputError, Interrupted
+from deep_learning.experiment.recipe import Recipe, recipe_from_config, short_name
+from deep_learning.experiment.runner import resume_experiment, run_experiment
+from deep_learning.studies.grid import Point, Study
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,12 @@ def run_study(study: Study, data_root: str | Path | None = None, *, resume: str 
     """
     points = study.points()  # every point checked before any run starts
     tags = {KIND_TAG: SWEEP, STUDY_TAG: study.to_json()}
-    params = {**study.base.to_params(), "grid": json.dumps(study.grid), "seeds": ",".join(map(str, study.seeds)), "devices": ",".join(study.devices)}
+    params = {
+        **study.base.to_params(),
+        "grid": json.dumps(study.grid),
+        "seeds": ",".join(map(str, study.seeds)),
+        "devices": ",".join(study.devices),
+    }
     with tracking.tracked_run(_parent_name(study), params, tags, resume_run_id=resume) as parent:
         existing = {child.tags.get(POINT_TAG): child for child in tracking.child_runs(parent.run_id)}
         data = SharedData(data_root)
@@ -70,7 +83,9 @@ def resumed_study(parent_run_id: str) -> Study:
     """The study a sweep's parent run holds, to continue it."""
     parent = tracking.get_run(parent_run_id)
     if parent.tags.get(KIND_TAG) != SWEEP or STUDY_TAG not in parent.tags:
-        raise InputError(f"Run {parent_run_id} is not a sweep's parent run: `deep-learning runs` lists training runs, their parents are in the UI.")
+        raise InputError(
+            f"Run {parent_run_id} is not a sweep's parent run: `deep-learning runs` lists training runs, their parents are in the UI."
+        )
     return Study.from_json(parent.tags[STUDY_TAG])
 
 
@@ -91,7 +106,12 @@ class SharedData:
 
 
 def _train_points(
-    points: list[Point], existing: dict[str, RunRecord], parent_run_id: str, data: SharedData, progress: bool, vectorize: bool,
+    points: list[Point],
+    existing: dict[str, RunRecord],
+    parent_run_id: str,
+    data: SharedData,
+    progress: bool,
+    vectorize: bool,
 ) -> dict[str, str]:
     """Each point's finished child run id, by label. With `vectorize`, the points of a group that have no run yet train
     together; a run already there is kept or resumed on its own."""
@@ -104,7 +124,10 @@ def _train_points(
             if len(new) > 1:
                 results = train_seeds_together(new, data.recipe(new[0].config), parent_run_id=parent_run_id, progress=progress)
                 together.update({point.label: result.run_id for point, result in zip(new, results)})
-    return {point.label: together.get(point.label) or _train_point(point, existing.get(point.label), parent_run_id, data, progress) for point in points}
+    return {
+        point.label: together.get(point.label) or _train_point(point, existing.get(point.label), parent_run_id, data, progress)
+        for point in points
+    }
 
 
 def _train_point(point: Point, existing: RunRecord | None, parent_run_id: str, data: SharedData, progress: bool) -> str:
@@ -119,15 +142,25 @@ def _train_point(point: Point, existing: RunRecord | None, parent_run_id: str, d
             tracking.delete_run(existing.run_id)
     tags = {POINT_TAG: point.label, GROUP_TAG: point.group}
     return run_experiment(
-        point.config, recipe=data.recipe(point.config), parent_run_id=parent_run_id, progress=progress, run_name=point.label, tags=tags,
+        point.config,
+        recipe=data.recipe(point.config),
+        parent_run_id=parent_run_id,
+        progress=progress,
+        run_name=point.label,
+        tags=tags,
     ).run_id
 
 
-def _roll_up(points: list[Point], children: dict[str, str], parent) -> tuple[list[GroupRollup], list[DeviceVerdict], list[SeedDifference], str]:
+def _roll_up(
+    points: list[Point], children: dict[str, str], parent
+) -> tuple[list[GroupRollup], list[DeviceVerdict], list[SeedDifference], str]:
     """Roll the children up, and log the statistics and rollup.csv/.md/.json/.png on the parent; when the points
     differ only in device, also print the children's comparison and log it as comparison.md/.csv/.png."""
     records = {label: tracking.get_run(run_id, histories=histories_to_read) for label, run_id in children.items()}
-    keys = sorted({key for record in records.values() for key in histories_to_read(record)} | {key for record in records.values() for key in record.metrics if key.startswith("test_")})
+    keys = sorted(
+        {key for record in records.values() for key in histories_to_read(record)}
+        | {key for record in records.values() for key in record.metrics if key.startswith("test_")}
+    )
     members = [(point.group, point.configuration, point.config.device, records[point.label]) for point in points]
     rollups = roll_up(members, keys)
     verdicts = device_verdicts(rollups, [key for key in keys if key.startswith(("val_", "test_"))])
@@ -153,4 +186,8 @@ def _side_by_side(runs: list[RunRecord], folder: Path) -> list[Path]:
     """Print the runs' comparison as a table, and write it into `folder` as comparison.md, comparison.csv and comparison.png."""
     comparison = compare_runs(runs)
     print(render(comparison, "table"), flush=True)  # a blank line before the roll-up
-    return [write_table(comparison, "markdown", folder), write_table(comparison, "csv", folder), plot_curves(comparison.runs, folder / "comparison.png")]
+    return [
+        write_table(comparison, "markdown", folder),
+        write_table(comparison, "csv", folder),
+        plot_curves(comparison.runs, folder / "comparison.png"),
+    ]

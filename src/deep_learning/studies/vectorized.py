@@ -23,22 +23,22 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils._pytree import tree_map
 
+from deep_learning.analysis.records import GROUP_TAG, POINT_TAG, VECTORIZED_TAG
 from deep_learning.core.batches import as_arguments, predictions, to_device
 from deep_learning.core.config import TrainConfig
-from deep_learning.experiment.controls import each_batch, stepper_for
 from deep_learning.core.data.loaders import TensorLoader, make_loaders
 from deep_learning.core.devices import resolve_device
 from deep_learning.core.errors import ConfigError, first_line
-from deep_learning.experiment.runner import ExperimentResult, Session, training_session
-from deep_learning.studies.grid import Point
 from deep_learning.core.optimization import Stepper, build_schedule, lr_scheduler
 from deep_learning.core.precision import with_amp
 from deep_learning.core.progress import TrainingProgress
-from deep_learning.experiment.recipe import Recipe
-from deep_learning.analysis.records import GROUP_TAG, POINT_TAG, VECTORIZED_TAG
 from deep_learning.core.reproducibility import restore_rng_state, rng_state
-from deep_learning.core.training import by_name, epoch_line, loss_accumulator, read_pass
 from deep_learning.core.results import EpochResult
+from deep_learning.core.training import by_name, epoch_line, loss_accumulator, read_pass
+from deep_learning.experiment.controls import each_batch, stepper_for
+from deep_learning.experiment.recipe import Recipe
+from deep_learning.experiment.runner import ExperimentResult, Session, training_session
+from deep_learning.studies.grid import Point
 
 
 class SeedEnsemble:
@@ -69,7 +69,11 @@ class SeedEnsemble:
         if type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None and loss_fn.reduction == "mean":
             targets = targets.expand(logits.shape[:2]) if shared else targets
             per_sample = nn.functional.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), reduction="none", ignore_index=loss_fn.ignore_index, label_smoothing=loss_fn.label_smoothing,
+                logits.flatten(0, 1),
+                targets.flatten(),
+                reduction="none",
+                ignore_index=loss_fn.ignore_index,
+                label_smoothing=loss_fn.label_smoothing,
             )
             return per_sample.view(logits.shape[:2]).mean(dim=1)
         return vmap(loss_fn, in_dims=(0, None if shared else 0))(logits, targets)
@@ -98,7 +102,9 @@ class SeedEnsemble:
             laid_out[name] = leaf.copy_(stacked.detach()).requires_grad_(stacked.requires_grad)
         return laid_out, buffers
 
-    def write_back(self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None, members: Sequence[Session]) -> None:
+    def write_back(
+        self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None, members: Sequence[Session]
+    ) -> None:
         """Put each seed's slice of the weights, buffers, optimizer and schedule state into its own model, optimizer and
         scheduler: what its checkpoint saves, and what a resumed run of it continues from."""
         state = optimizer.state_dict()
@@ -119,8 +125,10 @@ def _stack(inputs: Sequence[Any]) -> Any:
 def _slice_of(state: dict[str, Any], index: int) -> dict[str, Any]:
     """One seed's optimizer state from the stacked optimizer's: each per-parameter tensor's slice, shared scalars (a step count) as they are."""
     per_parameter = {
-        key: {name: value[index].clone(memory_format=torch.contiguous_format) if torch.is_tensor(value) and value.dim() > 0 else value
-              for name, value in entries.items()}
+        key: {
+            name: value[index].clone(memory_format=torch.contiguous_format) if torch.is_tensor(value) and value.dim() > 0 else value
+            for name, value in entries.items()
+        }
         for key, entries in state["state"].items()
     }
     return {"state": per_parameter, "param_groups": copy.deepcopy(state["param_groups"])}
@@ -135,11 +143,20 @@ def train_seeds_together(points: Sequence[Point], recipe: Recipe, *, parent_run_
     with contextlib.ExitStack() as stack:
         members, randomness = [], SeedRandomness(device)
         for index, point in enumerate(points):
-            member = stack.enter_context(training_session(
-                point.config, recipe, device, None, resumed=None, parent_run_id=parent_run_id, run_name=point.label,
-                tags={POINT_TAG: point.label, GROUP_TAG: point.group, VECTORIZED_TAG: str(len(points))}, loaders=loaders,
-                system_metrics=index == 0,  # one process, one set of samples: the group's first run holds them
-            ))
+            member = stack.enter_context(
+                training_session(
+                    point.config,
+                    recipe,
+                    device,
+                    None,
+                    resumed=None,
+                    parent_run_id=parent_run_id,
+                    run_name=point.label,
+                    tags={POINT_TAG: point.label, GROUP_TAG: point.group, VECTORIZED_TAG: str(len(points))},
+                    loaders=loaders,
+                    system_metrics=index == 0,  # one process, one set of samples: the group's first run holds them
+                )
+            )
             members.append(member)
             randomness.keep()  # what the seed's own run would draw its first shuffle from
         histories = _epochs(members, randomness, [point.label for point in points], members[0].assembly.recipe, progress)
@@ -166,7 +183,9 @@ class SeedRandomness:
 
     def batches(self, loader: Any) -> Iterator[tuple[Tensor, Tensor]]:
         """Every seed's next batch of its own pass over `loader`, stacked: (seeds, batch, ...) inputs and targets."""
-        if isinstance(loader, TensorLoader) and loader.shuffle and loader.sampler is None:  # the seeds' orders side by side: one gather a batch for all of them
+        if (
+            isinstance(loader, TensorLoader) and loader.shuffle and loader.sampler is None
+        ):  # the seeds' orders side by side: one gather a batch for all of them
             orders = []
             for index in range(len(self.states)):
                 with self.of(index):
@@ -218,7 +237,9 @@ def _together(members: Sequence[Session], recipe: Recipe) -> _Together:
     return _Together(ensemble, optimizer, scheduler, stepper_for(config, optimizer, None, scheduler, 0), *metrics)
 
 
-def _epochs(members: Sequence[Session], randomness: SeedRandomness, labels: Sequence[str], recipe: Recipe, progress: bool) -> list[list[EpochResult]]:
+def _epochs(
+    members: Sequence[Session], randomness: SeedRandomness, labels: Sequence[str], recipe: Recipe, progress: bool
+) -> list[list[EpochResult]]:
     """Train and validate every epoch of the seeds together; after each, each seed's result goes to its own run."""
     first = members[0].assembly
     config, device = first.config, first.device
@@ -242,7 +263,9 @@ def _epochs(members: Sequence[Session], randomness: SeedRandomness, labels: Sequ
     return histories
 
 
-def _train_pass(together: _Together, batches: Iterator[tuple[Tensor, Tensor]], num_batches: int, device: torch.device, on_batch) -> tuple[Tensor, int]:
+def _train_pass(
+    together: _Together, batches: Iterator[tuple[Tensor, Tensor]], num_batches: int, device: torch.device, on_batch
+) -> tuple[Tensor, int]:
     """One epoch of every seed on its own batches; each seed's summed loss and the number of batches."""
     ensemble, stepper = together.ensemble, together.stepper
     ensemble.train()
@@ -265,7 +288,9 @@ def _train_pass(together: _Together, batches: Iterator[tuple[Tensor, Tensor]], n
     return totals, count
 
 
-def _evaluate(ensemble: SeedEnsemble, batches: Iterator[tuple[Tensor, Tensor]], metrics: Sequence[Any], device: torch.device) -> tuple[Tensor, int]:
+def _evaluate(
+    ensemble: SeedEnsemble, batches: Iterator[tuple[Tensor, Tensor]], metrics: Sequence[Any], device: torch.device
+) -> tuple[Tensor, int]:
     """Every seed on the same batches, without gradients; each seed's summed loss and the number of batches."""
     ensemble.train(False)
     for metric in metrics:
@@ -283,14 +308,27 @@ def _evaluate(ensemble: SeedEnsemble, batches: Iterator[tuple[Tensor, Tensor]], 
 
 
 def _epoch_result(
-    epoch: int, config: TrainConfig, together: _Together, index: int, trained: tuple[Tensor, int], validated: tuple[Tensor, int],
-    seconds: tuple[float, float], num_train_samples: int,
+    epoch: int,
+    config: TrainConfig,
+    together: _Together,
+    index: int,
+    trained: tuple[Tensor, int],
+    validated: tuple[Tensor, int],
+    seconds: tuple[float, float],
+    num_train_samples: int,
 ) -> EpochResult:
     """Seed `index`'s epoch, read from the device (its loss and metrics in one transfer per split); times are the group's."""
     train_loss, train_score, _ = read_pass(trained[0][index], trained[1], together.train_metrics[index])
     val_loss, val_score, _ = read_pass(validated[0][index], validated[1], together.val_metrics[index])
     return EpochResult(
-        epoch=epoch, num_epochs=config.epochs, train_loss=train_loss, train_metrics=by_name(train_score), val_loss=val_loss,
-        val_metrics=by_name(val_score), train_seconds=seconds[0], epoch_seconds=seconds[1], num_train_samples=num_train_samples,
+        epoch=epoch,
+        num_epochs=config.epochs,
+        train_loss=train_loss,
+        train_metrics=by_name(train_score),
+        val_loss=val_loss,
+        val_metrics=by_name(val_score),
+        train_seconds=seconds[0],
+        epoch_seconds=seconds[1],
+        num_train_samples=num_train_samples,
         step_stats=together.stepper.epoch_stats,
     )

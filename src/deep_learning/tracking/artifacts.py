@@ -5,21 +5,20 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-
 import mlflow
 import torch
 from mlflow import MlflowClient
 from mlflow.models import Model
 
-from deep_learning.core.errors import InputError
-from deep_learning.tracking.models import (
-    BEST_MODEL_TAG,
-)
 from deep_learning.analysis.records import (
     RunRecord,
 )
-from deep_learning.tracking.readback import reading, get_run
+from deep_learning.core.errors import InputError
 from deep_learning.tracking.client import open_client, tracking_uri
+from deep_learning.tracking.models import (
+    BEST_MODEL_TAG,
+)
+from deep_learning.tracking.readback import get_run, reading
 
 STATE_DICT_ARTIFACT = "state_dict.pt"
 DEVICE_ARTIFACT = "device.json"

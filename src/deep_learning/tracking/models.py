@@ -64,7 +64,11 @@ class Example:
         with torch.inference_mode():
             output = served(*(torch.from_numpy(array) for array in arrays)).numpy()
         specs = [
-            TensorSpec(array.dtype, tuple(-1 if dim == 0 or dim in _dynamic(array, varying_dims, index) else size for dim, size in enumerate(array.shape)), name)
+            TensorSpec(
+                array.dtype,
+                tuple(-1 if dim == 0 or dim in _dynamic(array, varying_dims, index) else size for dim, size in enumerate(array.shape)),
+                name,
+            )
             for index, (name, array) in enumerate(zip(names, arrays))
         ]
         signature = ModelSignature(inputs=Schema(specs), outputs=Schema([TensorSpec(output.dtype, (-1, *output.shape[1:]))]))
@@ -146,7 +150,9 @@ def log_model(
     return model_id, model_format
 
 
-def create_model(client: MlflowClient, run: RunInfo, name: str, step: int, params: dict[str, str] | None, tags: dict[str, str] | None) -> str:
+def create_model(
+    client: MlflowClient, run: RunInfo, name: str, step: int, params: dict[str, str] | None, tags: dict[str, str] | None
+) -> str:
     """A PENDING LoggedModel of the run, its output at `step` (the UI lists it with the run); return its id."""
     model = client.create_logged_model(run.experiment_id, name=name, source_run_id=run.run_id, params=params, tags=tags)
     client.log_outputs(run.run_id, [LoggedModelOutput(model.model_id, step=step)])
@@ -174,7 +180,8 @@ def save_model(client: MlflowClient, model_id: str, run_id: str, cpu_model: torc
         print(
             f"Warning: torch.export cannot export {type(cpu_model).__name__} ({first_line(error)[:200]}); the model is logged in "
             f"MLflow's pickle format, which runs pickled code when loaded. state_dict.pt holds the weights without pickled code.",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
     _upload(client, model_id, run_id, location, cpu_model, example, "pickle")
     return "pickle"
@@ -186,8 +193,13 @@ def _upload(client: MlflowClient, model_id: str, run_id: str, location: str, cpu
         path = os.path.join(folder, "model")
         mlflow_model = Model(artifact_path=location, model_uuid=model_id, run_id=run_id, model_id=model_id)
         mlflow.pytorch.save_model(
-            cpu_model, path, mlflow_model=mlflow_model, serialization_format=model_format,
-            signature=example.signature, input_example=example.inputs, pip_requirements=model_requirements(),
+            cpu_model,
+            path,
+            mlflow_model=mlflow_model,
+            serialization_format=model_format,
+            signature=example.signature,
+            input_example=example.inputs,
+            pip_requirements=model_requirements(),
         )
         if model_format == PICKLE_FREE_FORMAT:
             # A pickled module moves with .to(device), so pyfunc's own choice (CUDA where available) suits it; a pt2 program does not.

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 
-
 from mlflow import MlflowClient
 from mlflow.entities import (
     Run,
@@ -16,14 +15,13 @@ from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from deep_learning.core.errors import InputError, TrackingError, first_line
 from deep_learning.analysis.records import (
     KIND_TAG,
     STOP_REASON_TAG,
     RunRecord,
 )
+from deep_learning.core.errors import InputError, TrackingError, first_line
 from deep_learning.tracking.client import MAX_TAG_LENGTH, open_client, redacted, tracking_uri
-
 
 Histories = Sequence[str] | Callable[[RunRecord], Sequence[str]]  # metric keys, or a function of the run naming them
 
@@ -81,7 +79,10 @@ def child_runs(parent_run_id: str, histories: Histories = ()) -> list[RunRecord]
     with reading(f"the children of run {parent_run_id}", uri):
         parent = client.get_run(parent_run_id)
         children = client.search_runs(
-            [parent.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'", order_by=["attributes.start_time ASC"], max_results=5000
+            [parent.info.experiment_id],
+            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=5000,
         )
         return [_record(client, run, histories) for run in children]
 
@@ -123,7 +124,9 @@ def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
 
 def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
     """Tag a run that has ended (a search's trial with how it ended)."""
-    open_client(tracking_uri()).log_batch(run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
+    open_client(tracking_uri()).log_batch(
+        run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True
+    )
 
 
 def end_pruned(run_id: str, state_tag: str, reason: str) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-
 import mlflow
 import torch
 from mlflow import MlflowClient
@@ -34,10 +33,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from deep_learning.analysis.records import (
+    MODEL_FORMAT_TAG,
+    MODEL_INPUTS_TAG,
+)
+from deep_learning.core.batches import ExampleInputs, to_device
 from deep_learning.core.checkpoint_files import epoch_of
 from deep_learning.core.errors import TrackingError, first_line
 from deep_learning.core.interruption import signals_deferred
-from deep_learning.core.batches import ExampleInputs, to_device
+from deep_learning.core.results import EpochResult
+from deep_learning.tracking.artifacts import CHECKPOINT_ARTIFACTS, STATE_DICT_ARTIFACT
+from deep_learning.tracking.client import MAX_TAG_LENGTH, RETRY_SECONDS, patience_seconds, redacted
 from deep_learning.tracking.models import (
     EPOCH_TAG,
     Example,
@@ -48,15 +54,8 @@ from deep_learning.tracking.models import (
     save_model,
     served_model,
 )
-from deep_learning.analysis.records import (
-    MODEL_FORMAT_TAG,
-    MODEL_INPUTS_TAG,
-)
 from deep_learning.tracking.stores import lost_insert_race, unreachable
 from deep_learning.tracking.tracker import Tracker
-from deep_learning.core.results import EpochResult
-from deep_learning.tracking.artifacts import CHECKPOINT_ARTIFACTS, STATE_DICT_ARTIFACT
-from deep_learning.tracking.client import MAX_TAG_LENGTH, RETRY_SECONDS, patience_seconds, redacted
 
 SPLIT_PREFIXES = {"train_": "training", "val_": "validation", "test_": "test"}  # a metric's split, by its name
 DATASET_RACE_ATTEMPTS = 5
@@ -102,7 +101,9 @@ class TrackedRun(Tracker):
 
     def _queue(self, metrics: dict[str, float], step: int, link: int | str | None) -> None:
         timestamp = int(time.time() * 1000)
-        self._sender.submit(self._send_in_background, _Batch([Metric(key, float(value), timestamp, step) for key, value in metrics.items()], link))
+        self._sender.submit(
+            self._send_in_background, _Batch([Metric(key, float(value), timestamp, step) for key, value in metrics.items()], link)
+        )
 
     def _linked(self, batch: _Batch) -> list[Metric]:
         """The batch's metrics, each with the LoggedModel it describes and the split's dataset, once that model exists."""
@@ -113,8 +114,17 @@ class TrackedRun(Tracker):
         for metric in batch.metrics:
             split = next((split for prefix, split in SPLIT_PREFIXES.items() if metric.key.startswith(prefix)), None)
             dataset_name, dataset_digest = self._datasets.get(split, (None, None))
-            linked.append(Metric(metric.key, metric.value, metric.timestamp, metric.step, dataset_name=dataset_name,
-                                 dataset_digest=dataset_digest, model_id=model_id))
+            linked.append(
+                Metric(
+                    metric.key,
+                    metric.value,
+                    metric.timestamp,
+                    metric.step,
+                    dataset_name=dataset_name,
+                    dataset_digest=dataset_digest,
+                    model_id=model_id,
+                )
+            )
         return linked
 
     def _send_in_background(self, batch: _Batch) -> None:
@@ -142,7 +152,11 @@ class TrackedRun(Tracker):
                 if not unreachable(error):
                     raise
                 if not self._warned:
-                    print(f"Tracking server {self.tracking_uri} does not answer: training goes on, metrics are kept.", file=sys.stderr, flush=True)
+                    print(
+                        f"Tracking server {self.tracking_uri} does not answer: training goes on, metrics are kept.",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     self._warned = True
                 if time.monotonic() >= deadline:
                     return False
@@ -156,11 +170,15 @@ class TrackedRun(Tracker):
         timestamp = int(time.time() * 1000)
         metrics = [Metric(key, value, timestamp, step) for key, value, step in rows]
         for start in range(0, len(metrics), METRICS_PER_BATCH):
-            self.with_patience(lambda: self._client.log_batch(self.run_id, metrics=metrics[start:start + METRICS_PER_BATCH], synchronous=True))
+            self.with_patience(
+                lambda: self._client.log_batch(self.run_id, metrics=metrics[start : start + METRICS_PER_BATCH], synchronous=True)
+            )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tag the run, waiting (up to the patience) for an unreachable server."""
-        self.with_patience(lambda: self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()]))
+        self.with_patience(
+            lambda: self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()])
+        )
 
     def logged_epochs(self) -> set[int]:
         """The epochs whose metrics the run already holds."""
@@ -201,7 +219,9 @@ class TrackedRun(Tracker):
                     repository.delete_artifacts(f"{CHECKPOINT_ARTIFACTS}/{old.name}")
         except Exception as error:
             if not unreachable(error):
-                raise TrackingError(f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}.") from None
+                raise TrackingError(
+                    f"Cannot log checkpoint {path} to {self.artifact_uri}: {first_line(error)}. It is kept at {path}."
+                ) from None
 
     def log_files(self, paths: Sequence[Path], folder: str | None = None) -> None:
         """Log files as artifacts at the run's root (or in its `folder`), waiting (up to the patience) for an unreachable server."""
@@ -237,7 +257,9 @@ class TrackedRun(Tracker):
         try:
             return self.with_patience(log_all)
         except Exception as error:
-            raise TrackingError(f"Cannot log the trained model to {self.artifact_uri}: {first_line(error)}. The weights are saved at {path}.") from None
+            raise TrackingError(
+                f"Cannot log the trained model to {self.artifact_uri}: {first_line(error)}. The weights are saved at {path}."
+            ) from None
 
     def _track_checkpoint_models(self, epoch: int, stale: list[int]) -> None:
         """Create the LoggedModel of epoch's checkpoint and delete those of stale ones (on the sender thread)."""
@@ -253,7 +275,9 @@ class TrackedRun(Tracker):
             if not unreachable(error):
                 self._send_error = self._send_error or error
 
-    def log_checkpoint_models(self, model: torch.nn.Module, example: ExampleInputs, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None) -> None:
+    def log_checkpoint_models(
+        self, model: torch.nn.Module, example: ExampleInputs, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None
+    ) -> None:
         """Write the files of each kept checkpoint's LoggedModel (`kept`: epoch to weights), and tag the best one's
         (`best`: its epoch and the monitored metric, as "val_loss min") when it is kept."""
         self._sender.submit(lambda: None).result()  # the sender has created the checkpoints' LoggedModels
@@ -261,7 +285,9 @@ class TrackedRun(Tracker):
         for epoch, weights in sorted(kept.items()):
             cpu_model.load_state_dict(weights)
             if epoch not in self._checkpoint_models:
-                self._checkpoint_models[epoch] = create_model(self._client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)})
+                self._checkpoint_models[epoch] = create_model(
+                    self._client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)}
+                )
             if self._client.get_logged_model(self._checkpoint_models[epoch]).status != LoggedModelStatus.READY:
                 exports = self._model_format != "pickle"  # the final model did not export: the same model's checkpoints won't
                 self.with_patience(lambda: save_model(self._client, self._checkpoint_models[epoch], self.run_id, served, example, exports))
@@ -286,7 +312,9 @@ class TrackedRun(Tracker):
                 self.flush(wait_seconds=0)
             self.close()
             with contextlib.suppress(Exception):
-                self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
+                self._client.log_batch(
+                    self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True
+                )
             with contextlib.suppress(Exception):
                 mlflow.end_run(RunStatus.to_string(status))
 
@@ -322,7 +350,8 @@ def _say_how_it_takes_inputs(model_name: str, example: Example) -> str:
     print(
         f"Warning: {model_name} takes {len(example.input_names)} inputs ({names}); the logged model takes them positionally, in that "
         "order, through mlflow.pytorch.load_model, but MLflow's pyfunc and `mlflow models serve` pass one array to a PyTorch model.",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
     return f"positional: {names}"
 

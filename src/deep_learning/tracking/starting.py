@@ -8,7 +8,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import (
@@ -19,11 +18,6 @@ from mlflow.entities import (
 from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT_NAME
 from mlflow.exceptions import MlflowException
 
-from deep_learning.core.errors import TrackingError, first_line
-from deep_learning.core.interruption import signals_deferred
-from deep_learning.tracking.models import (
-    checkpoint_models,
-)
 from deep_learning.analysis.records import (
     COMPARED_RUNS_TAG,
     COMPARISON,
@@ -31,10 +25,15 @@ from deep_learning.analysis.records import (
     KIND_TAG,
     PARENT_RUN_TAG,
 )
-from deep_learning.tracking.stores import unreachable
+from deep_learning.core.errors import TrackingError, first_line
+from deep_learning.core.interruption import signals_deferred
 from deep_learning.tracking.artifacts import EVALUATION_ARTIFACT
-from deep_learning.tracking.run import TrackedRun
 from deep_learning.tracking.client import MAX_TAG_LENGTH, open_client, patience_seconds, redacted, tracking_uri
+from deep_learning.tracking.models import (
+    checkpoint_models,
+)
+from deep_learning.tracking.run import TrackedRun
+from deep_learning.tracking.stores import unreachable
 
 SYSTEM_METRICS_SECONDS = 1.0
 
@@ -76,7 +75,9 @@ def tracked_run(
         )
     except MlflowException as error:
         if unreachable(error):
-            raise TrackingError(f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere.") from None
+            raise TrackingError(
+                f"Cannot reach the tracking server at {redacted(uri)}: start it, or point MLFLOW_TRACKING_URI elsewhere."
+            ) from None
         raise TrackingError(f"Cannot start an MLflow run at {redacted(uri)}: {first_line(error)}") from None
     run = TrackedRun(active, client, uri)
     run.params = {key: str(value) for key, value in params.items()}

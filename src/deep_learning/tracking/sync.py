@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from mlflow.entities import (
     Metric,
 )
 from mlflow.exceptions import MlflowException
 
 from deep_learning.core.errors import TrackingError, first_line
-from deep_learning.tracking.run import METRICS_PER_BATCH
 from deep_learning.tracking.client import open_client, redacted, tracking_uri
+from deep_learning.tracking.run import METRICS_PER_BATCH
+
 
 def send_unsent(path: Path) -> tuple[str, int]:
     """Send the metrics saved by `save_pending` to their run, each (key, step) once; return the run id and count."""
@@ -27,7 +27,7 @@ def send_unsent(path: Path) -> tuple[str, int]:
         present = {(key, metric.step) for key in {entry[0] for entry in metrics} for metric in client.get_metric_history(run_id, key)}
         missing = [Metric(key, value, timestamp, step) for key, value, timestamp, step in metrics if (key, step) not in present]
         for start in range(0, len(missing), METRICS_PER_BATCH):
-            client.log_batch(run_id, metrics=missing[start:start + METRICS_PER_BATCH], synchronous=True)
+            client.log_batch(run_id, metrics=missing[start : start + METRICS_PER_BATCH], synchronous=True)
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_tag(run_id, "error.message", "the tracking server was unreachable when training ended; metrics sent later")
             client.set_terminated(run_id, "FAILED")

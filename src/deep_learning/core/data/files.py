@@ -15,8 +15,6 @@ from torchvision.datasets.utils import calculate_md5
 
 from deep_learning.core.errors import DataError, first_line
 
-
-
 DATASET_CLASSES: dict[str, type[datasets.MNIST]] = {
     "mnist": datasets.MNIST,
     "fashion-mnist": datasets.FashionMNIST,
@@ -83,10 +81,7 @@ def _raw_file_problems(dataset: str, folder: Path) -> list[str]:
 
 def _how_to_place(dataset: str, root: Path) -> str:
     expected = ", ".join(name for name, _ in raw_files(dataset))
-    return (
-        f"Put {expected} in {raw_folder(dataset, root)}, "
-        f"e.g. with `deep-learning data import DIR --dataset {dataset}`."
-    )
+    return f"Put {expected} in {raw_folder(dataset, root)}, e.g. with `deep-learning data import DIR --dataset {dataset}`."
 
 
 def import_raw_files(dataset: str, source: str | Path, root: str | Path | None = None) -> Path:
@@ -102,7 +97,9 @@ def import_raw_files(dataset: str, source: str | Path, root: str | Path | None =
             shutil.copyfile(source / filename, target / filename)
             (target / filename).with_suffix("").unlink(missing_ok=True)  # re-extract from the checked file
     except OSError as error:
-        raise DataError(f"Cannot write {error.filename or target}: {error.strerror}. Set DEEP_LEARNING_DATA_ROOT to a writable folder.") from None
+        raise DataError(
+            f"Cannot write {error.filename or target}: {error.strerror}. Set DEEP_LEARNING_DATA_ROOT to a writable folder."
+        ) from None
     load_dataset(dataset, train=True, root=root)
     load_dataset(dataset, train=False, root=root)
     return target

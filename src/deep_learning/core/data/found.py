@@ -11,8 +11,6 @@ import torch.utils.data as utils
 
 from deep_learning.core.errors import DataError
 
-
-
 DEFAULT_VAL_FRACTION = 0.1  # held out for validation (and again for test) where a dataset has no split of its own
 
 

@@ -12,9 +12,8 @@ import torchvision.transforms.v2 as v2
 from PIL import Image
 
 from deep_learning.core.config import CLASSIFICATION, IMAGE_FOLDER, TrainConfig
-from deep_learning.core.errors import DataError, first_line
-
 from deep_learning.core.data.found import DEFAULT_VAL_FRACTION, Found, held_out_size, split_off
+from deep_learning.core.errors import DataError, first_line
 
 
 def image_transform(image_size: int) -> v2.Compose:

@@ -20,8 +20,8 @@ from torch import Tensor
 
 from deep_learning.core.batches import ExampleInputs, TargetSplit, first_tensor, leaves, num_samples, split_target
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.data.samples import as_tensors, first_samples, is_stream, stored_tensors
+from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.distributed import Cluster, ShuffledShards, evaluation_shard
 from deep_learning.core.errors import ConfigError
 
@@ -30,8 +30,16 @@ DATALOADER = "dataloader"
 BUDGET_SHARE = 4  # the tensor path holds the splits in at most a quarter of the device's memory
 # What fit keeps of a user's DataLoader; it replaces the sampler (and batch_sampler) and the generator of worker seeds.
 KEPT_SETTINGS = (
-    "collate_fn", "num_workers", "pin_memory", "drop_last", "timeout", "worker_init_fn", "multiprocessing_context",
-    "prefetch_factor", "persistent_workers", "in_order",
+    "collate_fn",
+    "num_workers",
+    "pin_memory",
+    "drop_last",
+    "timeout",
+    "worker_init_fn",
+    "multiprocessing_context",
+    "prefetch_factor",
+    "persistent_workers",
+    "in_order",
 )
 
 Loaders = tuple[Iterable[Any], Iterable[Any], Iterable[Any] | None]
@@ -74,9 +82,9 @@ class TensorLoader:
         count = order.shape[-1] if order is not None else len(self.dataset)
         for start in range(0, count, self.batch_size):
             if order is None:
-                yield inputs[start:start + self.batch_size], targets[start:start + self.batch_size]
+                yield inputs[start : start + self.batch_size], targets[start : start + self.batch_size]
             else:
-                batch = order[..., start:start + self.batch_size]
+                batch = order[..., start : start + self.batch_size]
                 yield inputs[batch], targets[batch]
 
 
@@ -123,7 +131,9 @@ def loader_kind(config: TrainConfig, splits: DataSplits, device: torch.device) -
     return (DATALOADER, reason) if reason else (TENSOR, None)
 
 
-def make_loaders(config: TrainConfig, splits: DataSplits, device: torch.device, cluster: Cluster | None = None, first_epoch: int = 1) -> Loaders:
+def make_loaders(
+    config: TrainConfig, splits: DataSplits, device: torch.device, cluster: Cluster | None = None, first_epoch: int = 1
+) -> Loaders:
     """Training batches shuffled from the global RNG (as in the chapter), ordered evaluation batches; None for a missing test split.
 
     `loader="tensor"` gives the batches from tensors decoded once and kept on `device`, where the splits allow it
@@ -140,8 +150,12 @@ def make_loaders(config: TrainConfig, splits: DataSplits, device: torch.device, 
         training = name == "training"
         if is_stream(split):
             if training and cluster is not None and not config.steps_per_epoch:
-                raise ConfigError("Under torchrun a training stream needs steps_per_epoch: every rank must take as many steps as the others.")
-            loader = stream_loader(split, sizes[name], splits.loaders.get(name), cluster, config.steps_per_epoch if training else 0, config.seed, first_epoch)
+                raise ConfigError(
+                    "Under torchrun a training stream needs steps_per_epoch: every rank must take as many steps as the others."
+                )
+            loader = stream_loader(
+                split, sizes[name], splits.loaders.get(name), cluster, config.steps_per_epoch if training else 0, config.seed, first_epoch
+            )
         elif kind == TENSOR:
             loader = _tensor_loader(split, sizes[name], training, device, cluster, config.seed, first_epoch)
         else:
@@ -161,14 +175,22 @@ def _sampler(split: Any, training: bool, cluster: Cluster | None, seed: int, fir
     return utils.Subset(split, evaluation_shard(len(split), cluster)), None
 
 
-def _tensor_loader(split: Any, batch_size: int, training: bool, device: torch.device, cluster: Cluster | None, seed: int, first_epoch: int) -> TensorLoader:
+def _tensor_loader(
+    split: Any, batch_size: int, training: bool, device: torch.device, cluster: Cluster | None, seed: int, first_epoch: int
+) -> TensorLoader:
     split, sampler = _sampler(split, training, cluster, seed, first_epoch)
     inputs, targets = as_tensors(split)
     return TensorLoader(inputs.to(device), targets.to(device), batch_size, training, sampler)
 
 
 def _dataloader(
-    split: Any, batch_size: int, training: bool, users: utils.DataLoader | None, cluster: Cluster | None, seed: int, first_epoch: int,
+    split: Any,
+    batch_size: int,
+    training: bool,
+    users: utils.DataLoader | None,
+    cluster: Cluster | None,
+    seed: int,
+    first_epoch: int,
 ) -> utils.DataLoader:
     split, sampler = _sampler(split, training, cluster, seed, first_epoch)
     if users is None:  # the chapter's
@@ -283,7 +305,13 @@ class StreamLoader:
 
 
 def stream_loader(
-    stream: utils.IterableDataset, batch_size: int, users: utils.DataLoader | None, cluster: Cluster | None, steps_per_epoch: int, seed: int, first_epoch: int,
+    stream: utils.IterableDataset,
+    batch_size: int,
+    users: utils.DataLoader | None,
+    cluster: Cluster | None,
+    steps_per_epoch: int,
+    seed: int,
+    first_epoch: int,
 ) -> StreamLoader:
     """A stream's batches (this rank's share under torchrun), with the user's DataLoader settings where given."""
     if cluster is not None:
@@ -317,5 +345,7 @@ def example_inputs(splits: DataSplits, count: int = 8) -> ExampleInputs:
     samples, collate = _first_samples_and_collate(splits, count)
     alone = [split_target(collate([sample]), splits.target_key)[0] for sample in samples]
     shapes = [[leaf.shape for leaf in leaves(inputs)] for inputs in alone]
-    varying = [{dim for dim in range(1, len(sizes[0])) if len({size[dim] for size in sizes if len(size) > dim}) > 1} for sizes in zip(*shapes)]
+    varying = [
+        {dim for dim in range(1, len(sizes[0])) if len({size[dim] for size in sizes if len(size) > dim}) > 1} for sizes in zip(*shapes)
+    ]
     return ExampleInputs(split_target(collate(samples[:EXAMPLE_SAMPLES]), splits.target_key)[0], varying)

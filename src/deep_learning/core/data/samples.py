@@ -15,7 +15,6 @@ from deep_learning.core.batches import is_integral, split_target
 from deep_learning.core.errors import DataError
 
 
-
 def kind_of(value: Any) -> str:
     """What a value is, for a message: "a dict with keys a, b", "a tuple of 4 items", "a tensor of shape (10,) and dtype float32"."""
     if isinstance(value, dict):
@@ -86,7 +85,9 @@ def _as_pair(sample: Any, where: str, target_key: str | None) -> tuple[Any, Any]
         if target_key is None:
             raise DataError(f"{where} yields {kind_of(sample)}, not (input, target) pairs: name the target's key with target_key")
         if target_key not in sample:
-            raise DataError(f"{where}'s samples have no key {target_key!r} (their keys: {', '.join(map(str, sample))}): give the target's key as target_key")
+            raise DataError(
+                f"{where}'s samples have no key {target_key!r} (their keys: {', '.join(map(str, sample))}): give the target's key as target_key"
+            )
         return split_target(sample, target_key)
     if target_key is not None:
         raise DataError(f"{where} yields {kind_of(sample)}, not dicts: target_key is for samples that are dicts")
@@ -162,6 +163,8 @@ def _stacked(dataset: Any) -> tuple[Tensor, Tensor]:
     for index in range(len(dataset)):
         sample, label = dataset[index]
         if sample.shape != first.shape:  # assigning would broadcast some shapes silently
-            raise DataError(f"sample {index} has shape {tuple(sample.shape)} but sample 0 {tuple(first.shape)}: samples must share one shape")
+            raise DataError(
+                f"sample {index} has shape {tuple(sample.shape)} but sample 0 {tuple(first.shape)}: samples must share one shape"
+            )
         inputs[index], labels[index] = sample, int(label)
     return inputs, labels

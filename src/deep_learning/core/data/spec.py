@@ -10,10 +10,8 @@ import torch
 import torch.utils.data as utils
 
 from deep_learning.core.batches import first_tensor, is_integral, split_target
+from deep_learning.core.data.samples import first_sample, is_stream, unwrap
 from deep_learning.core.errors import DataError
-
-from deep_learning.core.data.samples import unwrap, first_sample, is_stream
-
 
 NUM_CLASSES = 10
 
@@ -67,7 +65,11 @@ class DataSpec:
 
 
 def describe_data(
-    train: Any, *, class_names: Sequence[str] | None = None, num_classes: int | None = None, target_key: str | None = None,
+    train: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    target_key: str | None = None,
 ) -> DataSpec:
     """The spec of a training split that check_samples accepts, from its first sample alone: its first input tensor's
     shape and dtype, its target's, and its classes where they are known without reading the data.
@@ -82,8 +84,13 @@ def describe_data(
     count = len(names) if names else num_classes or _stored_class_count(train)
     names = tuple(map(str, names)) if names else tuple(str(label) for label in range(count))
     return DataSpec(
-        tuple(first.shape), _dtype_name(first.dtype), count, names, task="",
-        target_shape=tuple(target.shape), target_dtype=_dtype_name(target.dtype),
+        tuple(first.shape),
+        _dtype_name(first.dtype),
+        count,
+        names,
+        task="",
+        target_shape=tuple(target.shape),
+        target_dtype=_dtype_name(target.dtype),
     )
 
 

@@ -9,17 +9,15 @@ from pathlib import Path
 import torch.utils.data as utils
 
 from deep_learning.core.config import CLASSIFICATION, IMAGE_FOLDER, TrainConfig
-from deep_learning.core.errors import ConfigError, DataError
-from deep_learning.core.data.tabular import CSV, csv_splits
-from deep_learning.core.data.text import TEXT, text_splits
-from deep_learning.core.factories import call_factory, import_object, is_import_path
-
 from deep_learning.core.data.files import DATASET_CLASSES, dataset_source, get_data_root, load_dataset
 from deep_learning.core.data.found import Found, held_out_size, split_off
 from deep_learning.core.data.images import image_transform, imagefolder_splits
 from deep_learning.core.data.samples import check_samples, kind_of
 from deep_learning.core.data.spec import DataSpec, describe_data
-
+from deep_learning.core.data.tabular import CSV, csv_splits
+from deep_learning.core.data.text import TEXT, text_splits
+from deep_learning.core.errors import ConfigError, DataError
+from deep_learning.core.factories import call_factory, import_object, is_import_path
 
 TRAIN_VAL_SPLIT = (50_000, 10_000)
 
@@ -75,7 +73,9 @@ def _found(config: TrainConfig, root: str | Path | None) -> Found:
         return text_splits(name, config.block_size, config.val_fraction)
     if is_import_path(name):
         return _factory_splits(config, root)
-    raise ConfigError(f"dataset must be mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path package.module:factory, not {name!r}")
+    raise ConfigError(
+        f"dataset must be mnist, fashion-mnist, imagefolder:DIR, csv:FILE, text:FILE or an import path package.module:factory, not {name!r}"
+    )
 
 
 def _mnist_splits(config: TrainConfig, root: str | Path | None) -> Found:

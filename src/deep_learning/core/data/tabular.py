@@ -63,7 +63,9 @@ def read_table(path: Path, target: str) -> Table:
         raise DataError(f"{path} has no column besides the target: a csv dataset needs feature columns")
     positions = {name: header.index(name) for name in header}
     return Table(
-        path, feature_names, targets,
+        path,
+        feature_names,
+        targets,
         [[row[positions[name]] for name in feature_names] for row in rows],
         [[row[positions[name]] for name in targets] for row in rows],
     )
@@ -86,7 +88,9 @@ def _numbers(table: Table, columns: list[list[str]], names: list[str], what: str
 def _class_labels(table: Table) -> tuple[Tensor, tuple[str, ...]]:
     """One target column's labels as class indices, the classes sorted (by value where all are whole numbers)."""
     if len(table.target_names) != 1:
-        raise ConfigError(f"--target {','.join(table.target_names)}: a classification has one target column (several need --task regression)")
+        raise ConfigError(
+            f"--target {','.join(table.target_names)}: a classification has one target column (several need --task regression)"
+        )
     labels = [row[0].strip() for row in table.targets]
     whole = all(_is_whole(label) for label in labels)
     if not whole and all(_is_number(label) for label in labels):
@@ -120,7 +124,9 @@ def csv_splits(dataset: str, target: str, task: str, val_fraction: float, split_
     features = _numbers(table, table.features, table.feature_names, "the features must be numbers (drop or encode that column)")
     regression = task == "regression"
     if task not in ("auto", "classification", "regression"):
-        raise ConfigError(f"--task {task} does not fit a csv dataset: its targets are a class label (classification) or numbers (regression)")
+        raise ConfigError(
+            f"--task {task} does not fit a csv dataset: its targets are a class label (classification) or numbers (regression)"
+        )
     if regression:
         targets, classes = _numbers(table, table.targets, table.target_names, "--task regression needs numbers in the target column"), ()
     else:
@@ -129,7 +135,7 @@ def csv_splits(dataset: str, target: str, task: str, val_fraction: float, split_
     held_out = max(round(len(features) * (val_fraction or DEFAULT_VAL_FRACTION)), 1)
     if len(features) - 2 * held_out < 1:
         raise DataError(f"{path} has {len(features)} rows: too few to hold out {held_out} for validation and {held_out} for test")
-    parts = [order[: len(order) - 2 * held_out], order[len(order) - 2 * held_out: len(order) - held_out], order[len(order) - held_out:]]
+    parts = [order[: len(order) - 2 * held_out], order[len(order) - 2 * held_out : len(order) - held_out], order[len(order) - held_out :]]
     train, val, test = (utils.TensorDataset(features[part], targets[part]) for part in parts)
     statistics = {"names": table.feature_names, **_statistics(features[parts[0]]), "target_names": table.target_names}
     if regression:
@@ -191,4 +197,6 @@ def read_rows(path: Path, features: dict[str, Any]) -> tuple[list[str], Tensor]:
     if missing:
         raise DataError(f"{path} has no column {missing[0]!r}: the model takes the columns {', '.join(header_names)}")
     table = Table(path, header_names, [], [[row[header.index(name)] for name in header_names] for row in rows[1:]], [])
-    return [f"{path}:{line}" for line in range(2, len(rows) + 1)], _numbers(table, table.features, header_names, "the features must be numbers")
+    return [f"{path}:{line}" for line in range(2, len(rows) + 1)], _numbers(
+        table, table.features, header_names, "the features must be numbers"
+    )

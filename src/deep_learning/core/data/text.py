@@ -35,14 +35,22 @@ def text_splits(dataset: str, block_size: int, val_fraction: float) -> Found:
     vocabulary = tuple(sorted(set(text)))
     tokens = encode(text, vocabulary)
     held_out = round(len(tokens) * (val_fraction or DEFAULT_VAL_FRACTION))
-    parts = {"training": tokens[: len(tokens) - 2 * held_out], "validation": tokens[len(tokens) - 2 * held_out: len(tokens) - held_out], "test": tokens[len(tokens) - held_out:]}
+    parts = {
+        "training": tokens[: len(tokens) - 2 * held_out],
+        "validation": tokens[len(tokens) - 2 * held_out : len(tokens) - held_out],
+        "test": tokens[len(tokens) - held_out :],
+    }
     for name, part in parts.items():
         if len(part) <= block_size:
             raise DataError(
                 f"--block-size {block_size} is longer than the {name} part of {path} ({max(len(part) - 1, 0)} characters to predict): "
                 "lower --block-size, or give a longer text"
             )
-    train, val, test = windows(parts["training"], block_size, 1), windows(parts["validation"], block_size, block_size), windows(parts["test"], block_size, block_size)
+    train, val, test = (
+        windows(parts["training"], block_size, 1),
+        windows(parts["validation"], block_size, block_size),
+        windows(parts["test"], block_size, block_size),
+    )
     return Found(train, val, test, vocabulary, str(path.absolute()), SEQUENCE)
 
 
@@ -56,7 +64,9 @@ def encode(text: str, vocabulary: Sequence[str]) -> Tensor:
     index = {character: position for position, character in enumerate(vocabulary)}
     unknown = next((character for character in text if character not in index), None)
     if unknown is not None:
-        raise InputError(f"{unknown!r} is not in the model's vocabulary of {len(vocabulary)} characters: use the characters it was trained on")
+        raise InputError(
+            f"{unknown!r} is not in the model's vocabulary of {len(vocabulary)} characters: use the characters it was trained on"
+        )
     return torch.tensor([index[character] for character in text], dtype=torch.int64)
 
 
@@ -64,7 +74,9 @@ def decode(tokens: Sequence[int], vocabulary: Sequence[str]) -> str:
     return "".join(vocabulary[token] for token in tokens)
 
 
-def continue_text(model: torch.nn.Module, prompt: Tensor, new_tokens: int, block_size: int, temperature: float, generator: torch.Generator) -> list[int]:
+def continue_text(
+    model: torch.nn.Module, prompt: Tensor, new_tokens: int, block_size: int, temperature: float, generator: torch.Generator
+) -> list[int]:
     """`new_tokens` tokens sampled one by one after `prompt` (token ids on the model's device), each from the softmax of
     the last position's logits divided by `temperature`, seen through the last `block_size` tokens; seeded by `generator`."""
     context = prompt.unsqueeze(0)
