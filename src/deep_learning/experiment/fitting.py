@@ -31,7 +31,8 @@ from deep_learning.core.factories import call_factory, is_import_path, is_python
 from deep_learning.core.interruption import signals_interrupt_runs
 from deep_learning.core.optimization import build_optimizer
 from deep_learning.experiment.recipe import Recipe
-from deep_learning.experiment.runner import ExperimentResult, run_experiment
+from deep_learning.experiment.results import ExperimentResult
+from deep_learning.experiment.runner import run_experiment
 
 Data = utils.Dataset | utils.DataLoader
 # Hyperparameters of torch's optimizers that choose an implementation, not what it computes.
@@ -275,12 +276,7 @@ def _snake_case(name: str) -> str:
 
 
 def _known_params(
-    model: nn.Module,
-    optimizer: optim.Optimizer | None,
-    loss_fn: Any,
-    data: DataSplits,
-    spec: DataSpec,
-    params: Mapping[str, Any],
+    model: nn.Module, optimizer: optim.Optimizer | None, loss_fn: Any, data: DataSplits, spec: DataSpec, params: Mapping[str, Any]
 ) -> dict[str, str]:
     """What fit knows of its objects, logged without the user listing it: model, loss, the user's optimizer and its
     hyperparameters (one fit builds is the config's), data."""

@@ -106,12 +106,7 @@ class SharedData:
 
 
 def _train_points(
-    points: list[Point],
-    existing: dict[str, RunRecord],
-    parent_run_id: str,
-    data: SharedData,
-    progress: bool,
-    vectorize: bool,
+    points: list[Point], existing: dict[str, RunRecord], parent_run_id: str, data: SharedData, progress: bool, vectorize: bool
 ) -> dict[str, str]:
     """Each point's finished child run id, by label. With `vectorize`, the points of a group that have no run yet train
     together; a run already there is kept or resumed on its own."""
@@ -142,12 +137,7 @@ def _train_point(point: Point, existing: RunRecord | None, parent_run_id: str, d
             tracking.delete_run(existing.run_id)
     tags = {POINT_TAG: point.label, GROUP_TAG: point.group}
     return run_experiment(
-        point.config,
-        recipe=data.recipe(point.config),
-        parent_run_id=parent_run_id,
-        progress=progress,
-        run_name=point.label,
-        tags=tags,
+        point.config, recipe=data.recipe(point.config), parent_run_id=parent_run_id, progress=progress, run_name=point.label, tags=tags
     ).run_id
 
 

@@ -37,7 +37,8 @@ from deep_learning.core.results import EpochResult
 from deep_learning.core.training import by_name, epoch_line, loss_accumulator, read_pass
 from deep_learning.experiment.controls import each_batch, stepper_for
 from deep_learning.experiment.recipe import Recipe
-from deep_learning.experiment.runner import ExperimentResult, Session, training_session
+from deep_learning.experiment.results import ExperimentResult
+from deep_learning.experiment.session import Session, training_session
 from deep_learning.studies.grid import Point
 
 
