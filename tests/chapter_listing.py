@@ -136,8 +136,6 @@ def script(*, own_definitions: bool = True, num_epochs: int = 5) -> str:
     source = "\n".join(blocks)
     if not own_definitions:
         source = source.replace(
-            "import deep_learning\n",
-            "import deep_learning\nfrom deep_learning import " + ", ".join(DEFINITIONS) + "\n",
-            1,
+            "import deep_learning\n", "import deep_learning\nfrom deep_learning import " + ", ".join(DEFINITIONS) + "\n", 1
         )
     return source.replace("num_epochs=5,", f"num_epochs={num_epochs},")

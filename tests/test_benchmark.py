@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+import torch.nn as nn
 from click.testing import CliRunner
 
 from deep_learning.benchmarks import chapter
@@ -20,6 +21,8 @@ from deep_learning.benchmarks.machine import flops_per_sample
 from deep_learning.benchmarks.report import markdown
 from deep_learning.benchmarks.targets import Verdict, judge, paired_ratio
 from deep_learning.cli import cli
+from deep_learning.core.model import build_model
+from deep_learning.core.training import evaluate
 
 
 def test_the_benchmarked_chapter_loop_runs_the_chapters_definitions():
@@ -28,6 +31,17 @@ def test_the_benchmarked_chapter_loop_runs_the_chapters_definitions():
     loop = chapter.chapter_loop()
     assert set(loop) == {"train", "evaluate", "train_and_evaluate"}
     assert "total_loss += loss.item()" in chapter.TRAIN
+    torch.manual_seed(0)
+    batches = [(torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))) for _ in range(4)]
+    model, cpu = build_model(), torch.device("cpu")
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_loss, _ = loop["train"](model, batches, nn.CrossEntropyLoss(), optimizer, chapter.chapter_metric(), cpu)
+    assert math.isfinite(train_loss) and any(not torch.equal(old, new) for old, new in zip(before, model.parameters()))
+    # The timed chapter loop and the package's evaluate score the trained model alike.
+    chapters = loop["evaluate"](model, batches, nn.CrossEntropyLoss(), chapter.chapter_metric(), cpu)
+    ours = evaluate(model, batches, nn.CrossEntropyLoss(), chapter.chapter_metric(), cpu)
+    assert chapters == pytest.approx(ours, rel=1e-6)
 
 
 def test_flops_per_sample_of_the_mlp():

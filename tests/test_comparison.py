@@ -26,11 +26,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def trained(module_store) -> dict[str, str]:
     """Three short CPU runs, oldest first: lr 0.1, lr 0.05, and lr 0.1 again."""
-    return {
-        "first": train_run(*SMALL),
-        "other": train_run(*SMALL, "--lr", "0.05"),
-        "repeat": train_run(*SMALL),
-    }
+    return {"first": train_run(*SMALL), "other": train_run(*SMALL, "--lr", "0.05"), "repeat": train_run(*SMALL)}
 
 
 def _json(*args: str) -> dict:
@@ -161,10 +157,7 @@ def _record(run_id: str, device_type: str, epoch_seconds: list[float], val_loss:
         params={"lr": lr, "seed": "42", "device": device_type},
         metrics={"val_loss": val_loss[-1]},
         tags={"device.type": device_type, "device.name": device_type.upper()},
-        histories={
-            "epoch_seconds": dict(enumerate(epoch_seconds, 1)),
-            "val_loss": dict(enumerate(val_loss, 1)),
-        },
+        histories={"epoch_seconds": dict(enumerate(epoch_seconds, 1)), "val_loss": dict(enumerate(val_loss, 1))},
     )
 
 
@@ -287,10 +280,7 @@ def test_run_ids_and_experiment_together_are_refused(trained):
 
 def test_unknown_experiment_is_one_line_in_a_real_process(trained):
     result = subprocess.run(
-        [sys.executable, "-m", "deep_learning", "runs", "--experiment", "nope"],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
+        [sys.executable, "-m", "deep_learning", "runs", "--experiment", "nope"], capture_output=True, text=True, env=subprocess_env()
     )
     assert result.returncode == 1
     assert result.stdout == ""

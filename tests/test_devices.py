@@ -12,7 +12,9 @@ from deep_learning.core.errors import DeviceError
 
 
 def test_auto_is_the_chapters_default_device():
-    assert resolve_device("auto") == get_default_device()
+    # The chapter's rule: the current accelerator when there is one, else the CPU.
+    chapters_choice = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
+    assert resolve_device("auto").type == get_default_device().type == chapters_choice.type
 
 
 def test_cpu_is_always_available():

@@ -30,11 +30,7 @@ SLOW_FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "10000", "--load
 
 def start_training(*args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "deep_learning", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(**env),
+        [sys.executable, "-m", "deep_learning", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(**env)
     )
 
 

@@ -93,8 +93,7 @@ def test_epoch_histories_hold_every_logged_metric_by_epoch():
 
 
 @pytest.mark.parametrize(
-    ("metrics", "grid"),
-    [(["accuracy"], (1, 2)), (["iou"], (1, 2)), (["recall", "accuracy", "f1", "precision"], (2, 3))],
+    ("metrics", "grid"), [(["accuracy"], (1, 2)), (["iou"], (1, 2)), (["recall", "accuracy", "f1", "precision"], (2, 3))]
 )
 def test_learning_curves_have_a_panel_for_the_loss_and_each_metric(tmp_path, metrics, grid):
     histories = epoch_histories(_history(metrics))

@@ -31,9 +31,7 @@ EVALUATION_RUNS = "tags.\"deep_learning.kind\" = 'evaluation'"
 # otherwise. Tagging CPU storages with another device writes the file a save on that device writes.
 _saving_as: list[str] = []
 torch.serialization.register_package(
-    0,
-    lambda storage: _saving_as[-1] if _saving_as and storage.device.type == "cpu" else None,
-    lambda storage, location: None,
+    0, lambda storage: _saving_as[-1] if _saving_as and storage.device.type == "cpu" else None, lambda storage, location: None
 )
 
 
@@ -177,10 +175,7 @@ def test_a_model_that_cannot_be_found_is_one_line(reference, message, run_id):
 
 def test_an_unknown_run_id_is_one_line_in_a_real_process(run_id):
     result = subprocess.run(
-        [sys.executable, "-m", "deep_learning", "evaluate", "f" * 32],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
+        [sys.executable, "-m", "deep_learning", "evaluate", "f" * 32], capture_output=True, text=True, env=subprocess_env()
     )
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.strip().splitlines()

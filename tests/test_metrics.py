@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
 
 from deep_learning.benchmarks.syncs import COUNTED_BATCHES, count_host_reads
 from deep_learning.core.errors import ConfigError

@@ -23,11 +23,7 @@ def mlflow_run(tmp_path, tracking_uri: str, data_root, *parameters: str, experim
         capture_output=True,
         text=True,
         timeout=600,
-        env=subprocess_env(
-            MLFLOW_TRACKING_URI=tracking_uri,
-            DEEP_LEARNING_DATA_ROOT=str(data_root),
-            DEEP_LEARNING_OFFLINE="1",
-        ),
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1"),
     )
 
 

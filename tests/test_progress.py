@@ -82,11 +82,7 @@ def _on_a_terminal(args: tuple[str, ...], stderr_path) -> str:
     termios.tcsetwinsize(terminal, (40, 120))
     with open(stderr_path, "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "deep_learning", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=terminal,
-            stderr=stderr,
-            env=subprocess_env(),
+            [sys.executable, "-m", "deep_learning", *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=stderr, env=subprocess_env()
         )
     os.close(terminal)
     shown = bytearray()

@@ -89,3 +89,5 @@ def test_device_defaults_to_the_chapters_choice(capsys):
     )
     assert len(history) == 1
     assert "Epoch [1/1]" in capsys.readouterr().out
+    chapters_choice = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
+    assert {parameter.device.type for parameter in model.parameters()} == {chapters_choice.type}  # the loop moved the model there

@@ -67,10 +67,7 @@ def open_page(url: str, *options: str) -> str:
     """Load `url` in a fresh headless Chromium profile; return what Chromium printed (the DOM, with --dump-dom)."""
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
-            [str(CHROMIUM), *CHROMIUM_OPTIONS, f"--user-data-dir={profile}", *options, url],
-            capture_output=True,
-            text=True,
-            timeout=180,
+            [str(CHROMIUM), *CHROMIUM_OPTIONS, f"--user-data-dir={profile}", *options, url], capture_output=True, text=True, timeout=180
         )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

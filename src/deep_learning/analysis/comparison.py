@@ -155,13 +155,7 @@ def largest_difference(history: dict[int, float], reference: dict[int, float]) -
     return max((abs(history[step] - reference[step]) for step in steps), default=None)
 
 
-_STYLES = {
-    "metric": "{:.4f}",
-    "seconds": "{:.2f}",
-    "rate": "{:,.0f}",
-    "ratio": "{:.2f}x",
-    "difference": "{:.2e}",
-}
+_STYLES = {"metric": "{:.4f}", "seconds": "{:.2f}", "rate": "{:,.0f}", "ratio": "{:.2f}x", "difference": "{:.2e}"}
 
 
 def _shown(value: Value, style: str) -> str:

@@ -166,10 +166,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         "studies": studies,
         "startup": startup,
         "mlflow_run": mlflow_run,
-        "memory": {
-            "peak_rss_bytes": peak_rss_bytes(),
-            "device_peak_allocated_bytes": peak_allocated,
-        },
+        "memory": {"peak_rss_bytes": peak_rss_bytes(), "device_peak_allocated_bytes": peak_allocated},
     }
     results["targets"] = [verdict.as_dict() for verdict in judge(results)]
     return results

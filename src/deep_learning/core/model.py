@@ -18,12 +18,7 @@ from deep_learning.core.factories import call_factory, import_object, is_import_
 
 
 def build_model(
-    name: str = "mlp",
-    input_shape: tuple[int, ...] = (1, 28, 28),
-    num_classes: int = 10,
-    *,
-    input_dtype: str = "float32",
-    **model_args: Any,
+    name: str = "mlp", input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, *, input_dtype: str = "float32", **model_args: Any
 ) -> nn.Module:
     """A fresh, randomly initialised model (draws from torch's global RNG) mapping (N, *input_shape) inputs to
     `num_classes` outputs per sample: logits of classes or labels, regression outputs, or, for token inputs (an integer
@@ -58,12 +53,7 @@ def _token_model(name: str, input_shape: tuple[int, ...], vocabulary_size: int, 
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128) -> nn.Module:
     """The chapter's MLP: flatten, one hidden ReLU layer, linear logits (784-128-10 for MNIST)."""
     _check_positive("mlp", hidden=hidden, num_classes=num_classes)
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(math.prod(input_shape), hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, num_classes),
-    )
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
 def cnn(input_shape: tuple[int, ...], num_classes: int, channels: Sequence[int] = (16, 32)) -> nn.Module:

@@ -10,13 +10,7 @@ import numpy as np
 import torch
 
 
-def set_seed(
-    seed: int = 42,
-    *,
-    deterministic: bool = True,
-    benchmark: bool = False,
-    warn_only: bool = True,
-) -> torch.Generator:
+def set_seed(seed: int = 42, *, deterministic: bool = True, benchmark: bool = False, warn_only: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch, and ask torch for deterministic algorithms; return torch's RNG."""
     if deterministic:
         # cuBLAS is deterministic only with a fixed workspace; it reads this before its first use.

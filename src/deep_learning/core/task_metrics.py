@@ -53,11 +53,7 @@ class MultilabelScore(Metric):
 
     def compute(self) -> Tensor:
         tp, fp, fn = (counts.double() for counts in (self.true_positives, self.false_positives, self.false_negatives))
-        numerator, denominator = {
-            "precision": (tp, tp + fp),
-            "recall": (tp, tp + fn),
-            "f1": (2 * tp, 2 * tp + fp + fn),
-        }[self.score]
+        numerator, denominator = {"precision": (tp, tp + fp), "recall": (tp, tp + fn), "f1": (2 * tp, 2 * tp + fp + fn)}[self.score]
         return (numerator / denominator.clamp(min=1)).mean().float()
 
 

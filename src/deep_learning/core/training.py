@@ -185,13 +185,7 @@ def train_and_evaluate(
             stepper=stepper,
         )
         trained = time.perf_counter()
-        val_loss, val_score = evaluate(
-            model=model,
-            dataloader=val_dl,
-            loss_fn=loss_fn,
-            metric=val_metric,
-            device=device,
-        )
+        val_loss, val_score = evaluate(model=model, dataloader=val_dl, loss_fn=loss_fn, metric=val_metric, device=device)
         result = EpochResult(
             epoch=epoch,
             num_epochs=num_epochs,

@@ -10,14 +10,10 @@ import torch
 from mlflow import MlflowClient
 from mlflow.models import Model
 
-from deep_learning.analysis.records import (
-    RunRecord,
-)
+from deep_learning.analysis.records import RunRecord
 from deep_learning.core.errors import InputError
 from deep_learning.tracking.client import open_client, tracking_uri
-from deep_learning.tracking.models import (
-    BEST_MODEL_TAG,
-)
+from deep_learning.tracking.models import BEST_MODEL_TAG
 from deep_learning.tracking.readback import get_run, reading
 
 STATE_DICT_ARTIFACT = "state_dict.pt"

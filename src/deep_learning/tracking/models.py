@@ -233,8 +233,4 @@ def best_model(client: MlflowClient, run_id: str) -> str | None:
 
 def model_requirements() -> list[str]:
     """Explicit pip requirements of the logged model (inferring them would cost seconds)."""
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"numpy=={np.__version__}",
-    ]
+    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]

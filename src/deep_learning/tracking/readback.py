@@ -7,19 +7,12 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 
 from mlflow import MlflowClient
-from mlflow.entities import (
-    Run,
-    RunTag,
-)
+from mlflow.entities import Run, RunTag
 from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT_NAME
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from deep_learning.analysis.records import (
-    KIND_TAG,
-    STOP_REASON_TAG,
-    RunRecord,
-)
+from deep_learning.analysis.records import KIND_TAG, STOP_REASON_TAG, RunRecord
 from deep_learning.core.errors import InputError, TrackingError, first_line
 from deep_learning.tracking.client import MAX_TAG_LENGTH, open_client, redacted, tracking_uri
 

@@ -21,22 +21,12 @@ from mlflow import MlflowClient
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import (
-    DatasetInput,
-    InputTag,
-    LoggedModelStatus,
-    Metric,
-    RunStatus,
-    RunTag,
-)
+from mlflow.entities import DatasetInput, InputTag, LoggedModelStatus, Metric, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from deep_learning.analysis.records import (
-    MODEL_FORMAT_TAG,
-    MODEL_INPUTS_TAG,
-)
+from deep_learning.analysis.records import MODEL_FORMAT_TAG, MODEL_INPUTS_TAG
 from deep_learning.core.batches import ExampleInputs, to_device
 from deep_learning.core.checkpoint_files import epoch_of
 from deep_learning.core.errors import TrackingError, first_line

@@ -10,28 +10,16 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import (
-    Param,
-    RunStatus,
-    RunTag,
-)
+from mlflow.entities import Param, RunStatus, RunTag
 from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_EXPERIMENT_NAME
 from mlflow.exceptions import MlflowException
 
-from deep_learning.analysis.records import (
-    COMPARED_RUNS_TAG,
-    COMPARISON,
-    EVALUATION,
-    KIND_TAG,
-    PARENT_RUN_TAG,
-)
+from deep_learning.analysis.records import COMPARED_RUNS_TAG, COMPARISON, EVALUATION, KIND_TAG, PARENT_RUN_TAG
 from deep_learning.core.errors import TrackingError, first_line
 from deep_learning.core.interruption import signals_deferred
 from deep_learning.tracking.artifacts import EVALUATION_ARTIFACT
 from deep_learning.tracking.client import MAX_TAG_LENGTH, open_client, patience_seconds, redacted, tracking_uri
-from deep_learning.tracking.models import (
-    checkpoint_models,
-)
+from deep_learning.tracking.models import checkpoint_models
 from deep_learning.tracking.run import TrackedRun
 from deep_learning.tracking.stores import unreachable
 
@@ -134,12 +122,7 @@ def _log_params_and_tags(client: MlflowClient, run_id: str, params: dict[str, An
     # a param, so log only the missing ones.
     existing = client.get_run(run_id).data.params
     batch = [Param(key, str(value)) for key, value in params.items() if key not in existing]
-    client.log_batch(
-        run_id,
-        params=batch,
-        tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()],
-        synchronous=True,
-    )
+    client.log_batch(run_id, params=batch, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True)
 
 
 def log_comparison(run_ids: Sequence[str], files: Sequence[Path], run_name: str, experiment_id: str) -> TrackedRun:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlflow.entities import (
-    Metric,
-)
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from deep_learning.core.errors import TrackingError, first_line

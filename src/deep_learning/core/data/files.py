@@ -15,10 +15,7 @@ from torchvision.datasets.utils import calculate_md5
 
 from deep_learning.core.errors import DataError, first_line
 
-DATASET_CLASSES: dict[str, type[datasets.MNIST]] = {
-    "mnist": datasets.MNIST,
-    "fashion-mnist": datasets.FashionMNIST,
-}
+DATASET_CLASSES: dict[str, type[datasets.MNIST]] = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 
 
 def get_data_root() -> Path:

@@ -184,13 +184,7 @@ def _tensor_loader(
 
 
 def _dataloader(
-    split: Any,
-    batch_size: int,
-    training: bool,
-    users: utils.DataLoader | None,
-    cluster: Cluster | None,
-    seed: int,
-    first_epoch: int,
+    split: Any, batch_size: int, training: bool, users: utils.DataLoader | None, cluster: Cluster | None, seed: int, first_epoch: int
 ) -> utils.DataLoader:
     split, sampler = _sampler(split, training, cluster, seed, first_epoch)
     if users is None:  # the chapter's

@@ -65,11 +65,7 @@ class DataSpec:
 
 
 def describe_data(
-    train: Any,
-    *,
-    class_names: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    target_key: str | None = None,
+    train: Any, *, class_names: Sequence[str] | None = None, num_classes: int | None = None, target_key: str | None = None
 ) -> DataSpec:
     """The spec of a training split that check_samples accepts, from its first sample alone: its first input tensor's
     shape and dtype, its target's, and its classes where they are known without reading the data.
