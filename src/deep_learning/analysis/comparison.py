@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deep_learning.analysis.records import PARENT_RUN_TAG, TRAINING, RunRecord, learning_metric_keys, metric_names, sort_metric_names
+from deep_learning.analysis.records import (
+    PARENT_RUN_TAG,
+    TRAINING,
+    RunRecord,
+    largest_difference,
+    learning_metric_keys,
+    metric_names,
+    sort_metric_names,
+)
+from deep_learning.analysis.tables import markdown_table, text_table
 from deep_learning.core.errors import InputError
 
 SPEED_METRICS = ("epoch_seconds", "train_samples_per_second")
@@ -149,12 +158,6 @@ def agreement_rows(runs: Sequence[RunRecord]) -> list[Row]:
     ]
 
 
-def largest_difference(history: dict[int, float], reference: dict[int, float]) -> float | None:
-    """The largest absolute difference of two per-epoch series over the epochs both hold (None when they share none)."""
-    steps = history.keys() & reference.keys()
-    return max((abs(history[step] - reference[step]) for step in steps), default=None)
-
-
 _STYLES = {"metric": "{:.4f}", "seconds": "{:.2f}", "rate": "{:,.0f}", "ratio": "{:.2f}x", "difference": "{:.2e}"}
 
 
@@ -201,22 +204,6 @@ def write_table(comparison: Comparison, output_format: str, folder: Path) -> Pat
     table = folder / f"comparison{FILE_SUFFIXES[output_format]}"
     table.write_text(render(comparison, output_format), encoding="utf-8")
     return table
-
-
-def text_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, a rule under the header."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
-    rule = ["-" * width for width in widths]
-    return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n" for line in [header, rule, *lines])
-
-
-def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
-
-    return line(header) + line(["---"] * len(header)) + "".join(line(cells) for cells in lines)
 
 
 def grouped_by_parent(runs: Sequence[RunRecord]) -> list[RunRecord]:

@@ -95,3 +95,9 @@ class RunRecord:
         """The mean of a metric's history over its steps, or None when it was not read or not logged."""
         values = list(self.histories.get(metric, {}).values())
         return statistics.fmean(values) if values else None
+
+
+def largest_difference(history: dict[int, float], reference: dict[int, float]) -> float | None:
+    """The largest absolute difference of two per-epoch series over the epochs both hold (None when they share none)."""
+    steps = history.keys() & reference.keys()
+    return max((abs(history[step] - reference[step]) for step in steps), default=None)

@@ -16,8 +16,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from deep_learning.analysis.comparison import largest_difference
-from deep_learning.analysis.records import RunRecord
+from deep_learning.analysis.records import RunRecord, largest_difference
+from deep_learning.analysis.tables import markdown_table
 
 CONFIDENCE = 0.95
 WITHIN_NOISE, DIFFERS, TOO_FEW = "within seed noise", "differs", "too few seeds"
@@ -216,33 +216,38 @@ def to_csv(rollups: Sequence[GroupRollup]) -> str:
 
 def to_markdown(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict], differences: Sequence[SeedDifference] = ()) -> str:
     """The final metrics' spread per group, then the device verdicts, then the same-seed differences."""
-    lines = ["| group | metric | mean | std | min | max | n |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for rollup in rollups:
-        lines += [
-            f"| {rollup.group} | {key} | {spread.mean:.4f} | {spread.std:.4f} | {spread.min:.4f} | {spread.max:.4f} | {spread.n} |"
-            for key, spread in rollup.final.items()
-        ]
+    tables = [
+        markdown_table(
+            ["group", "metric", "mean", "std", "min", "max", "n"],
+            [
+                [rollup.group, key, f"{spread.mean:.4f}", f"{spread.std:.4f}", f"{spread.min:.4f}", f"{spread.max:.4f}", str(spread.n)]
+                for rollup in rollups
+                for key, spread in rollup.final.items()
+            ],
+        )
+    ]
     if verdicts:
-        lines += [
-            "",
-            f"| configuration | metric | device - reference | difference | {CONFIDENCE:.0%} interval | verdict |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        lines += [
-            f"| {v.configuration or '(base)'} | {v.metric} | {v.device} - {v.reference} | {v.difference:+.4f} | [{v.low:+.4f}, {v.high:+.4f}] | {v.verdict} |"
+        header = ["configuration", "metric", "device - reference", "difference", f"{CONFIDENCE:.0%} interval", "verdict"]
+        rows = [
+            [
+                v.configuration or "(base)",
+                v.metric,
+                f"{v.device} - {v.reference}",
+                f"{v.difference:+.4f}",
+                f"[{v.low:+.4f}, {v.high:+.4f}]",
+                v.verdict,
+            ]
             for v in verdicts
         ]
+        tables.append(markdown_table(header, rows))
     if differences:
-        lines += [
-            "",
-            "| configuration | metric | device - reference | largest same-seed difference | per seed |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        lines += [
-            f"| {d.configuration or '(base)'} | {d.metric} | {d.device} - {d.reference} | {_shown(d.largest)} | {_per_seed(d.per_seed)} |"
+        header = ["configuration", "metric", "device - reference", "largest same-seed difference", "per seed"]
+        rows = [
+            [d.configuration or "(base)", d.metric, f"{d.device} - {d.reference}", _shown(d.largest), _per_seed(d.per_seed)]
             for d in differences
         ]
-    return "\n".join(lines) + "\n"
+        tables.append(markdown_table(header, rows))
+    return "\n".join(tables)
 
 
 def _per_seed(differences: dict[int, float]) -> str:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deep_learning.analysis.tables import markdown_table
 from deep_learning.benchmarks.targets import format_value, paired_ratio
 from deep_learning.core.errors import BenchmarkError
 
@@ -26,11 +27,6 @@ def write_reports(results: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     return json_path, markdown_path
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def epochs_table(results: dict[str, Any]) -> str:
     """Median epoch time of every loop, its speed-up over the chapter's own loop, its GFLOP/s and its time in MLflow."""
     rows = results["epochs"]
@@ -39,7 +35,7 @@ def epochs_table(results: dict[str, Any]) -> str:
         for row in rows
         if row["loop"] == "chapter" and row["loader"] == "dataloader"
     }
-    return _table(
+    return markdown_table(
         ["device", "data path", "batch", "loop", "median epoch (s)", "speed-up over the chapter", "GFLOP/s", "in MLflow per epoch (ms)"],
         [
             [
@@ -61,7 +57,7 @@ def options_table(results: dict[str, Any]) -> str:
     """Our untracked loop with each option against itself plain: median epoch, speed-up (median of per-round ratios), GFLOP/s."""
     rows = results["options"]
     plain = {(row["device"], row["batch_size"]): row["epoch_seconds"] for row in rows if row["loop"] == "plain"}
-    return _table(
+    return markdown_table(
         ["device", "batch", "option", "median epoch (s)", "speed-up over plain", "GFLOP/s"],
         [
             [
@@ -81,7 +77,7 @@ def models_table(results: dict[str, Any]) -> str:
     """The CNN in the chapter's loop and ours: median epoch, our speed-up over the chapter's, GFLOP/s."""
     rows = results["models"]["epochs"]
     chapter = {(row["device"], row["batch_size"]): row["median_epoch_seconds"] for row in rows if row["loop"] == "chapter"}
-    return _table(
+    return markdown_table(
         ["device", "model", "data path", "batch", "loop", "median epoch (s)", "speed-up over the chapter", "GFLOP/s"],
         [
             [
@@ -101,7 +97,7 @@ def models_table(results: dict[str, Any]) -> str:
 
 def metric_updates_table(results: dict[str, Any]) -> str:
     """What updating the metrics of a pass costs per batch of 64: accuracy alone and four metrics."""
-    return _table(
+    return markdown_table(
         ["device", "metrics", "per batch (µs)"],
         [[row["device"], ", ".join(row["names"]), f"{row['microseconds_per_batch']:.1f}"] for row in results["models"]["metric_updates"]],
     )
@@ -111,7 +107,7 @@ def tasks_table(results: dict[str, Any]) -> str:
     """The regression and the language model: each data path's median epoch, and the tensor path's speed-up over the DataLoader."""
     rows = results["tasks"]["epochs"]
     dataloader = {(row["device"], row["loop"]): row["epoch_seconds"] for row in rows if row["loader"] == "dataloader"}
-    return _table(
+    return markdown_table(
         ["device", "task", "training samples", "batch", "data path", "median epoch (s)", "speed-up over the DataLoader"],
         [
             [
@@ -130,7 +126,7 @@ def tasks_table(results: dict[str, Any]) -> str:
 
 def tasks_section(results: dict[str, Any]) -> str:
     """The section on tasks beyond image classification: their epochs on both data paths, and the batch handling's cost."""
-    return "\n\n".join(
+    return _paragraphs(
         [
             "## Other tasks",
             "A regression (scikit-learn's diabetes data as `--dataset csv:`, the built-in MLP) and a character-level language model "
@@ -145,7 +141,7 @@ def tasks_section(results: dict[str, Any]) -> str:
 
 def batch_handling_table(results: dict[str, Any]) -> str:
     """What a batch's handling costs: the loop's (any inputs, moved recursively) against the tuple path's direct calls."""
-    return _table(
+    return markdown_table(
         ["device", "batch handling", "forward and loss of a batch of 64 (µs)"],
         [[row["device"], row["path"], f"{row['microseconds_per_batch']:.1f}"] for row in results["tasks"]["batch_handling"]],
     )
@@ -153,7 +149,7 @@ def batch_handling_table(results: dict[str, Any]) -> str:
 
 def targets_table(results: dict[str, Any]) -> str:
     """Each target: what was measured, its value, the goal, PASS or MISS and by how much."""
-    return _table(
+    return markdown_table(
         ["target", "device", "measured", "value", "goal", "result"],
         [
             [
@@ -175,7 +171,7 @@ def host_reads_table(results: dict[str, Any]) -> str:
     def syncs(row: dict[str, Any], key: str) -> str:
         return format_value(row["cuda_syncs"][key], "syncs") if "cuda_syncs" in row else ""
 
-    return _table(
+    return markdown_table(
         [
             "device",
             "loop",
@@ -206,7 +202,7 @@ def costs_table(results: dict[str, Any]) -> str:
     """The costs outside the loop, in seconds."""
     costs, mlflow_run = results["mlflow"], results["mlflow_run"]
     overhead = "skipped (" + mlflow_run["skipped"] + ")" if "skipped" in mlflow_run else f"{mlflow_run['overhead_seconds']:.2f}"
-    return _table(
+    return markdown_table(
         ["cost", "seconds"],
         [
             ["import mlflow (`deep_learning.tracking`, torch already loaded)", f"{costs['import_tracking_seconds']:.2f}"],
@@ -252,7 +248,7 @@ def studies_table(results: dict[str, Any]) -> str:
                 differences,
             ]
         )
-    return _table(
+    return markdown_table(
         [
             "device",
             "extra child (s)",
@@ -268,7 +264,7 @@ def studies_table(results: dict[str, Any]) -> str:
 def machine_table(results: dict[str, Any]) -> str:
     """Each device's measured SGEMM rate and peak allocation."""
     peaks = results["memory"]["device_peak_allocated_bytes"]
-    return _table(
+    return markdown_table(
         ["device", "name", "SGEMM GFLOP/s (n x n, float32)", "peak allocated (MiB)"],
         [
             [
@@ -288,7 +284,7 @@ def markdown(results: dict[str, Any]) -> str:
     threads = settings["torch_threads"]
     title = "# `deep-learning bench`" + (" --quick: noisy and preliminary, not a measurement" if results["quick"] else "")
     return (
-        "\n\n".join(
+        _paragraphs(
             [
                 title,
                 f"{results['created']} on {host['cpu_name']} ({host['cpu_count']} CPUs; torch threads: {threads['intra_op']} "
@@ -336,3 +332,8 @@ def markdown(results: dict[str, Any]) -> str:
         )
         + "\n"
     )
+
+
+def _paragraphs(parts: list[str]) -> str:
+    """Text and tables, a blank line between each."""
+    return "\n\n".join(part.rstrip("\n") for part in parts)

@@ -17,8 +17,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from deep_learning import tracking
-from deep_learning.analysis.comparison import text_table
 from deep_learning.analysis.records import TRAINING, RunRecord
+from deep_learning.analysis.tables import text_table
 from deep_learning.core.batches import to_device
 from deep_learning.core.config import CLASSIFICATION, TrainConfig
 from deep_learning.core.data.files import DATASET_CLASSES
