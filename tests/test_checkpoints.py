@@ -9,7 +9,8 @@ from deep_learning.core.checkpoint_files import library_versions
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.errors import CheckpointError
 from deep_learning.core.model import build_model
-from deep_learning.core.precision import grad_scaler, sgd, with_amp
+from deep_learning.core.optimization import build_optimizer
+from deep_learning.core.precision import grad_scaler, with_amp
 from deep_learning.core.reproducibility import rng_state
 from deep_learning.experiment.checkpoints import check_compatible, restore
 
@@ -58,7 +59,7 @@ def test_an_fp16_checkpoint_of_the_unfused_sgd_resumes_on_the_fused_one():
         "rng": rng_state(device),
         "history": [],
     }
-    optimizer, scaler = sgd(model.parameters(), 0.1, "fp16"), grad_scaler(device, "fp16")
+    optimizer, scaler = build_optimizer(model.parameters(), TrainConfig(lr=0.1, amp="fp16")), grad_scaler(device, "fp16")
     restore(checkpoint, model=model, optimizer=optimizer, grad_scaler=scaler, device=device)
     loss = with_amp(model, device, "fp16")(torch.rand(4, 1, 28, 28)).sum()
     scaler.scale(loss).backward()

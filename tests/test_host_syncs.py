@@ -20,7 +20,7 @@ from deep_learning.core.data.splits import load_splits
 from deep_learning.core.metrics import METRIC_NAMES, accuracy_metric, build_metrics
 from deep_learning.core.model import build_model
 from deep_learning.core.optimization import build_optimizer, build_schedule, lr_scheduler
-from deep_learning.core.precision import grad_scaler, sgd, with_amp
+from deep_learning.core.precision import grad_scaler, with_amp
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.training import evaluate, train
 from deep_learning.experiment.controls import stepper_for
@@ -74,7 +74,7 @@ def _reads_per_pass(train_dl, amp: str, optimizer_for) -> list[int]:
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_steps_read_nothing_per_batch(train_dl, amp):
-    assert _reads_per_pass(train_dl, amp, lambda model: sgd(model.parameters(), 0.1, amp)) == [1, 1]
+    assert _reads_per_pass(train_dl, amp, lambda model: build_optimizer(model.parameters(), TrainConfig(lr=0.1, amp=amp))) == [1, 1]
 
 
 def test_the_fused_sgd_is_what_spares_fp16_a_read_every_step(train_dl):
@@ -88,7 +88,9 @@ def test_fused_fp16_sgd_updates_exactly_as_the_unfused_one(train_dl):
     for fused in (False, True):
         set_seed(0)
         model = build_model()
-        optimizer = sgd(model.parameters(), 0.1, "fp16") if fused else torch.optim.SGD(model.parameters(), lr=0.1)
+        optimizer = (
+            build_optimizer(model.parameters(), TrainConfig(lr=0.1, amp="fp16")) if fused else torch.optim.SGD(model.parameters(), lr=0.1)
+        )
         batches = list(itertools.islice(train_dl, COUNTED_BATCHES[1]))
         train(
             with_amp(model, CPU, "fp16"),

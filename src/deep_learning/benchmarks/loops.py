@@ -28,7 +28,8 @@ from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
-from deep_learning.core.precision import grad_scaler, sgd, with_options
+from deep_learning.core.optimization import build_optimizer
+from deep_learning.core.precision import grad_scaler, with_options
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.results import EpochResult
 from deep_learning.core.training import train_and_evaluate
@@ -134,7 +135,7 @@ def option_contestants(device: torch.device, splits: DataSplits, seed: int = Tra
                 train_dl=train_dl,
                 val_dl=val_dl,
                 loss_fn=nn.CrossEntropyLoss(),
-                optimizer=sgd(model.parameters(), config.lr, config.amp),
+                optimizer=build_optimizer(model.parameters(), config),
                 metric=accuracy_metric(),
                 val_metric=accuracy_metric(),
                 num_epochs=1,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.optim as optim
 from torch.utils._pytree import tree_map
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,15 +45,6 @@ def with_amp(model: nn.Module, device: torch.device, amp: str) -> nn.Module:
 def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler | None:
     """A GradScaler for fp16, whose small range underflows gradients; bf16 and fp32 need none."""
     return torch.amp.GradScaler(device.type) if amp == "fp16" else None
-
-
-def sgd(parameters: Iterable[nn.Parameter], lr: float, amp: str) -> optim.SGD:
-    """The chapter's SGD; for fp16 its fused kernel, which takes the GradScaler's unscaling and inf check on the device.
-
-    Unfused, GradScaler.step reads the inf flag back to the host every step; fused, it never does,
-    and the updates are the same bit for bit.
-    """
-    return optim.SGD(parameters, lr=lr, fused=True if amp == "fp16" else None)
 
 
 def with_options(model: nn.Module, device: torch.device, amp: str, compile: bool, compile_mode: str) -> nn.Module:

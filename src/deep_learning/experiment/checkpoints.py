@@ -140,7 +140,7 @@ def restore(checkpoint: dict[str, Any], *, model, optimizer, grad_scaler, device
     kernels = [group.get("fused") for group in optimizer.param_groups]
     optimizer.load_state_dict(checkpoint["optimizer"])
     for group, fused in zip(optimizer.param_groups, kernels):
-        group["fused"] = fused  # which kernel steps is this version's choice (see precision.sgd), not the run's state
+        group["fused"] = fused  # which kernel steps is this version's choice (see build_optimizer), not the run's state
     if grad_scaler is not None and checkpoint["grad_scaler"] is not None:
         grad_scaler.load_state_dict(checkpoint["grad_scaler"])
     if scheduler is not None and checkpoint.get("scheduler") is not None:

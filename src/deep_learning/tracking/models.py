@@ -226,11 +226,6 @@ def mark_best(client: MlflowClient, run_id: str, model_id: str, monitor: str) ->
     client.set_tag(run_id, BEST_MODEL_TAG, model_id)
 
 
-def best_model(client: MlflowClient, run_id: str) -> str | None:
-    """The id of the run's best checkpoint LoggedModel, if it kept one."""
-    return client.get_run(run_id).data.tags.get(BEST_MODEL_TAG)
-
-
 def model_requirements() -> list[str]:
     """Explicit pip requirements of the logged model (inferring them would cost seconds)."""
     return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
