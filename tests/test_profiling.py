@@ -26,7 +26,7 @@ def _train_one_epoch(num_batches: int, profiler: StepProfiler) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     dataloader = utils.DataLoader(dataset, batch_size=BATCH_SIZE)
-    train(model, dataloader, nn.CrossEntropyLoss(), optimizer, Accuracy(), CPU, on_batch=profiler)
+    train(model, dataloader, nn.CrossEntropyLoss(), optimizer, Accuracy(), CPU, callbacks=[profiler])
 
 
 def _events(trace: Path) -> list[dict]:
@@ -61,12 +61,12 @@ def test_it_stops_after_wait_plus_warmup_plus_active_steps_and_ignores_later_cal
     profiler = StepProfiler(tmp_path, CPU, wait=2, warmup=1, active=2)
     loss = torch.zeros(())
     for _ in range(4):
-        profiler(loss, BATCH_SIZE)
+        profiler.on_batch_end(loss, BATCH_SIZE)
     assert not profiler.stopped and profiler.files() == []
-    profiler(loss, BATCH_SIZE)
+    profiler.on_batch_end(loss, BATCH_SIZE)
     assert profiler.stopped and [path.name for path in profiler.files()] == [TRACE_FILE, TABLE_FILE]
     written = (tmp_path / TRACE_FILE).read_text()
-    profiler(loss, BATCH_SIZE)
+    profiler.on_batch_end(loss, BATCH_SIZE)
     profiler.close()
     assert (tmp_path / TRACE_FILE).read_text() == written
 

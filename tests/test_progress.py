@@ -56,7 +56,7 @@ def test_the_line_is_refreshed_at_the_first_batch_then_at_most_every_half_second
         accuracy_metric(),
         num_epochs=2,
         device=torch.device("cpu"),
-        on_batch=progress,
+        callbacks=[progress],
     )
     seconds = time.perf_counter() - started
     monkeypatch.undo()

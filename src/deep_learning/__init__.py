@@ -1,7 +1,7 @@
 """deep_learning: the PyTorch training template of chapter 2.7, reproducible and tracked in MLflow.
 
 The chapter's API is importable from here, and `fit` for a user's own model, data, task and metrics
-(`ModelLoss` for a model that computes its own loss). Submodules load on first use, so that the CLI
+(`ModelLoss` for a model that computes its own loss), and `Callback` to hook into the loop. Submodules load on first use, so that the CLI
 answers `--help` without importing torch.
 """
 
@@ -20,6 +20,7 @@ _EXPORTS = {
     "evaluate": "deep_learning.core.training",
     "train_and_evaluate": "deep_learning.core.training",
     "EpochResult": "deep_learning.core.results",
+    "Callback": "deep_learning.core.callbacks",
     "TrainConfig": "deep_learning.core.config",
     "run_experiment": "deep_learning.experiment.runner",
     "fit": "deep_learning.experiment.fitting",

@@ -23,6 +23,7 @@ import torch.optim as optim
 
 from deep_learning.benchmarks.chapter import chapter_loop, chapter_metric
 from deep_learning.benchmarks.machine import synchronize
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.config import LOADERS, TrainConfig
 from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.data.splits import DataSplits
@@ -48,7 +49,7 @@ BATCH_SIZES = (64, 1024)
 WARMUP_EPOCHS = 1
 
 
-class TimedLogEpoch:
+class TimedLogEpoch(Callback):
     """`TrackedRun.log_epoch` behind a stopwatch, numbering the epochs of one contestant 1, 2, 3, ..."""
 
     def __init__(self, log_epoch: Callable[[EpochResult], None]) -> None:
@@ -56,7 +57,7 @@ class TimedLogEpoch:
         self.epochs = 0
         self.last_seconds = 0.0
 
-    def __call__(self, result: EpochResult) -> None:
+    def on_epoch_end(self, result: EpochResult) -> None:
         self.epochs += 1
         numbered = dataclasses.replace(result, epoch=self.epochs)  # the step MLflow records
         started = time.perf_counter()
@@ -173,7 +174,7 @@ def epoch_runner(
     if loop == "untracked":
         return functools.partial(train_and_evaluate, **training), None
     stopwatch = TimedLogEpoch(log_epoch)
-    return functools.partial(train_and_evaluate, **training, on_epoch=stopwatch), stopwatch
+    return functools.partial(train_and_evaluate, **training, callbacks=[stopwatch]), stopwatch
 
 
 def race(lineup: list[Contestant], repeats: int, progress: Callable[[str], None]) -> None:

@@ -155,7 +155,7 @@ def _checkpoint_costs(model: torch.nn.Module, example: ExampleInputs, params: di
         )
         for epoch in range(1, CHECKPOINT_EPOCHS + 1):
             started = time.perf_counter()
-            checkpointer(_epoch_result(epoch, CHECKPOINT_EPOCHS))
+            checkpointer.on_epoch_end(_epoch_result(epoch, CHECKPOINT_EPOCHS))
             queued = time.perf_counter()
             run.flush(wait_seconds=0)  # the sender has created the LoggedModel (and deleted a stale one's)
             training_seconds.append(queued - started)

@@ -1,6 +1,6 @@
 """A torch.profiler trace of a few training steps, for TensorBoard's profiler plugin or Perfetto, and its key-averages table.
 
-`StepProfiler` is a per-batch hook for `train`: each call ends one step of the profiler's schedule
+`StepProfiler` is a callback of `train`: each batch's end ends one step of the profiler's schedule
 (wait, warmup, then active steps), and once the active steps are recorded it stops, so the rest of
 the pass runs unprofiled. It never reads the loss, so it adds no host syncs of its own.
 """
@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.profiler import ProfilerActivity, profile, schedule
 
+from deep_learning.core.callbacks import Callback
+
 # TensorBoard's profiler plugin reads `<worker>[.<timestamp>].pt.trace.json`; a fixed name makes a stable artifact.
 TRACE_FILE = "train.pt.trace.json"
 TABLE_FILE = "key_averages.txt"
@@ -23,7 +25,7 @@ TABLE_ROWS = 30
 DEVICE_ACTIVITIES = {"cuda": ProfilerActivity.CUDA, "xpu": ProfilerActivity.XPU}
 
 
-class StepProfiler:
+class StepProfiler(Callback):
     """Records steps `wait + warmup + 1` .. `wait + warmup + active` of a pass with shapes and memory, then writes them to `folder`.
 
     Profiling starts when it is made. Given the pass's `num_batches`, it stops after the pass's last
@@ -55,7 +57,7 @@ class StepProfiler:
         self._running.enter_context(self._profiler)
         self.stopped = False
 
-    def __call__(self, loss: Tensor, num_samples: int) -> None:
+    def on_batch_end(self, loss: Tensor, num_samples: int) -> None:
         """End one training step; after the last step to profile, stop profiling and ignore further calls."""
         if self.stopped:
             return

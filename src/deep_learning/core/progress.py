@@ -1,6 +1,6 @@
 """A progress line for interactive terminals: batches done, samples/s and running loss, rewritten in place.
 
-It is the per-batch hook that `train` calls; the loss stays on the device between refreshes, so a
+It is a callback of `train`, called after each batch; the loss stays on the device between refreshes, so a
 training pass reads it once at its first batch and then at most every REFRESH_SECONDS, never per batch.
 """
 
@@ -13,12 +13,14 @@ from typing import TextIO
 
 from torch import Tensor
 
+from deep_learning.core.callbacks import Callback
+
 REFRESH_SECONDS = 0.5
 # The cursor is parked at the start of the line, so whatever is printed next overwrites the progress.
 CLEAR_TO_END_OF_LINE = "\x1b[K"
 
 
-class TrainingProgress:
+class TrainingProgress(Callback):
     """Rewrites one line during each training pass and clears it when the pass ends."""
 
     def __init__(self, num_batches: int, first_epoch: int, num_epochs: int, stream: TextIO | None = None) -> None:
@@ -35,7 +37,7 @@ class TrainingProgress:
         self.started = time.perf_counter()
         self.shown = self.started
 
-    def __call__(self, loss: Tensor, num_samples: int) -> None:
+    def on_batch_end(self, loss: Tensor, num_samples: int) -> None:
         """Count one batch of `num_samples` whose (detached) loss is `loss`; refresh or clear the line when due."""
         self.batches_done += 1
         self.samples_done += num_samples

@@ -1,14 +1,14 @@
 """The chapter's loop: train, evaluate and train_and_evaluate.
 
 Same names, signatures and numbers as the chapter, but the loss is accumulated on the device and
-read once per epoch instead of once per batch. Tracking plugs in through `on_epoch`, a progress
-display through `on_batch`; this module knows nothing of MLflow or terminals.
+read once per epoch instead of once per batch. Tracking, checkpoints, progress and early stopping plug
+in as callbacks (deep_learning.core.callbacks); this module knows nothing of MLflow or terminals.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
 from deep_learning.core.batches import LossFn, batches_per_pass, num_samples, output_and_loss, predictions, to_device
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.devices import get_default_device
 from deep_learning.core.optimization import Stepper
 from deep_learning.core.results import EpochResult
@@ -86,8 +87,8 @@ def train(
     device: torch.device,
     *,
     grad_scaler: torch.amp.GradScaler | None = None,
-    on_batch: Callable[[Tensor, int], None] | None = None,
     stepper: Stepper | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[float, Score]:
     """Train one epoch; return the batch-averaged loss and the epoch's metric (a MetricCollection's by name; fp16 passes a GradScaler).
 
@@ -96,7 +97,7 @@ def train(
 
     `stepper` turns each loss into optimizer steps (accumulation, clipping, a schedule; by default the chapter's
     zero_grad, backward, step) and keeps the epoch's lr and gradient norms in its `epoch_stats`.
-    `on_batch` is called after each batch with its detached loss, still on the device, and its size.
+    Each callback's `on_batch_end` is called after each batch with its detached loss, still on the device, and its size.
     """
     model.train()
     metric.reset()
@@ -113,8 +114,8 @@ def train(
         total_loss += loss.detach()
         num_batches += 1
         metric.update(predictions(output).detach(), target)
-        if on_batch is not None:
-            on_batch(loss.detach(), num_samples(target))
+        for callback in callbacks:
+            callback.on_batch_end(loss.detach(), num_samples(target))
     loss, score, stats = read_pass(total_loss, num_batches, metric, stepper.device_stats())
     stepper.finish_pass(stats)
     return loss, score
@@ -154,16 +155,15 @@ def train_and_evaluate(
     val_metric: Metric | MetricCollection,
     num_epochs: int,
     device: torch.device | None = None,
-    on_epoch: Callable[[EpochResult], None] | None = None,
+    *,
+    callbacks: Sequence[Callback] = (),
     grad_scaler: torch.amp.GradScaler | None = None,
     start_epoch: int = 1,
-    on_batch: Callable[[Tensor, int], None] | None = None,
     stepper: Stepper | None = None,
-    should_stop: Callable[[EpochResult], bool] | None = None,
 ) -> list[EpochResult]:
-    """Train and validate epochs `start_epoch`..`num_epochs`, print the chapter's line for each, call `on_epoch`, return their history.
+    """Train and validate epochs `start_epoch`..`num_epochs`, print the chapter's line for each, return their history.
 
-    `on_batch` and `stepper` go to `train`. After each epoch's `on_epoch`, `should_stop` may end training early.
+    `stepper` and the `callbacks` go to `train`; after each epoch, the callbacks see its result and may stop training.
     """
     if device is None:
         device = get_default_device()
@@ -181,8 +181,8 @@ def train_and_evaluate(
             optimizer=optimizer,
             metric=metric,
             device=device,
-            on_batch=on_batch,
             stepper=stepper,
+            callbacks=callbacks,
         )
         trained = time.perf_counter()
         val_loss, val_score = evaluate(model=model, dataloader=val_dl, loss_fn=loss_fn, metric=val_metric, device=device)
@@ -199,10 +199,10 @@ def train_and_evaluate(
             step_stats=stepper.epoch_stats,
         )
         history.append(result)
-        if on_epoch is not None:
-            on_epoch(result)  # before the line, so that a printed epoch is a recorded one
+        for callback in callbacks:
+            callback.on_epoch_end(result)
         print(epoch_line(result), flush=True)
-        if should_stop is not None and should_stop(result):
+        if any(callback.should_stop() for callback in callbacks):
             break
     return history
 

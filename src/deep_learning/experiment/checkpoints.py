@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.checkpoint_files import FORMAT, checkpoint_name, checkpoints_in, library_versions
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.errors import CheckpointError
@@ -30,8 +31,8 @@ RESUMABLE_DIFFERENCES = {
 }
 
 
-class Checkpointer:
-    """The per-epoch hook that writes a checkpoint after each epoch and hands it on (to tracking)."""
+class Checkpointer(Callback):
+    """The callback that writes a checkpoint after each epoch and hands it on (to tracking)."""
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class Checkpointer:
         self.params = dict(params or {})
         self.last_saved: Path | None = None
 
-    def __call__(self, result: EpochResult) -> None:
+    def on_epoch_end(self, result: EpochResult) -> None:
         self.history.append(result)
         checkpoint = {
             "format": FORMAT,

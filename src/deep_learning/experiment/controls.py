@@ -1,18 +1,18 @@
-"""The training controls a config turns on around the chapter's loop: how losses become steps, what runs
-after each batch (progress, per-step metrics), when training stops early, and which epoch's weights it ends with.
+"""The training controls a config turns on around the chapter's loop: how losses become steps, the per-step
+metrics callback, when training stops early, and which epoch's weights it ends with.
 
 Each is built from the config alone, so the runner wires them in without branching on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from deep_learning.analysis.records import STOP_REASON_TAG
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.checkpoint_files import checkpoint_name, load_checkpoint
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.errors import CheckpointError
@@ -21,7 +21,6 @@ from deep_learning.core.results import EpochResult
 from deep_learning.experiment.stopping import EarlyStopping, Monitor
 from deep_learning.tracking.tracker import Tracker
 
-BatchHook = Callable[[Tensor, int], None]
 RESTORED_EPOCH_TAG = "deep_learning.restored_epoch"
 
 
@@ -37,8 +36,8 @@ def stepper_for(config: TrainConfig, optimizer, grad_scaler, scheduler, global_s
     )
 
 
-class StepMetrics:
-    """The per-batch hook of --log-every-n-steps: every N optimizer steps, that batch's loss and lr at the global step.
+class StepMetrics(Callback):
+    """The callback of --log-every-n-steps: every N optimizer steps, that batch's loss and lr at the global step.
 
     The loss is read from the device at those steps only, and the tracker's sender thread sends it.
     """
@@ -46,40 +45,25 @@ class StepMetrics:
     def __init__(self, run: Tracker, stepper: Stepper, every: int) -> None:
         self.run, self.stepper, self.every = run, stepper, every
 
-    def __call__(self, loss: Tensor, num_samples: int) -> None:
+    def on_batch_end(self, loss: Tensor, num_samples: int) -> None:
         if self.stepper.stepped and self.stepper.global_step % self.every == 0:
             self.run.log_metrics({"train_loss_step": loss.item(), "lr_step": self.stepper.last_lr}, step=self.stepper.global_step)
 
 
-def each_batch(hooks: list[BatchHook | None]) -> BatchHook | None:
-    """One per-batch hook calling `hooks` in order (None when there are none)."""
-    present = [hook for hook in hooks if hook is not None]
-    if not present:
-        return None
-    if len(present) == 1:
-        return present[0]
+class Stopper(Callback):
+    """Early stopping over the whole history, a resumed run's epochs included."""
 
-    def call_all(loss: Tensor, num_samples: int) -> None:
-        for hook in present:
-            hook(loss, num_samples)
-
-    return call_all
-
-
-class Stopper:
-    """Early stopping over the whole history (a resumed run's epochs included), and a caller's own rule (a search's
-    pruner): `should_stop` is train_and_evaluate's."""
-
-    def __init__(self, config: TrainConfig, history: list[EpochResult], also: Callable[[EpochResult], bool] | None = None) -> None:
+    def __init__(self, config: TrainConfig, history: list[EpochResult]) -> None:
         self.rule = EarlyStopping(Monitor.of(config), config.early_stopping_patience) if config.early_stopping_patience else None
-        self.also = also
         self.history = list(history)
         self.stopped = False
 
-    def should_stop(self, result: EpochResult) -> bool:
+    def on_epoch_end(self, result: EpochResult) -> None:
         self.history.append(result)
         self.stopped = self.rule is not None and self.rule.should_stop(self.history)
-        return self.stopped or (self.also is not None and self.also(result))
+
+    def should_stop(self) -> bool:
+        return self.stopped
 
     def record(self, run: Tracker) -> None:
         """Log where and why training stopped early: metric stopped_epoch, and the reason as a tag and a line."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import torch
 
 from deep_learning.core import distributed
 from deep_learning.core.batches import batches_per_pass
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.devices import resolve_device
 from deep_learning.core.distributed import Cluster
@@ -21,7 +22,7 @@ from deep_learning.core.progress import TrainingProgress
 from deep_learning.core.results import EpochResult
 from deep_learning.core.training import train_and_evaluate
 from deep_learning.experiment.assembly import Assembly, for_the_loop
-from deep_learning.experiment.controls import StepMetrics, Stopper, each_batch, stepper_for
+from deep_learning.experiment.controls import StepMetrics, Stopper, stepper_for
 from deep_learning.experiment.finish import restore_best
 from deep_learning.experiment.recipe import Recipe, recipe_from_config
 from deep_learning.experiment.results import ExperimentResult
@@ -39,17 +40,17 @@ def run_experiment(
     progress: bool = False,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
-    should_stop: Callable[[EpochResult], bool] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> ExperimentResult:
     """Train and evaluate `config` (with `recipe`, else the one the config names) as one MLflow run, a child of
     `parent_run_id` when given; `resume_run_id` continues that run from its last checkpoint. `progress` rewrites a
     line on stdout during each training pass. `run_name` replaces the run's usual name (model-dataset-device),
-    `tags` go beside the device's, and `should_stop` (a search's pruner) may end training after an epoch.
+    `tags` go beside the device's, and `callbacks` (a search's pruner) run after the run's own.
 
     Under torchrun, every rank trains its shard with DistributedDataParallel and rank 0 alone tracks the run.
     """
     recipe = recipe or recipe_from_config(config, data_root)
-    options = {"parent_run_id": parent_run_id, "progress": progress, "run_name": run_name, "tags": tags, "should_stop": should_stop}
+    options = {"parent_run_id": parent_run_id, "progress": progress, "run_name": run_name, "tags": tags, "callbacks": callbacks}
     if not distributed.launched_by_torchrun():
         resumed = (resume_run_id, checkpoint_to_resume(resume_run_id, config.checkpoint_dir)) if resume_run_id else None
         return _train(config, recipe, resolve_device(config.device), None, resumed=resumed, **options)
@@ -126,32 +127,28 @@ def _train(
     parent_run_id: str | None = None,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
-    should_stop: Callable[[EpochResult], bool] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> ExperimentResult:
     with training_session(
         config, recipe, device, cluster, resumed=resumed, parent_run_id=parent_run_id, run_name=run_name, tags=tags
     ) as session:
         assembly, run = session.assembly, session.run
         training_model = for_the_loop(assembly)
-        history = assembly.history + _epochs(assembly, training_model, session, progress, should_stop)
+        history = assembly.history + _epochs(assembly, training_model, session, progress, callbacks)
         if assembly.config.restore_best:
             restore_best(assembly, run, history, session.folder)
         return session.finish(training_model, history)
 
 
 def _epochs(
-    assembly: Assembly,
-    training_model: torch.nn.Module,
-    session: Session,
-    progress: bool,
-    should_stop: Callable[[EpochResult], bool] | None = None,
+    assembly: Assembly, training_model: torch.nn.Module, session: Session, progress: bool, callbacks: Sequence[Callback] = ()
 ) -> list[EpochResult]:
-    """Train and validate the epochs left, with the controls the config turns on; stop early where it or `should_stop` says."""
+    """Train and validate the epochs left, with the controls the config turns on, then `callbacks`; stop early where one says."""
     config, recipe, run = assembly.config, assembly.recipe, session.run
     train_dl, val_dl, _ = assembly.loaders
     first_epoch = len(assembly.history) + 1
     stepper = stepper_for(config, assembly.optimizer, assembly.scaler, assembly.scheduler, len(assembly.history) * assembly.steps_per_epoch)
-    stopper = Stopper(config, assembly.history, should_stop)
+    stopper = Stopper(config, assembly.history)
     # Rank 0 profiles the first epoch this process trains; the profiler stops itself after its last step.
     num_batches = batches_per_pass(train_dl)
     profiler = (
@@ -159,13 +156,12 @@ def _epochs(
         if config.profile and assembly.is_main
         else None
     )
-    on_batch = each_batch(
-        [
-            TrainingProgress(num_batches, first_epoch, config.epochs) if progress and num_batches else None,
-            StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
-            profiler,
-        ]
-    )
+    optional = [
+        TrainingProgress(num_batches, first_epoch, config.epochs) if progress and num_batches else None,
+        StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
+        profiler,
+    ]
+    callbacks = [*session.callbacks(), stopper, *filter(None, optional), *callbacks]
     with profiler or contextlib.nullcontext():
         history = train_and_evaluate(
             model=training_model,
@@ -177,11 +173,9 @@ def _epochs(
             val_metric=recipe.metrics(),
             num_epochs=config.epochs,
             device=assembly.device,
-            on_epoch=session.after_epoch,
+            callbacks=callbacks,
             start_epoch=first_epoch,
-            on_batch=on_batch,
             stepper=stepper,
-            should_stop=stopper.should_stop,
         )
     if profiler is not None:
         run.log_files(profiler.files(), PROFILE_ARTIFACTS)

@@ -1,4 +1,4 @@
-"""One run being trained: its MLflow run (a do-nothing one on ranks other than 0), its checkpointer and the per-epoch hook; a failure or an interruption ends the run FAILED or KILLED with what it had trained kept."""
+"""One run being trained: its MLflow run (a do-nothing one on ranks other than 0), its checkpointer and its per-epoch callbacks; a failure or an interruption ends the run FAILED or KILLED with what it had trained kept."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 
 from deep_learning import tracking
 from deep_learning.core import distributed
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.checkpoint_files import latest_checkpoint
 from deep_learning.core.config import TrainConfig, settings_apart
 from deep_learning.core.data.digests import split_digest
@@ -45,12 +46,10 @@ class Session:
     def folder(self) -> Path:
         return self.checkpointer.folder
 
-    def after_epoch(self, result: EpochResult) -> None:
-        """The per-epoch hook: the finite check, then the checkpoint (rank 0's), then the tracker."""
-        check_finite(result, self.checkpointer.last_saved)
-        if self.assembly.is_main:
-            self.checkpointer(result)
-        self.run.log_epoch(result, memory_metrics(self.assembly.device))
+    def callbacks(self) -> list[Callback]:
+        """What each epoch's end goes through, in order: the finite check, the checkpoint (rank 0's), the tracker."""
+        saving = [self.checkpointer] if self.assembly.is_main else []
+        return [FiniteCheck(self.checkpointer), *saving, EpochTracking(self.run, self.assembly.device)]
 
     def finish(self, training_model: torch.nn.Module, history: list[EpochResult]) -> ExperimentResult:
         """Score the test split, log the models and figures, and say what the run produced."""
@@ -148,15 +147,32 @@ def _digests(assembly: Assembly) -> dict[str, str]:
     return digests
 
 
-def check_finite(result: EpochResult, last_checkpoint: Path | None) -> None:
-    """Stop at the first epoch whose loss is NaN or infinite (read once per epoch, never per batch)."""
-    kept = f" The last good checkpoint is {last_checkpoint}." if last_checkpoint else ""
-    for name, value in (("train loss", result.train_loss), ("validation loss", result.val_loss)):
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"The {name} is {value} at epoch {result.epoch}: training diverged; lower the learning rate (--lr) and run again.{kept}",
-                result.epoch,
-            )
+@dataclass
+class FiniteCheck(Callback):
+    """Stop at the first epoch whose loss is NaN or infinite (read once per epoch, never per batch), naming the last good checkpoint."""
+
+    checkpointer: Checkpointer
+
+    def on_epoch_end(self, result: EpochResult) -> None:
+        last_checkpoint = self.checkpointer.last_saved
+        kept = f" The last good checkpoint is {last_checkpoint}." if last_checkpoint else ""
+        for name, value in (("train loss", result.train_loss), ("validation loss", result.val_loss)):
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"The {name} is {value} at epoch {result.epoch}: training diverged; lower the learning rate (--lr) and run again.{kept}",
+                    result.epoch,
+                )
+
+
+@dataclass
+class EpochTracking(Callback):
+    """Each epoch's metrics, with the device's memory, to the run's tracker."""
+
+    run: Tracker
+    device: torch.device
+
+    def on_epoch_end(self, result: EpochResult) -> None:
+        self.run.log_epoch(result, memory_metrics(self.device))
 
 
 def _reason_to_stop(error: BaseException, run: Tracker, checkpointer: Checkpointer, distributed_job: bool) -> BaseException:

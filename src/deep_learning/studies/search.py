@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from deep_learning import tracking
 from deep_learning.analysis.records import KIND_TAG, SEARCH, SEARCH_TAG
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.config import TrainConfig, monitor_direction
 from deep_learning.core.errors import ConfigError, InputError, Interrupted
 from deep_learning.core.results import EpochResult
@@ -167,6 +168,20 @@ def _finished(study) -> int:
     return sum(trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for trial in study.trials)
 
 
+@dataclass
+class Pruning(Callback):
+    """Reports each epoch's monitored metric to an Optuna trial, and stops training when the pruner says so."""
+
+    trial: Any
+    monitor: str
+
+    def on_epoch_end(self, result: EpochResult) -> None:
+        self.trial.report(result.learning_metrics()[self.monitor], result.epoch)
+
+    def should_stop(self) -> bool:
+        return self.trial.should_prune()
+
+
 def _trial(study, base: TrainConfig, space: list[Dimension], parent_run_id: str, data_root, progress: bool) -> None:
     """One trial: suggest its settings, train them as a child run reporting each epoch, tell the study how it ended."""
     import optuna
@@ -185,10 +200,6 @@ def _trial(study, base: TrainConfig, space: list[Dimension], parent_run_id: str,
         raise InputError(f"Trial {trial.number}'s settings are not a valid config ({error}): narrow the --param ranges.") from None
     print(label, flush=True)
 
-    def report(result: EpochResult) -> bool:
-        trial.report(result.learning_metrics()[base.monitor], result.epoch)
-        return trial.should_prune()
-
     try:
         result = run_experiment(
             config,
@@ -197,7 +208,7 @@ def _trial(study, base: TrainConfig, space: list[Dimension], parent_run_id: str,
             progress=progress,
             run_name=label,
             tags={TRIAL_TAG: str(trial.number)},
-            should_stop=report,
+            callbacks=[Pruning(trial, base.monitor)],
         )
     except BaseException:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -25,6 +25,7 @@ from torch.utils._pytree import tree_map
 
 from deep_learning.analysis.records import GROUP_TAG, POINT_TAG, VECTORIZED_TAG
 from deep_learning.core.batches import as_arguments, predictions, to_device
+from deep_learning.core.callbacks import Callback
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.data.loaders import TensorLoader, make_loaders
 from deep_learning.core.devices import resolve_device
@@ -35,7 +36,7 @@ from deep_learning.core.progress import TrainingProgress
 from deep_learning.core.reproducibility import restore_rng_state, rng_state
 from deep_learning.core.results import EpochResult
 from deep_learning.core.training import by_name, epoch_line, loss_accumulator, read_pass
-from deep_learning.experiment.controls import each_batch, stepper_for
+from deep_learning.experiment.controls import stepper_for
 from deep_learning.experiment.recipe import Recipe
 from deep_learning.experiment.results import ExperimentResult
 from deep_learning.experiment.session import Session, training_session
@@ -246,11 +247,11 @@ def _epochs(
     config, device = first.config, first.device
     train_dl, val_dl, _ = first.loaders
     together = _together(members, recipe)
-    on_batch = each_batch([TrainingProgress(len(train_dl), 1, config.epochs) if progress else None])
+    callbacks = [TrainingProgress(len(train_dl), 1, config.epochs)] if progress else []
     histories: list[list[EpochResult]] = [[] for _ in members]
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        trained_totals = _train_pass(together, randomness.batches(train_dl), len(train_dl), device, on_batch)
+        trained_totals = _train_pass(together, randomness.batches(train_dl), len(train_dl), device, callbacks)
         trained = time.perf_counter()
         val_totals = _evaluate(together.ensemble, randomness.shared_batches(val_dl), together.val_metrics, device)
         together.ensemble.write_back(together.optimizer, together.scheduler, members)
@@ -258,14 +259,15 @@ def _epochs(
         for index, member in enumerate(members):
             result = _epoch_result(epoch, config, together, index, trained_totals, val_totals, seconds, len(train_dl.dataset))
             with randomness.of(index):  # the checkpoint keeps the seed's own RNG states
-                member.after_epoch(result)
+                for callback in member.callbacks():
+                    callback.on_epoch_end(result)
             histories[index].append(result)
             print(f"{labels[index]} | {epoch_line(result)}", flush=True)
     return histories
 
 
 def _train_pass(
-    together: _Together, batches: Iterator[tuple[Tensor, Tensor]], num_batches: int, device: torch.device, on_batch
+    together: _Together, batches: Iterator[tuple[Tensor, Tensor]], num_batches: int, device: torch.device, callbacks: Sequence[Callback]
 ) -> tuple[Tensor, int]:
     """One epoch of every seed on its own batches; each seed's summed loss and the number of batches."""
     ensemble, stepper = together.ensemble, together.stepper
@@ -283,8 +285,8 @@ def _train_pass(
         count += 1
         for metric, seed_logits, seed_targets in zip(together.train_metrics, logits.detach(), targets):
             metric.update(seed_logits, seed_targets)
-        if on_batch is not None:
-            on_batch(losses.detach().mean(), targets.shape[1])
+        for callback in callbacks:
+            callback.on_batch_end(losses.detach().mean(), targets.shape[1])
     stepper.finish_pass({})
     return totals, count
 
