@@ -9,7 +9,7 @@ import yaml
 from conftest import REPO
 
 from deep_learning.cli import cli
-from deep_learning.core.config import TrainConfig, option_name
+from deep_learning.core.config import TrainConfig, field_value, option_name
 from deep_learning.core.errors import ConfigError
 
 FIELDS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
@@ -75,3 +75,25 @@ def test_invalid_values_are_refused_with_what_is_expected(changes, message):
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("compile", "yes", True),
+        ("compile", "False", False),
+        ("epochs", "3", 3),
+        ("epochs", "3.0", 3),
+        ("lr", "0.05", 0.05),
+        ("amp", "bf16", "bf16"),
+    ],
+)
+def test_a_field_value_is_read_from_text_as_its_type(name, text, value):
+    read = field_value(name, text)
+    assert read == value and type(read) is type(value)
+
+
+@pytest.mark.parametrize(("name", "text"), [("compile", "maybe"), ("epochs", "2.5"), ("epochs", "two"), ("lr", "fast")])
+def test_text_that_is_not_a_value_of_the_field_type_is_refused(name, text):
+    with pytest.raises(ValueError):
+        field_value(name, text)

@@ -84,44 +84,16 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
     """Run every measurement and judge the project's speed targets; the results as a JSON-ready dict."""
     devices = benchmark_devices(options.devices)
     repeats = options.timed_repeats
-    splits = benchmark_splits(options.quick, options.data_root)
-    flops = flops_per_sample()
-    flops_per_epoch = len(splits.train) * flops["train"] + len(splits.val) * flops["evaluate"]
-    cnn_data = cnn_splits(splits, options.quick)
-    cnn_flops = flops_per_sample(MODEL)
-    cnn_flops_per_epoch = len(cnn_data.train) * cnn_flops["train"] + len(cnn_data.val) * cnn_flops["evaluate"]
+    data = _Data.load(options)
     with torch_threads(options.threads) as threads, scratch_store():
         set_seed(TrainConfig.seed, deterministic=TrainConfig.deterministic)  # a run's settings, before any device work
         host = describe_device(torch.device("cpu"))
         descriptions = {str(device): describe_device(device) for device in devices}
         progress(f"SGEMM rate on {', '.join(descriptions)}")
         sgemm = {str(device): sgemm_gflops(device) for device in devices}
-        epochs, option_rows, cnn_rows, metric_rows, task_rows, reads, epoch_syncs = [], [], [], [], [], [], {}
-        params = {"quick": options.quick, "repeats": repeats, "train_samples": len(splits.train), "torch_threads": threads["intra_op"]}
+        params = {"quick": options.quick, "repeats": repeats, "train_samples": len(data.splits.train), "torch_threads": threads["intra_op"]}
         with tracking.tracked_run("benchmark", params, device_tags(host)) as run:
-            for device in devices:
-                reset_peak_memory(device)
-                lineup = contestants(device, splits, run.log_epoch)
-                progress(f"Epochs on {device}: {len(lineup)} loops, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
-                race(lineup, repeats, progress)
-                epochs += [contestant.summary(flops_per_epoch) for contestant in lineup]
-                option_lineup = option_contestants(device, splits)
-                progress(f"Options on {device}: {len(option_lineup)} loops, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)")
-                race(option_lineup, repeats, progress)
-                option_rows += [contestant.summary(flops_per_epoch) for contestant in option_lineup]
-                cnn_lineup = cnn_contestants(device, cnn_data)
-                progress(
-                    f"The {MODEL} on {device}: {len(cnn_lineup)} loops on {len(cnn_data.train):,} samples, {WARMUP_EPOCHS} warm-up and {repeats} timed round(s)"
-                )
-                race(cnn_lineup, repeats, progress)
-                cnn_rows += [contestant.summary(cnn_flops_per_epoch) | {"model": MODEL} for contestant in cnn_lineup]
-                metric_rows += metric_update_costs(device)
-                task_rows.append(measure_tasks(device, splits, options.quick, repeats, progress))
-                progress(f"Host reads per pass on {device}")
-                reads += host_reads(device, make_loaders(TrainConfig(), splits, device)[0])
-                if device.type == "cuda":
-                    progress(f"Synchronizing CUDA calls in one epoch at batch 64 on {device}")
-                    epoch_syncs[str(device)] = cuda_epoch_syncs(lineup)
+            measured = [_on_device(device, data, options, run.log_epoch, progress) for device in devices]
         peak_allocated = {str(device): peak for device in devices if (peak := peak_device_memory(device)) is not None}
         studies = [measure_studies(str(device), options.data_root, options.quick, progress) for device in devices]
         progress(f"MLflow's fixed costs in {repeats} fresh process(es)")
@@ -137,31 +109,12 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": options.quick,
-        "settings": {
-            "devices": list(descriptions),
-            "repeats": repeats,
-            "warmup_epochs": WARMUP_EPOCHS,
-            "train_samples": len(splits.train),
-            "val_samples": len(splits.val),
-            "batch_sizes": list(BATCH_SIZES),
-            "val_batch_size": TrainConfig.val_batch_size,
-            "loops": list(LOOPS),
-            "options": list(dict.fromkeys(row["loop"] for row in option_rows)),
-            "torch_threads": threads,
-        },
+        "settings": _settings(descriptions, repeats, data, measured, threads),
         "host": host,
         "devices": descriptions,
-        "flops": {"per_train_sample": flops["train"], "per_val_sample": flops["evaluate"], "per_epoch": flops_per_epoch},
+        "flops": {"per_train_sample": data.flops["train"], "per_val_sample": data.flops["evaluate"], "per_epoch": data.flops_per_epoch},
         "sgemm": sgemm,
-        "epochs": epochs,
-        "options": option_rows,
-        "models": {"train_samples": len(cnn_data.train), "epochs": cnn_rows, "metric_updates": metric_rows},
-        "tasks": {
-            "epochs": [row for rows in task_rows for row in rows["epochs"]],
-            "batch_handling": [row for rows in task_rows for row in rows["batch_handling"]],
-        },
-        "host_reads": reads,
-        "cuda_epoch_syncs": epoch_syncs,
+        **_gathered(measured, len(data.cnn.train)),
         "mlflow": mlflow_costs,
         "studies": studies,
         "startup": startup,
@@ -170,3 +123,92 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
     }
     results["targets"] = [verdict.as_dict() for verdict in judge(results)]
     return results
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The chapter's splits and the CNN's, with what an epoch of each costs in FLOPs."""
+
+    splits: DataSplits
+    cnn: DataSplits
+    flops: dict[str, float]
+    flops_per_epoch: float
+    cnn_flops_per_epoch: float
+
+    @classmethod
+    def load(cls, options: BenchmarkOptions) -> _Data:
+        splits = benchmark_splits(options.quick, options.data_root)
+        cnn = cnn_splits(splits, options.quick)
+        flops, cnn_flops = flops_per_sample(), flops_per_sample(MODEL)
+        return cls(
+            splits,
+            cnn,
+            flops,
+            len(splits.train) * flops["train"] + len(splits.val) * flops["evaluate"],
+            len(cnn.train) * cnn_flops["train"] + len(cnn.val) * cnn_flops["evaluate"],
+        )
+
+
+def _on_device(device: torch.device, data: _Data, options: BenchmarkOptions, log_epoch, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Everything measured on one device: the loops, the options, the CNN, the metrics, the tasks, host reads and CUDA syncs."""
+    repeats, splits = options.timed_repeats, data.splits
+    reset_peak_memory(device)
+    rounds = f"{WARMUP_EPOCHS} warm-up and {repeats} timed round(s)"
+    lineup = contestants(device, splits, log_epoch)
+    progress(f"Epochs on {device}: {len(lineup)} loops, {rounds}")
+    race(lineup, repeats, progress)
+    option_lineup = option_contestants(device, splits)
+    progress(f"Options on {device}: {len(option_lineup)} loops, {rounds}")
+    race(option_lineup, repeats, progress)
+    cnn_lineup = cnn_contestants(device, data.cnn)
+    progress(f"The {MODEL} on {device}: {len(cnn_lineup)} loops on {len(data.cnn.train):,} samples, {rounds}")
+    race(cnn_lineup, repeats, progress)
+    measured = {
+        "epochs": [contestant.summary(data.flops_per_epoch) for contestant in lineup],
+        "options": [contestant.summary(data.flops_per_epoch) for contestant in option_lineup],
+        "cnn": [contestant.summary(data.cnn_flops_per_epoch) | {"model": MODEL} for contestant in cnn_lineup],
+        "metric_updates": metric_update_costs(device),
+        "tasks": measure_tasks(device, splits, options.quick, repeats, progress),
+    }
+    progress(f"Host reads per pass on {device}")
+    measured["host_reads"] = host_reads(device, make_loaders(TrainConfig(), splits, device)[0])
+    if device.type == "cuda":
+        progress(f"Synchronizing CUDA calls in one epoch at batch 64 on {device}")
+        measured["cuda_epoch_syncs"] = {str(device): cuda_epoch_syncs(lineup)}
+    return measured
+
+
+def _gathered(measured: list[dict[str, Any]], cnn_train_samples: int) -> dict[str, Any]:
+    """The devices' measurements, each kind's rows together."""
+
+    def rows(key: str) -> list[Any]:
+        return [row for device in measured for row in device[key]]
+
+    return {
+        "epochs": rows("epochs"),
+        "options": rows("options"),
+        "models": {"train_samples": cnn_train_samples, "epochs": rows("cnn"), "metric_updates": rows("metric_updates")},
+        "tasks": {
+            "epochs": [row for device in measured for row in device["tasks"]["epochs"]],
+            "batch_handling": [row for device in measured for row in device["tasks"]["batch_handling"]],
+        },
+        "host_reads": rows("host_reads"),
+        "cuda_epoch_syncs": {name: syncs for device in measured for name, syncs in device.get("cuda_epoch_syncs", {}).items()},
+    }
+
+
+def _settings(
+    descriptions: dict[str, Any], repeats: int, data: _Data, measured: list[dict[str, Any]], threads: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "devices": list(descriptions),
+        "repeats": repeats,
+        "warmup_epochs": WARMUP_EPOCHS,
+        "train_samples": len(data.splits.train),
+        "val_samples": len(data.splits.val),
+        "batch_sizes": list(BATCH_SIZES),
+        "val_batch_size": TrainConfig.val_batch_size,
+        "loops": list(LOOPS),
+        "options": list(dict.fromkeys(row["loop"] for device in measured for row in device["options"])),
+        "torch_threads": threads,
+    }

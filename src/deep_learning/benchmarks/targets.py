@@ -65,97 +65,113 @@ def _epoch(rows: list[dict[str, Any]], device: str, loader: str, batch_size: int
 
 def judge(results: dict[str, Any]) -> list[Verdict]:
     """Every target the results can answer, on each device (the speed-ups' bounds differ between the CPU and accelerators)."""
-    rows = results["epochs"]
     verdicts = []
     for device in results["settings"]["devices"]:
-        bounds = ((64, 8.0), (1024, 12.0)) if device == "cpu" else ((64, 10.0), (1024, 10.0))
-        for batch_size, bound in bounds:
-            chapter = _epoch(rows, device, "dataloader", batch_size, "chapter")
-            tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
-            verdicts.append(
-                Verdict(
-                    f"speedup_batch_{batch_size}",
-                    device,
-                    f"the chapter's loop (DataLoader) over our tracked loop (tensor path), batch {batch_size}",
-                    chapter["median_epoch_seconds"] / tracked["median_epoch_seconds"],
-                    bound,
-                    True,
-                    "x",
-                )
-            )
+        verdicts += _speedup_verdicts(results["epochs"], device)
         if device != "cpu":
-            compiled = [
-                row
-                for row in results["options"]
-                if row["device"] == device and row["batch_size"] == 64 and row["loop"].startswith("compile")
-            ]
-            fastest_compiled = min(compiled, key=lambda row: row["median_epoch_seconds"])
-            verdicts.append(
-                Verdict(
-                    "compiled_epoch_batch_64",
-                    device,
-                    f"epoch time of our loop compiled (fastest: {fastest_compiled['loop']}), tensor path, batch 64; the launch-latency floor is ~35 ms",
-                    fastest_compiled["median_epoch_seconds"],
-                    0.1,
-                    False,
-                    "s",
-                )
-            )
-        fastest = _epoch(rows, device, "tensor", 1024, "tracked")
-        verdicts.append(
-            Verdict(
-                "sgemm_share_batch_1024",
-                device,
-                "GFLOP/s of our tracked loop (tensor path, batch 1024) as a share of the measured SGEMM rate",
-                100 * fastest["gflops"] / results["sgemm"][device]["gflops"],
-                40.0,
-                True,
-                "%",
-            )
-        )
+            verdicts.append(_compiled_verdict(results["options"], device))
+        verdicts.append(_sgemm_verdict(results, device))
         for batch_size in results["settings"]["batch_sizes"]:
-            tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
-            untracked = _epoch(rows, device, "tensor", batch_size, "untracked")
-            verdicts.append(
-                Verdict(
-                    f"tracked_over_untracked_batch_{batch_size}",
-                    device,
-                    f"epoch time tracked / untracked, median of the rounds' ratios (tensor path, batch {batch_size})",
-                    paired_ratio(tracked["epoch_seconds"], untracked["epoch_seconds"]),
-                    1.02,
-                    False,
-                    "",
-                )
-            )
-            verdicts.append(
-                Verdict(
-                    f"mlflow_share_batch_{batch_size}",
-                    device,
-                    f"time in MLflow calls per epoch / epoch time (tensor path, batch {batch_size})",
-                    100 * tracked["median_tracking_seconds"] / tracked["median_epoch_seconds"],
-                    1.0,
-                    False,
-                    "%",
-                )
-            )
+            verdicts += _tracking_verdicts(results["epochs"], device, batch_size)
     verdicts += _host_read_verdicts(results["host_reads"])
-    verdicts += [
-        Verdict(
-            "cuda_syncs_per_epoch",
-            device,
-            "synchronizing CUDA calls in one epoch of our untracked loop (tensor path, batch 64): "
-            "one per pass, as train and evaluate each return their floats",
-            syncs["untracked"],
-            2.0,
-            False,
-            "syncs",
-        )
-        for device, syncs in results["cuda_epoch_syncs"].items()
-    ]
+    verdicts += [_cuda_epoch_sync_verdict(device, syncs) for device, syncs in results["cuda_epoch_syncs"].items()]
     verdicts += [verdict for study in results["studies"] for verdict in _study_verdicts(study)]
     verdicts += _batch_handling_verdicts(results)
+    return verdicts + _host_cost_verdicts(results)
+
+
+def _speedup_verdicts(rows: list[dict[str, Any]], device: str) -> list[Verdict]:
+    """The chapter's loop over our tracked one, at both batch sizes."""
+    bounds = ((64, 8.0), (1024, 12.0)) if device == "cpu" else ((64, 10.0), (1024, 10.0))
+    verdicts = []
+    for batch_size, bound in bounds:
+        chapter = _epoch(rows, device, "dataloader", batch_size, "chapter")
+        tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
+        verdicts.append(
+            Verdict(
+                f"speedup_batch_{batch_size}",
+                device,
+                f"the chapter's loop (DataLoader) over our tracked loop (tensor path), batch {batch_size}",
+                chapter["median_epoch_seconds"] / tracked["median_epoch_seconds"],
+                bound,
+                True,
+                "x",
+            )
+        )
+    return verdicts
+
+
+def _compiled_verdict(options: list[dict[str, Any]], device: str) -> Verdict:
+    """An accelerator's fastest compiled option at batch 64."""
+    compiled = [row for row in options if row["device"] == device and row["batch_size"] == 64 and row["loop"].startswith("compile")]
+    fastest = min(compiled, key=lambda row: row["median_epoch_seconds"])
+    return Verdict(
+        "compiled_epoch_batch_64",
+        device,
+        f"epoch time of our loop compiled (fastest: {fastest['loop']}), tensor path, batch 64; the launch-latency floor is ~35 ms",
+        fastest["median_epoch_seconds"],
+        0.1,
+        False,
+        "s",
+    )
+
+
+def _sgemm_verdict(results: dict[str, Any], device: str) -> Verdict:
+    fastest = _epoch(results["epochs"], device, "tensor", 1024, "tracked")
+    return Verdict(
+        "sgemm_share_batch_1024",
+        device,
+        "GFLOP/s of our tracked loop (tensor path, batch 1024) as a share of the measured SGEMM rate",
+        100 * fastest["gflops"] / results["sgemm"][device]["gflops"],
+        40.0,
+        True,
+        "%",
+    )
+
+
+def _tracking_verdicts(rows: list[dict[str, Any]], device: str, batch_size: int) -> list[Verdict]:
+    """What tracking costs an epoch: tracked over untracked, and the share spent in MLflow calls."""
+    tracked = _epoch(rows, device, "tensor", batch_size, "tracked")
+    untracked = _epoch(rows, device, "tensor", batch_size, "untracked")
+    return [
+        Verdict(
+            f"tracked_over_untracked_batch_{batch_size}",
+            device,
+            f"epoch time tracked / untracked, median of the rounds' ratios (tensor path, batch {batch_size})",
+            paired_ratio(tracked["epoch_seconds"], untracked["epoch_seconds"]),
+            1.02,
+            False,
+            "",
+        ),
+        Verdict(
+            f"mlflow_share_batch_{batch_size}",
+            device,
+            f"time in MLflow calls per epoch / epoch time (tensor path, batch {batch_size})",
+            100 * tracked["median_tracking_seconds"] / tracked["median_epoch_seconds"],
+            1.0,
+            False,
+            "%",
+        ),
+    ]
+
+
+def _cuda_epoch_sync_verdict(device: str, syncs: dict[str, Any]) -> Verdict:
+    return Verdict(
+        "cuda_syncs_per_epoch",
+        device,
+        "synchronizing CUDA calls in one epoch of our untracked loop (tensor path, batch 64): "
+        "one per pass, as train and evaluate each return their floats",
+        syncs["untracked"],
+        2.0,
+        False,
+        "syncs",
+    )
+
+
+def _host_cost_verdicts(results: dict[str, Any]) -> list[Verdict]:
+    """Fixed costs on the host: a run's start, logging a model, the system-metrics sampler, the CLI's --help."""
     costs = results["mlflow"]
-    verdicts += [
+    return [
         Verdict(
             "run_fixed_seconds",
             "host",
@@ -186,7 +202,6 @@ def judge(results: dict[str, Any]) -> list[Verdict]:
         ),
         Verdict("help_seconds", "host", "`deep-learning --help` in a new process", results["startup"]["median_seconds"], 0.3, False, "s"),
     ]
-    return verdicts
 
 
 def _study_verdicts(study: dict[str, Any]) -> list[Verdict]:

@@ -189,6 +189,27 @@ def settings_apart(config: TrainConfig) -> str:
     return " ".join(f"{name}={getattr(config, name)}" for name in NAMED_SETTINGS if getattr(config, name) != getattr(defaults, name))
 
 
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def field_value(name: str, text: str) -> Any:
+    """A config field's value from its text (a grid's, a search's choice, a logged param), of the field's type.
+
+    Booleans are true/false, 1/0 or yes/no; integers may be written as 3 or 3.0. ValueError when the text is none of these.
+    """
+    kind = type(next(field for field in dataclasses.fields(TrainConfig) if field.name == name).default)
+    if kind is bool:
+        if text.lower() not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(text)
+        return text.lower() in TRUE_WORDS
+    if kind is int:
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError(text)
+        return int(number)
+    return kind(text)
+
+
 def option_name(field_name: str) -> str:
     """The CLI spelling of a config field: batch_size -> --batch-size."""
     return "--" + field_name.replace("_", "-")

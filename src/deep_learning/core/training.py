@@ -174,18 +174,9 @@ def train_and_evaluate(
     history = []
     for epoch in range(start_epoch, num_epochs + 1):
         started = time.perf_counter()
-        loss, score = train(
-            model=model,
-            dataloader=train_dl,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            metric=metric,
-            device=device,
-            stepper=stepper,
-            callbacks=callbacks,
-        )
+        loss, score = train(model, train_dl, loss_fn, optimizer, metric, device, stepper=stepper, callbacks=callbacks)
         trained = time.perf_counter()
-        val_loss, val_score = evaluate(model=model, dataloader=val_dl, loss_fn=loss_fn, metric=val_metric, device=device)
+        val_loss, val_score = evaluate(model, val_dl, loss_fn, val_metric, device)
         result = EpochResult(
             epoch=epoch,
             num_epochs=num_epochs,

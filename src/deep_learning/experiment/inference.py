@@ -20,7 +20,7 @@ from deep_learning import tracking
 from deep_learning.analysis.records import TRAINING, RunRecord
 from deep_learning.analysis.tables import text_table
 from deep_learning.core.batches import to_device
-from deep_learning.core.config import CLASSIFICATION, TrainConfig
+from deep_learning.core.config import CLASSIFICATION, TrainConfig, field_value
 from deep_learning.core.data.files import DATASET_CLASSES
 from deep_learning.core.data.loaders import example_batch, make_loaders
 from deep_learning.core.data.samples import split_size
@@ -66,9 +66,7 @@ def config_of(run: RunRecord | None) -> TrainConfig:
     settings = {}
     for field in dataclasses.fields(TrainConfig):
         if run is not None and field.name in run.params:
-            text = run.params[field.name]
-            kind = type(field.default)
-            settings[field.name] = text.lower() == "true" if kind is bool else kind(float(text)) if kind is int else kind(text)
+            settings[field.name] = field_value(field.name, run.params[field.name])
     return TrainConfig(**settings)
 
 

@@ -61,6 +61,11 @@ class Recipe:
         return short_name(self.data.name)
 
 
+def run_name_for(model: str, dataset: str, kind: str, apart: str = "") -> str:
+    """How runs are named: `model-dataset-kind`, then what sets the run apart (mlp-mnist-cpu lr=0.05, mlp-mnist-sweep)."""
+    return " ".join(filter(None, [f"{short_name(model)}-{short_name(dataset)}-{kind}", apart]))
+
+
 def short_name(name: str) -> str:
     """A model's or dataset's name as runs show it: the factory of an import path, the file or folder of a file dataset."""
     for prefix in FILE_DATASETS:

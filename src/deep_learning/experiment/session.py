@@ -26,7 +26,7 @@ from deep_learning.core.results import EpochResult
 from deep_learning.experiment.assembly import Assembly, assemble, run_params
 from deep_learning.experiment.checkpoints import Checkpointer
 from deep_learning.experiment.finish import finish_run, keep_checkpoint_models
-from deep_learning.experiment.recipe import Recipe
+from deep_learning.experiment.recipe import Recipe, run_name_for
 from deep_learning.experiment.results import ExperimentResult
 from deep_learning.experiment.resume import Resumed
 from deep_learning.tracking.tracker import Tracker
@@ -80,15 +80,8 @@ def training_session(
     resume_run_id, checkpoint = resumed or (None, None)
     assembly = assemble(config, recipe, device, cluster, checkpoint, loaders)
     config = assembly.config  # settled: the task and metrics the run logs
-    run_name = run_name or " ".join(
-        filter(
-            None,
-            [
-                f"{assembly.recipe.model_name}-{recipe.dataset_name}-{device.type}" + (f"-x{assembly.world_size}" if cluster else ""),
-                settings_apart(config),
-            ],
-        )
-    )
+    where = device.type + (f"-x{assembly.world_size}" if cluster else "")
+    run_name = run_name or run_name_for(assembly.recipe.model_name, recipe.dataset_name, where, settings_apart(config))
     tracked = tracking.tracked_run(
         run_name,
         run_params(assembly),

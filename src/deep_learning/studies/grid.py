@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deep_learning.core.config import ALL_DEVICES, TrainConfig, option_name
+from deep_learning.core.config import ALL_DEVICES, TrainConfig, field_value, option_name
 from deep_learning.core.errors import ConfigError
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
@@ -150,11 +150,7 @@ def parse_devices(devices: str, available: Sequence[str]) -> list[str]:
 def _typed(name: str, text: str) -> Any:
     kind = type(FIELDS[name].default)
     try:
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1", "yes")
-        return kind(text)
+        return field_value(name, text)
     except ValueError:
         raise ConfigError(
             f"--grid {name}: {text!r} is not a{'n' if kind is int else ''} {kind.__name__} ({option_name(name)} takes one)"

@@ -16,11 +16,12 @@ from urllib.parse import unquote, urlsplit
 from deep_learning import tracking
 from deep_learning.analysis.records import KIND_TAG, SEARCH, SEARCH_TAG
 from deep_learning.core.callbacks import Callback
-from deep_learning.core.config import TrainConfig, monitor_direction
-from deep_learning.core.errors import ConfigError, InputError, Interrupted
+from deep_learning.core.config import TrainConfig, field_value, monitor_direction
+from deep_learning.core.errors import ConfigError, InputError
 from deep_learning.core.results import EpochResult
-from deep_learning.experiment.recipe import short_name
+from deep_learning.experiment.recipe import run_name_for
 from deep_learning.studies.grid import FIELDS, NOT_IN_A_GRID
+from deep_learning.studies.parent import parent_run
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 STARTUP_TRIALS = 2  # the median pruner prunes nothing before this many trials have finished
@@ -64,15 +65,13 @@ def parse_space(params: Sequence[str]) -> list[Dimension]:
 
 
 def _bounds(param: str, name: str, kind: str, rest: str) -> tuple[Any, ...]:
-    field_type = type(FIELDS[name].default)
     try:
         if kind == "choice":
-            return tuple(field_type(value) if field_type is not bool else value == "true" for value in rest.split(","))
+            return tuple(field_value(name, value) for value in rest.split(","))
         low, high = (int(value) if kind == "int" else float(value) for value in rest.split(":"))
     except ValueError:
-        raise ConfigError(
-            f"--param {param!r} does not parse: its values are not {'integers' if kind == 'int' else 'numbers'} (or not two bounds)"
-        ) from None
+        expected = f"{type(FIELDS[name].default).__name__} values" if kind == "choice" else "integers" if kind == "int" else "numbers"
+        raise ConfigError(f"--param {param!r} does not parse: its values are not {expected} (or not two bounds)") from None
     if not low < high or (kind == "loguniform" and low <= 0):
         raise ConfigError(f"--param {param!r}: the bounds must be LOW < HIGH{' and above 0' if kind == 'loguniform' else ''}")
     return low, high
@@ -125,15 +124,10 @@ def run_search(
     storage = storage or default_storage()
     record = json.dumps({"base": base.to_params(), "space": [dataclasses.asdict(d) for d in space], "storage": storage, "trials": trials})
     params = {**base.to_params(), "search_space": json.dumps([f"{d.name}={d.kind}:{d.bounds}" for d in space])}
-    name = f"{short_name(base.model)}-{short_name(base.dataset)}-search"
-    with tracking.tracked_run(name, params, {KIND_TAG: SEARCH, SEARCH_TAG: record}, resume_run_id=resume) as parent:
+    with parent_run(run_name_for(base.model, base.dataset, "search"), params, {KIND_TAG: SEARCH, SEARCH_TAG: record}, resume) as parent:
         study = _study(optuna, parent.run_id, storage, direction, base.seed)
-        try:
-            while _finished(study) < trials:
-                _trial(study, base, space, parent.run_id, data_root, progress)
-        except Interrupted as interrupted:
-            interrupted.sweep_run_id = parent.run_id  # `deep-learning sweep --resume PARENT` continues the search
-            raise
+        while _finished(study) < trials:
+            _trial(study, base, space, parent.run_id, data_root, progress)
         best = study.best_trial
         parent.log_metric_rows([(BEST_VALUE, best.value, len(study.trials))])
         parent.set_tags({f"best.{key}": str(value) for key, value in best.params.items()} | {"deep_learning.best_trial": str(best.number)})

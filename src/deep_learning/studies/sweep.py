@@ -25,10 +25,11 @@ from deep_learning.analysis.rollup import to_json as rollup_json
 from deep_learning.analysis.rollup import to_markdown as rollup_markdown
 from deep_learning.core.config import ALL_DEVICES, TrainConfig
 from deep_learning.core.data.splits import DataSplits, load_splits
-from deep_learning.core.errors import CheckpointError, InputError, Interrupted
-from deep_learning.experiment.recipe import Recipe, recipe_from_config, short_name
+from deep_learning.core.errors import CheckpointError, InputError
+from deep_learning.experiment.recipe import Recipe, recipe_from_config, run_name_for
 from deep_learning.experiment.runner import resume_experiment, run_experiment
 from deep_learning.studies.grid import Point, Study
+from deep_learning.studies.parent import parent_run
 
 
 @dataclass(frozen=True)
@@ -61,22 +62,16 @@ def run_study(study: Study, data_root: str | Path | None = None, *, resume: str 
         "seeds": ",".join(map(str, study.seeds)),
         "devices": ",".join(study.devices),
     }
-    with tracking.tracked_run(_parent_name(study), params, tags, resume_run_id=resume) as parent:
+    with parent_run(_parent_name(study), params, tags, resume) as parent:
         existing = {child.tags.get(POINT_TAG): child for child in tracking.child_runs(parent.run_id)}
-        data = SharedData(data_root)
-        try:
-            children = _train_points(points, existing, parent.run_id, data, progress, study.vectorize)
-        except Interrupted as interrupted:
-            interrupted.sweep_run_id = parent.run_id  # what to resume: the sweep, not its child
-            raise
+        children = _train_points(points, existing, parent.run_id, SharedData(data_root), progress, study.vectorize)
         rollups, verdicts, differences, markdown = _roll_up(points, children, parent)
     return StudyResult(parent.run_id, children, rollups, verdicts, differences, markdown, parent.where_to_look())
 
 
 def _parent_name(study: Study) -> str:
     """The parent run's name: like `mlp-mnist-all-devices` for a base config on every device (`train --device all`), else `mlp-mnist-sweep`."""
-    kind = "all-devices" if study.base.device == ALL_DEVICES else "sweep"
-    return f"{short_name(study.base.model)}-{short_name(study.base.dataset)}-{kind}"
+    return run_name_for(study.base.model, study.base.dataset, "all-devices" if study.base.device == ALL_DEVICES else "sweep")
 
 
 def resumed_study(parent_run_id: str) -> Study:

@@ -61,7 +61,7 @@ class TrackedRun(Tracker):
         self.experiment_id = run.info.experiment_id
         self.artifact_uri = run.info.artifact_uri
         self.tracking_uri = redacted(uri)
-        self._client = client
+        self.client = client
         self._info = run.info
         self._pending: list[_Batch] = []
         self._warned = False
@@ -137,7 +137,7 @@ class TrackedRun(Tracker):
         deadline = time.monotonic() + wait_seconds
         while self._pending:
             try:
-                self._client.log_batch(self.run_id, metrics=self._linked(self._pending[0]), synchronous=True)
+                self.client.log_batch(self.run_id, metrics=self._linked(self._pending[0]), synchronous=True)
             except Exception as error:
                 if not unreachable(error):
                     raise
@@ -161,18 +161,18 @@ class TrackedRun(Tracker):
         metrics = [Metric(key, value, timestamp, step) for key, value, step in rows]
         for start in range(0, len(metrics), METRICS_PER_BATCH):
             self.with_patience(
-                lambda: self._client.log_batch(self.run_id, metrics=metrics[start : start + METRICS_PER_BATCH], synchronous=True)
+                lambda: self.client.log_batch(self.run_id, metrics=metrics[start : start + METRICS_PER_BATCH], synchronous=True)
             )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tag the run, waiting (up to the patience) for an unreachable server."""
         self.with_patience(
-            lambda: self._client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()])
+            lambda: self.client.log_batch(self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()])
         )
 
     def logged_epochs(self) -> set[int]:
         """The epochs whose metrics the run already holds."""
-        return {metric.step for metric in self._client.get_metric_history(self.run_id, "train_loss")}
+        return {metric.step for metric in self.client.get_metric_history(self.run_id, "train_loss")}
 
     def log_datasets(self, name: str, source_url: str, digests: dict[str, str]) -> None:
         """Record each split the run used as an MLflow dataset input (name, split, content digest)."""
@@ -188,7 +188,7 @@ class TrackedRun(Tracker):
         # insert fails on the store's unique constraint, and a retry finds the dataset and links it.
         for attempt in range(DATASET_RACE_ATTEMPTS):
             try:
-                self._client.log_inputs(self.run_id, datasets=inputs)
+                self.client.log_inputs(self.run_id, datasets=inputs)
                 return
             except MlflowException as error:
                 if not lost_insert_race(error) or attempt == DATASET_RACE_ATTEMPTS - 1:
@@ -202,7 +202,7 @@ class TrackedRun(Tracker):
         checkpoints kept) and deletes those of stale checkpoints."""
         self._sender.submit(self._track_checkpoint_models, epoch_of(path), [epoch_of(old) for old in stale])
         try:
-            self._client.log_artifact(self.run_id, str(path), CHECKPOINT_ARTIFACTS)
+            self.client.log_artifact(self.run_id, str(path), CHECKPOINT_ARTIFACTS)
             repository = get_artifact_repository(self.artifact_uri)
             for old in stale:
                 with contextlib.suppress(Exception):
@@ -216,11 +216,11 @@ class TrackedRun(Tracker):
     def log_files(self, paths: Sequence[Path], folder: str | None = None) -> None:
         """Log files as artifacts at the run's root (or in its `folder`), waiting (up to the patience) for an unreachable server."""
         for path in paths:
-            self.with_patience(lambda: self._client.log_artifact(self.run_id, str(path), folder))
+            self.with_patience(lambda: self.client.log_artifact(self.run_id, str(path), folder))
 
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         """Log a dict as a JSON artifact."""
-        self._client.log_dict(self.run_id, data, artifact_file)
+        self.client.log_dict(self.run_id, data, artifact_file)
 
     def log_trained_model(
         self, model: torch.nn.Module, example: ExampleInputs, records: dict[str, dict[str, Any]], folder: Path, registered_name: str = ""
@@ -237,10 +237,10 @@ class TrackedRun(Tracker):
 
         def log_all() -> str:
             for artifact_file, record in records.items():
-                self._client.log_dict(self.run_id, record, artifact_file)
-            self._client.log_artifact(self.run_id, str(path))
-            model_id, model_format = log_model(self._client, self._info, served, shown, params=self.params, registered_name=registered_name)
-            self._client.log_batch(self.run_id, tags=[RunTag(MODEL_FORMAT_TAG, model_format), RunTag(MODEL_INPUTS_TAG, inputs_tag)])
+                self.client.log_dict(self.run_id, record, artifact_file)
+            self.client.log_artifact(self.run_id, str(path))
+            model_id, model_format = log_model(self.client, self._info, served, shown, params=self.params, registered_name=registered_name)
+            self.client.log_batch(self.run_id, tags=[RunTag(MODEL_FORMAT_TAG, model_format), RunTag(MODEL_INPUTS_TAG, inputs_tag)])
             self._model_format = model_format
             return model_id
 
@@ -256,11 +256,11 @@ class TrackedRun(Tracker):
         try:
             if epoch not in self._checkpoint_models:
                 self._checkpoint_models[epoch] = create_model(
-                    self._client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)}
+                    self.client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)}
                 )
             for old in stale:
                 if old in self._checkpoint_models:
-                    self._client.delete_logged_model(self._checkpoint_models.pop(old))
+                    self.client.delete_logged_model(self._checkpoint_models.pop(old))
         except Exception as error:
             if not unreachable(error):
                 self._send_error = self._send_error or error
@@ -276,13 +276,13 @@ class TrackedRun(Tracker):
             cpu_model.load_state_dict(weights)
             if epoch not in self._checkpoint_models:
                 self._checkpoint_models[epoch] = create_model(
-                    self._client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)}
+                    self.client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)}
                 )
-            if self._client.get_logged_model(self._checkpoint_models[epoch]).status != LoggedModelStatus.READY:
+            if self.client.get_logged_model(self._checkpoint_models[epoch]).status != LoggedModelStatus.READY:
                 exports = self._model_format != "pickle"  # the final model did not export: the same model's checkpoints won't
-                self.with_patience(lambda: save_model(self._client, self._checkpoint_models[epoch], self.run_id, served, example, exports))
+                self.with_patience(lambda: save_model(self.client, self._checkpoint_models[epoch], self.run_id, served, example, exports))
         if best is not None and best[0] in kept:
-            self.with_patience(lambda: mark_best(self._client, self.run_id, self._checkpoint_models[best[0]], best[1]))
+            self.with_patience(lambda: mark_best(self.client, self.run_id, self._checkpoint_models[best[0]], best[1]))
 
     def with_patience(self, call):
         """Run a tracking call, retrying while the server is unreachable, up to the patience."""
@@ -302,7 +302,7 @@ class TrackedRun(Tracker):
                 self.flush(wait_seconds=0)
             self.close()
             with contextlib.suppress(Exception):
-                self._client.log_batch(
+                self.client.log_batch(
                     self.run_id, tags=[RunTag(key, value[:MAX_TAG_LENGTH]) for key, value in tags.items()], synchronous=True
                 )
             with contextlib.suppress(Exception):

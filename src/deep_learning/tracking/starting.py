@@ -43,6 +43,35 @@ def tracked_run(
     an adopted run stays where `mlflow run` put it. A run given `parent_run_id` (the active run) is
     its nested child, in its experiment. `system_metrics` samples CPU, memory and GPU.
     """
+    run = _started(run_name, params, experiment_id, resume_run_id, parent_run_id, system_metrics)
+    if parent_run_id is not None:
+        tags = {**tags, PARENT_RUN_TAG: parent_run_id}  # the parent, also where a sibling is the active run
+    try:
+        _log_params_and_tags(run.client, run.run_id, params, {**tags, "tracking_uri": run.tracking_uri})
+        yield run
+        if not run.flush(wait_seconds=patience_seconds()):
+            raise TrackingError(f"The tracking server {run.tracking_uri} stopped answering: the run's last metrics were not sent.")
+    except KeyboardInterrupt:
+        run.end(RunStatus.KILLED, {"error.type": "Interrupted", "error.message": "interrupted by a signal (Ctrl-C or SIGTERM)"})
+        raise
+    except BaseException as error:
+        run.end(RunStatus.FAILED, {"error.type": type(error).__name__, "error.message": first_line(error), **getattr(error, "tags", {})})
+        raise
+    else:
+        with signals_deferred():
+            run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
+        run.close()
+
+
+def _started(
+    run_name: str,
+    params: dict[str, Any],
+    experiment_id: str | None,
+    resume_run_id: str | None,
+    parent_run_id: str | None,
+    system_metrics: bool,
+) -> TrackedRun:
+    """The run started (or reopened, or adopted from `mlflow run`), in the experiment it belongs to; a store out of reach is one line."""
     uri = tracking_uri()
     client = open_client(uri)
     adopted = os.environ.get("MLFLOW_RUN_ID")
@@ -75,23 +104,7 @@ def tracked_run(
         # `mlflow run -P resume=ID` made a run of its own; point it at the run that goes on.
         with contextlib.suppress(Exception):
             client.set_tag(adopted, "deep_learning.resumed_run", resume_run_id)
-    if parent_run_id is not None:
-        tags = {**tags, PARENT_RUN_TAG: parent_run_id}  # the parent, also where a sibling is the active run
-    try:
-        _log_params_and_tags(client, run.run_id, params, {**tags, "tracking_uri": run.tracking_uri})
-        yield run
-        if not run.flush(wait_seconds=patience_seconds()):
-            raise TrackingError(f"The tracking server {run.tracking_uri} stopped answering: the run's last metrics were not sent.")
-    except KeyboardInterrupt:
-        run.end(RunStatus.KILLED, {"error.type": "Interrupted", "error.message": "interrupted by a signal (Ctrl-C or SIGTERM)"})
-        raise
-    except BaseException as error:
-        run.end(RunStatus.FAILED, {"error.type": type(error).__name__, "error.message": first_line(error), **getattr(error, "tags", {})})
-        raise
-    else:
-        with signals_deferred():
-            run.with_patience(lambda: mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED)))
-        run.close()
+    return run
 
 
 def _nested_under(parent_run_id: str | None) -> str | None:
