@@ -108,19 +108,6 @@ def measure_in_this_process() -> dict[str, float]:
             started = time.perf_counter()
             run.log_trained_model(model, example, {tracking.DEVICE_ARTIFACT: description}, Path(folder))
             log_model_seconds.append(time.perf_counter() - started)
-    metrics_cpu_seconds = []
-    with tracking.tracked_run("epoch-metrics", params, tags) as run:
-        for epoch in range(1, METRIC_WRITES + 1):
-            cpu_before = _process_cpu_seconds()
-            run.log_epoch(_epoch_result(epoch, METRIC_WRITES))
-            run.flush(wait_seconds=0)  # the sender thread's write, done
-            metrics_cpu_seconds.append(_process_cpu_seconds() - cpu_before)
-    with tracking.tracked_run("system-metrics", params, tags, system_metrics=True):
-        time.sleep(SAMPLER_START_SECONDS)
-        cpu_before, started = _process_cpu_seconds(), time.perf_counter()
-        time.sleep(SAMPLER_WINDOW_SECONDS)
-        sampler_cpu_seconds = _process_cpu_seconds() - cpu_before
-        sampler_wall_seconds = time.perf_counter() - started
     return {
         **_checkpoint_costs(model, example, params, tags),
         "import_tracking_seconds": import_seconds,
@@ -128,9 +115,34 @@ def measure_in_this_process() -> dict[str, float]:
         "later_run_seconds": statistics.median(run_seconds[1:]),
         "log_model_first_seconds": log_model_seconds[0],
         "log_model_second_seconds": log_model_seconds[1],
-        "epoch_metrics_cpu_seconds": statistics.median(metrics_cpu_seconds),
-        "system_metrics_core_share": sampler_cpu_seconds / sampler_wall_seconds,
+        "epoch_metrics_cpu_seconds": _epoch_metrics_cpu_seconds(params, tags),
+        "system_metrics_core_share": _sampler_core_share(params, tags),
     }
+
+
+def _epoch_metrics_cpu_seconds(params: dict[str, Any], tags: dict[str, str]) -> float:
+    """The CPU that logging one epoch's metrics takes, the sender thread's write included (median over METRIC_WRITES epochs)."""
+    from deep_learning import tracking
+
+    seconds = []
+    with tracking.tracked_run("epoch-metrics", params, tags) as run:
+        for epoch in range(1, METRIC_WRITES + 1):
+            cpu_before = _process_cpu_seconds()
+            run.log_epoch(_epoch_result(epoch, METRIC_WRITES))
+            run.flush(wait_seconds=0)  # the sender thread's write, done
+            seconds.append(_process_cpu_seconds() - cpu_before)
+    return statistics.median(seconds)
+
+
+def _sampler_core_share(params: dict[str, Any], tags: dict[str, str]) -> float:
+    """The share of a core that a run's system-metrics sampler uses while the process does nothing else."""
+    from deep_learning import tracking
+
+    with tracking.tracked_run("system-metrics", params, tags, system_metrics=True):
+        time.sleep(SAMPLER_START_SECONDS)
+        cpu_before, started = _process_cpu_seconds(), time.perf_counter()
+        time.sleep(SAMPLER_WINDOW_SECONDS)
+        return (_process_cpu_seconds() - cpu_before) / (time.perf_counter() - started)
 
 
 def _checkpoint_costs(model: torch.nn.Module, example: ExampleInputs, params: dict[str, Any], tags: dict[str, str]) -> dict[str, float]:

@@ -280,19 +280,10 @@ def machine_table(results: dict[str, Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     """The whole summary: settings, epoch times, targets, fixed costs, machine."""
-    settings, host, memory, flops = results["settings"], results["host"], results["memory"], results["flops"]
-    threads = settings["torch_threads"]
-    title = "# `deep-learning bench`" + (" --quick: noisy and preliminary, not a measurement" if results["quick"] else "")
     return (
         _paragraphs(
             [
-                title,
-                f"{results['created']} on {host['cpu_name']} ({host['cpu_count']} CPUs; torch threads: {threads['intra_op']} "
-                f"intra-op, {threads['inter_op']} inter-op), torch {host['torch_version']}, Python {host['python_version']}.",
-                f"Median of {settings['repeats']} timed epoch(s) per loop after {settings['warmup_epochs']} warm-up epoch, "
-                f"loops interleaved; an epoch trains on {settings['train_samples']:,} samples and validates on "
-                f"{settings['val_samples']:,} (batch {settings['val_batch_size']}). Speed-ups are over the chapter's loop "
-                f"on its DataLoader at the same batch size and device.",
+                *_introduction(results),
                 "## Targets",
                 targets_table(results),
                 "## Epoch time",
@@ -325,12 +316,34 @@ def markdown(results: dict[str, Any]) -> str:
                 studies_table(results),
                 "## Machine",
                 machine_table(results),
-                f"FLOPs (matrix multiplies, as torch's FlopCounterMode counts them): {flops['per_train_sample']:,.0f} per training "
-                f"sample, {flops['per_val_sample']:,.0f} per validation sample, {flops['per_epoch'] / 1e9:.2f} GFLOP per epoch. "
-                f"Peak RSS of the benchmark's process: {memory['peak_rss_bytes'] / MIB:.0f} MiB.",
+                _flops_and_memory(results),
             ]
         )
         + "\n"
+    )
+
+
+def _introduction(results: dict[str, Any]) -> list[str]:
+    """The title, the machine and library versions, and how the epochs were timed."""
+    settings, host = results["settings"], results["host"]
+    threads = settings["torch_threads"]
+    return [
+        "# `deep-learning bench`" + (" --quick: noisy and preliminary, not a measurement" if results["quick"] else ""),
+        f"{results['created']} on {host['cpu_name']} ({host['cpu_count']} CPUs; torch threads: {threads['intra_op']} "
+        f"intra-op, {threads['inter_op']} inter-op), torch {host['torch_version']}, Python {host['python_version']}.",
+        f"Median of {settings['repeats']} timed epoch(s) per loop after {settings['warmup_epochs']} warm-up epoch, "
+        f"loops interleaved; an epoch trains on {settings['train_samples']:,} samples and validates on "
+        f"{settings['val_samples']:,} (batch {settings['val_batch_size']}). Speed-ups are over the chapter's loop "
+        f"on its DataLoader at the same batch size and device.",
+    ]
+
+
+def _flops_and_memory(results: dict[str, Any]) -> str:
+    flops, memory = results["flops"], results["memory"]
+    return (
+        f"FLOPs (matrix multiplies, as torch's FlopCounterMode counts them): {flops['per_train_sample']:,.0f} per training "
+        f"sample, {flops['per_val_sample']:,.0f} per validation sample, {flops['per_epoch'] / 1e9:.2f} GFLOP per epoch. "
+        f"Peak RSS of the benchmark's process: {memory['peak_rss_bytes'] / MIB:.0f} MiB."
     )
 
 

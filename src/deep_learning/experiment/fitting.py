@@ -101,7 +101,17 @@ def fit(
         task=task,
         **options,
     )
-    recipe = Recipe(
+    recipe = _recipe(model, data, config, optimizer, loss_fn, metric_names, user_metrics, params or {})
+    # SIGTERM ends the run KILLED, as Ctrl-C's KeyboardInterrupt does; Ctrl-C itself keeps Python's (and a notebook's) behaviour.
+    with signals_interrupt_runs((signal.SIGTERM,)):
+        return run_experiment(config, recipe=recipe, resume_run_id=resume, progress=sys.stdout.isatty() if progress is None else progress)
+
+
+def _recipe(
+    model, data: DataSplits, config: TrainConfig, optimizer, loss_fn, metric_names: str, user_metrics, params: Mapping[str, Any]
+) -> Recipe:
+    """What fit trains: the user's model, optimizer, loss and metrics, or the task's defaults where they gave none."""
+    return Recipe(
         data=data,
         build_model=_model_builder(model, data.spec),
         build_optimizer=_optimizer_builder(optimizer, config),
@@ -111,12 +121,9 @@ def fit(
         user_metrics=user_metrics,
         task=config.task,
         extra_params=lambda built, built_optimizer, spec: _known_params(
-            built, built_optimizer if _is_users(optimizer) else None, loss_fn, data, spec, params or {}
+            built, built_optimizer if _is_users(optimizer) else None, loss_fn, data, spec, params
         ),
     )
-    # SIGTERM ends the run KILLED, as Ctrl-C's KeyboardInterrupt does; Ctrl-C itself keeps Python's (and a notebook's) behaviour.
-    with signals_interrupt_runs((signal.SIGTERM,)):
-        return run_experiment(config, recipe=recipe, resume_run_id=resume, progress=sys.stdout.isatty() if progress is None else progress)
 
 
 def user_splits(

@@ -91,21 +91,7 @@ def training_session(
         system_metrics=system_metrics,
     )
     with tracked if assembly.is_main else contextlib.nullcontext(Tracker()) as run:
-        checkpointer = Checkpointer(
-            Path(config.checkpoint_dir) / run.run_id,
-            keep=config.keep_checkpoints,
-            model=assembly.model,
-            optimizer=assembly.optimizer,
-            grad_scaler=assembly.scaler,
-            scheduler=assembly.scheduler,
-            config=config,
-            device=device,
-            history=assembly.history,
-            on_saved=run.log_checkpoint,
-            world_size=assembly.world_size,
-            params=assembly.extra_params,
-            keep_best=max(config.keep_best, int(config.restore_best)),
-        )
+        checkpointer = _checkpointer(assembly, run)
         _open(assembly, run)
         try:
             yield Session(assembly, run, checkpointer)
@@ -113,6 +99,26 @@ def training_session(
             if isinstance(error, TrainingDiverged) and assembly.is_main:
                 keep_checkpoint_models(assembly, run, checkpointer.history, checkpointer.folder)
             raise _reason_to_stop(error, run, checkpointer, cluster is not None) from None
+
+
+def _checkpointer(assembly: Assembly, run: Tracker) -> Checkpointer:
+    """The run's checkpointer, in its own folder under --checkpoint-dir, handing each checkpoint to the tracker."""
+    config = assembly.config
+    return Checkpointer(
+        Path(config.checkpoint_dir) / run.run_id,
+        keep=config.keep_checkpoints,
+        model=assembly.model,
+        optimizer=assembly.optimizer,
+        grad_scaler=assembly.scaler,
+        scheduler=assembly.scheduler,
+        config=config,
+        device=assembly.device,
+        history=assembly.history,
+        on_saved=run.log_checkpoint,
+        world_size=assembly.world_size,
+        params=assembly.extra_params,
+        keep_best=max(config.keep_best, int(config.restore_best)),
+    )
 
 
 def _open(assembly: Assembly, run: Tracker) -> None:
