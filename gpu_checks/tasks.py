@@ -25,7 +25,8 @@ import deep_learning
 from deep_learning.benchmarks.syncs import cuda_syncs
 from deep_learning.core.batches import to_device
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.loaders import example_batch, make_loaders
+from deep_learning.core.data.examples import example_batch
+from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.training import evaluate, train
 from deep_learning.experiment.recipe import recipe_from_config, settle

@@ -20,8 +20,8 @@ from readback import only_run, tracking_uri
 import deep_learning
 from deep_learning.core.batches import ModelLoss
 from deep_learning.core.data.files import load_dataset
-from deep_learning.core.data.loaders import RankShare
 from deep_learning.core.data.samples import as_tensors
+from deep_learning.core.data.streams import RankShare
 from deep_learning.core.distributed import Cluster
 from deep_learning.core.errors import ConfigError, DataError
 

@@ -22,7 +22,8 @@ from deep_learning.benchmarks.loops import WARMUP_EPOCHS, Contestant, race
 from deep_learning.benchmarks.machine import synchronize
 from deep_learning.core.batches import num_samples, output_and_loss, predictions, to_device
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.loaders import example_batch, make_loaders
+from deep_learning.core.data.examples import example_batch
+from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.data.splits import DataSplits
 from deep_learning.core.model import build_model
 from deep_learning.core.reproducibility import set_seed

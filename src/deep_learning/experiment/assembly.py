@@ -12,7 +12,8 @@ from torch.nn.parallel import DistributedDataParallel
 from deep_learning.core import distributed
 from deep_learning.core.batches import batches_per_pass, to_device
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.loaders import example_batch, loader_kind, make_loaders
+from deep_learning.core.data.examples import example_batch
+from deep_learning.core.data.loaders import loader_kind, make_loaders
 from deep_learning.core.data.samples import split_size
 from deep_learning.core.devices import describe_device
 from deep_learning.core.distributed import Cluster

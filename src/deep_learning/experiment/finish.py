@@ -12,7 +12,7 @@ from deep_learning import tracking
 from deep_learning.core import distributed
 from deep_learning.core.checkpoint_files import checkpoint_name, checkpoints_in, epoch_of, load_checkpoint
 from deep_learning.core.config import CLASSIFICATION, REGRESSION, TrainConfig
-from deep_learning.core.data.loaders import example_inputs
+from deep_learning.core.data.examples import example_inputs
 from deep_learning.core.errors import TrackingError
 from deep_learning.core.results import EpochResult
 from deep_learning.core.scoring import class_scores, predicted_against_true

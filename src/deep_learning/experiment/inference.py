@@ -21,8 +21,9 @@ from deep_learning.analysis.records import TRAINING, RunRecord
 from deep_learning.analysis.tables import text_table
 from deep_learning.core.batches import to_device
 from deep_learning.core.config import CLASSIFICATION, TrainConfig, field_value
+from deep_learning.core.data.examples import example_batch
 from deep_learning.core.data.files import DATASET_CLASSES
-from deep_learning.core.data.loaders import example_batch, make_loaders
+from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.data.samples import split_size
 from deep_learning.core.data.spec import DataSpec
 from deep_learning.core.errors import ConfigError, InputError

@@ -1,16 +1,13 @@
-"""The run the training loop reports to: metrics sent from a thread that keeps them while a server does not answer, linked to the epoch's checkpoint LoggedModel; checkpoints, the final model and the records of a run."""
+"""The run the training loop reports to: metrics (sent by tracking.sending's thread) linked to the epoch's checkpoint LoggedModel and the split's dataset; checkpoints, the final model and the records of a run."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
-import json
 import random
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +41,7 @@ from deep_learning.tracking.models import (
     save_model,
     served_model,
 )
+from deep_learning.tracking.sending import Batch, Sender
 from deep_learning.tracking.stores import lost_insert_race, unreachable
 from deep_learning.tracking.tracker import Tracker
 
@@ -63,15 +61,11 @@ class TrackedRun(Tracker):
         self.tracking_uri = redacted(uri)
         self.client = client
         self._info = run.info
-        self._pending: list[_Batch] = []
-        self._warned = False
         self.params: dict[str, str] = {}  # the run's params, which its LoggedModels carry too
         self._datasets: dict[str, tuple[str, str]] = {}  # split -> the dataset's name and digest
         self._checkpoint_models: dict[int, str] = {}  # epoch -> its checkpoint's LoggedModel
         self._model_format = ""  # the final model's, once logged
-        # One sender thread: the training thread never waits on the store, and batches keep their order.
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deep-learning-metrics")
-        self._send_error: Exception | None = None
+        self._sender = Sender(client, self.run_id, self.tracking_uri, self._linked)
 
     def where_to_look(self) -> str:
         """Where a person finds this run: its page on a server, or the command that opens the UI."""
@@ -91,11 +85,9 @@ class TrackedRun(Tracker):
 
     def _queue(self, metrics: dict[str, float], step: int, link: int | str | None) -> None:
         timestamp = int(time.time() * 1000)
-        self._sender.submit(
-            self._send_in_background, _Batch([Metric(key, float(value), timestamp, step) for key, value in metrics.items()], link)
-        )
+        self._sender.queue(Batch([Metric(key, float(value), timestamp, step) for key, value in metrics.items()], link))
 
-    def _linked(self, batch: _Batch) -> list[Metric]:
+    def _linked(self, batch: Batch) -> list[Metric]:
         """The batch's metrics, each with the LoggedModel it describes and the split's dataset, once that model exists."""
         model_id = self._checkpoint_models.get(batch.link) if isinstance(batch.link, int) else batch.link
         if model_id is None:
@@ -117,43 +109,9 @@ class TrackedRun(Tracker):
             )
         return linked
 
-    def _send_in_background(self, batch: _Batch) -> None:
-        # Queued on the sender thread, behind the checkpoint's LoggedModel that the batch links to.
-        self._pending.append(batch)
-        try:
-            self._send(wait_seconds=0)
-        except Exception as error:  # raised to the training thread at the next flush
-            self._send_error = self._send_error or error
-
     def flush(self, wait_seconds: float) -> bool:
         """Send every queued metric, waiting up to `wait_seconds` for an unreachable server; True when none are left."""
-        self._sender.submit(lambda: None).result()  # what the sender had queued has been tried
-        if self._send_error is not None:
-            error, self._send_error = self._send_error, None
-            raise error
-        return self._sender.submit(self._send, wait_seconds).result()
-
-    def _send(self, wait_seconds: float) -> bool:
-        deadline = time.monotonic() + wait_seconds
-        while self._pending:
-            try:
-                self.client.log_batch(self.run_id, metrics=self._linked(self._pending[0]), synchronous=True)
-            except Exception as error:
-                if not unreachable(error):
-                    raise
-                if not self._warned:
-                    print(
-                        f"Tracking server {self.tracking_uri} does not answer: training goes on, metrics are kept.",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    self._warned = True
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(RETRY_SECONDS)
-            else:
-                self._pending.pop(0)
-        return True
+        return self._sender.flush(wait_seconds)
 
     def log_metric_rows(self, rows: Sequence[tuple[str, float, int]]) -> None:
         """Log (key, value, step) rows now, in batches of MLflow's limit, waiting (up to the patience) for an unreachable server."""
@@ -263,14 +221,14 @@ class TrackedRun(Tracker):
                     self.client.delete_logged_model(self._checkpoint_models.pop(old))
         except Exception as error:
             if not unreachable(error):
-                self._send_error = self._send_error or error
+                raise
 
     def log_checkpoint_models(
         self, model: torch.nn.Module, example: ExampleInputs, kept: dict[int, dict[str, torch.Tensor]], best: tuple[int, str] | None
     ) -> None:
         """Write the files of each kept checkpoint's LoggedModel (`kept`: epoch to weights), and tag the best one's
         (`best`: its epoch and the monitored metric, as "val_loss min") when it is kept."""
-        self._sender.submit(lambda: None).result()  # the sender has created the checkpoints' LoggedModels
+        self._sender.wait()  # the sender has created the checkpoints' LoggedModels
         cpu_model, served, example = _servable(model, example)
         for epoch, weights in sorted(kept.items()):
             cpu_model.load_state_dict(weights)
@@ -310,18 +268,11 @@ class TrackedRun(Tracker):
 
     def close(self) -> None:
         """Stop the sender thread (after `flush`, it has nothing left to do)."""
-        self._sender.shutdown(wait=False)
+        self._sender.close()
 
     def save_pending(self, folder: Path) -> Path:
         """Write metrics the server never took to a JSON file that `deep-learning sync` sends later."""
-        path = folder / "unsent-metrics.json"
-        record = {
-            "tracking_uri": self.tracking_uri,
-            "run_id": self.run_id,
-            "metrics": [[metric.key, metric.value, metric.timestamp, metric.step] for batch in self._pending for metric in batch.metrics],
-        }
-        path.write_text(json.dumps(record))
-        return path
+        return self._sender.save_pending(folder)
 
 
 def _servable(model: torch.nn.Module, example: ExampleInputs) -> tuple[torch.nn.Module, torch.nn.Module, Example]:
@@ -344,14 +295,6 @@ def _say_how_it_takes_inputs(model_name: str, example: Example) -> str:
         flush=True,
     )
     return f"positional: {names}"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Batch:
-    """Metrics queued for the sender, and what they describe: an epoch's checkpoint LoggedModel, a LoggedModel's id, or nothing."""
-
-    metrics: list[Metric]
-    link: int | str | None = None
 
 
 def _dataset_source(source: str):

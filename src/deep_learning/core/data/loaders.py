@@ -18,30 +18,18 @@ import torch
 import torch.utils.data as utils
 from torch import Tensor
 
-from deep_learning.core.batches import ExampleInputs, TargetSplit, first_tensor, leaves, num_samples, split_target
+from deep_learning.core.batches import TargetSplit
 from deep_learning.core.config import TrainConfig
-from deep_learning.core.data.samples import as_tensors, first_samples, is_stream, stored_tensors
+from deep_learning.core.data.samples import as_tensors, is_stream, stored_tensors
+from deep_learning.core.data.seeded import SeededDataLoader, kept_settings
 from deep_learning.core.data.splits import DataSplits
+from deep_learning.core.data.streams import stream_loader
 from deep_learning.core.distributed import Cluster, ShuffledShards, evaluation_shard
 from deep_learning.core.errors import ConfigError
 
 TENSOR = "tensor"
 DATALOADER = "dataloader"
 BUDGET_SHARE = 4  # the tensor path holds the splits in at most a quarter of the device's memory
-# What fit keeps of a user's DataLoader; it replaces the sampler (and batch_sampler) and the generator of worker seeds.
-KEPT_SETTINGS = (
-    "collate_fn",
-    "num_workers",
-    "pin_memory",
-    "drop_last",
-    "timeout",
-    "worker_init_fn",
-    "multiprocessing_context",
-    "prefetch_factor",
-    "persistent_workers",
-    "in_order",
-)
-
 Loaders = tuple[Iterable[Any], Iterable[Any], Iterable[Any] | None]
 
 
@@ -194,32 +182,6 @@ def _dataloader(
     return SeededDataLoader(split, batch_size=batch_size, sampler=sampler, seed=seed, first_epoch=first_epoch, **kept_settings(users))
 
 
-def kept_settings(loader: utils.DataLoader) -> dict[str, Any]:
-    """The settings of a user's DataLoader that fit keeps (prefetch_factor only where there are workers, as torch asks)."""
-    settings = {name: getattr(loader, name) for name in KEPT_SETTINGS if hasattr(loader, name)}
-    if not settings.get("num_workers"):
-        settings.pop("prefetch_factor", None)
-    return settings
-
-
-class SeededDataLoader(utils.DataLoader):
-    """A user's DataLoader with the run's sampler, whose worker processes are seeded from the run's seed and the epoch.
-
-    Its own generator gives the workers' base seed, so the global RNG (the shuffle's, the model's) is drawn the same
-    whatever `num_workers` and `persistent_workers` are; without persistent workers, each epoch's worker seeds are
-    those of (seed, epoch), so a resumed run's workers draw what the uninterrupted run's drew.
-    """
-
-    def __init__(self, dataset: Any, *, seed: int, first_epoch: int, **settings: Any) -> None:
-        super().__init__(dataset, generator=torch.Generator(), **settings)
-        self.run_seed, self.epoch = seed, first_epoch
-
-    def __iter__(self):
-        self.generator.manual_seed(self.run_seed * 1_000_003 + self.epoch)
-        self.epoch += 1
-        return super().__iter__()
-
-
 class FirstBatches:
     """The first `steps` batches of each pass of a loader: an epoch of `steps_per_epoch` batches of a dataset, each
     epoch from a new shuffle (so a run resumes exactly, as every epoch's order comes from the checkpointed RNG)."""
@@ -234,112 +196,3 @@ class FirstBatches:
 
     def __iter__(self) -> Iterator[Any]:
         return itertools.islice(iter(self.loader), self.steps)
-
-
-class RankShare(utils.IterableDataset):
-    """A stream dealt between ranks: rank r keeps the samples whose position is r modulo the world size."""
-
-    def __init__(self, stream: utils.IterableDataset, cluster: Cluster) -> None:
-        self.stream, self.rank, self.world_size = stream, cluster.rank, cluster.world_size
-
-    def __iter__(self) -> Iterator[Any]:
-        for position, sample in enumerate(self.stream):
-            if position % self.world_size == self.rank:
-                yield sample
-
-
-class StreamLoader:
-    """An IterableDataset's batches: each epoch one pass of the stream, or, with `steps_per_epoch`, that many
-    batches of a stream read on across epochs (a new pass where it ends). A run resumed after epoch k skips the
-    k x steps_per_epoch batches it trained on, so it continues exactly where a stream yields the same items each pass."""
-
-    def __init__(self, loader: utils.DataLoader, steps_per_epoch: int, world_size: int, first_epoch: int) -> None:
-        self.loader = loader
-        self.dataset = loader.dataset
-        self.batch_size = loader.batch_size
-        self.steps_per_epoch = steps_per_epoch
-        self.world_size = world_size
-        self._skip = (first_epoch - 1) * steps_per_epoch
-        self._iterator: Iterator[Any] | None = None
-        self.samples_per_epoch: int | None = steps_per_epoch * (loader.batch_size or 1) * world_size if steps_per_epoch else None
-
-    def __len__(self) -> int:
-        if not self.steps_per_epoch:
-            raise TypeError("a stream's epoch has no length without steps_per_epoch")
-        return self.steps_per_epoch
-
-    def __iter__(self) -> Iterator[Any]:
-        if not self.steps_per_epoch:
-            yield from self._counted(iter(self.loader))
-            return
-        for _ in range(self._skip):
-            self._next_batch()
-        self._skip = 0
-        for _ in range(self.steps_per_epoch):
-            yield self._next_batch()
-
-    def _next_batch(self) -> Any:
-        if self._iterator is not None:
-            batch = next(self._iterator, None)
-            if batch is not None:
-                return batch
-        self._iterator = iter(self.loader)
-        batch = next(self._iterator, None)
-        if batch is None:
-            raise ConfigError("The training stream yielded no batch: give a stream that yields samples.")
-        return batch
-
-    def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
-        """A full pass, counting its samples (the epoch's, as the stream has no length) as it goes."""
-        count = 0
-        for batch in batches:
-            count += num_samples(first_tensor(batch)) * self.world_size
-            yield batch
-        self.samples_per_epoch = count
-
-
-def stream_loader(
-    stream: utils.IterableDataset,
-    batch_size: int,
-    users: utils.DataLoader | None,
-    cluster: Cluster | None,
-    steps_per_epoch: int,
-    seed: int,
-    first_epoch: int,
-) -> StreamLoader:
-    """A stream's batches (this rank's share under torchrun), with the user's DataLoader settings where given."""
-    if cluster is not None:
-        stream = RankShare(stream, cluster)
-    settings = kept_settings(users) if users is not None else {}
-    loader = SeededDataLoader(stream, batch_size=batch_size, seed=seed, first_epoch=first_epoch, **settings)
-    return StreamLoader(loader, steps_per_epoch, cluster.world_size if cluster else 1, first_epoch)
-
-
-EXAMPLE_SAMPLES = 2  # the example batch's
-
-
-def _first_samples_and_collate(splits: DataSplits, count: int) -> tuple[list[Any], Any]:
-    """The first `count` samples of the test split (else validation), and the function the run's loader collates them with."""
-    name, split = ("test", splits.test) if splits.test is not None else ("validation", splits.val)
-    users = splits.loaders.get(name)
-    return first_samples(split, count), users.collate_fn if users is not None else utils.default_collate
-
-
-def example_batch(splits: DataSplits) -> tuple[Any, Any]:
-    """The first samples of the test split (else validation), collated as the run's loader collates them and split into
-    (inputs, target): what checks the model before a run and shows its input to MLflow."""
-    samples, collate = _first_samples_and_collate(splits, EXAMPLE_SAMPLES)
-    return split_target(collate(samples), splits.target_key)
-
-
-def example_inputs(splits: DataSplits, count: int = 8) -> ExampleInputs:
-    """The example batch's inputs, and for each input tensor the dimensions (the batch's being 0) whose size differs
-    among the first `count` samples, each collated alone as the run collates batches: what a logged model's signature
-    lets vary beside the batch (a sequence's length, where a collate_fn pads to the longest)."""
-    samples, collate = _first_samples_and_collate(splits, count)
-    alone = [split_target(collate([sample]), splits.target_key)[0] for sample in samples]
-    shapes = [[leaf.shape for leaf in leaves(inputs)] for inputs in alone]
-    varying = [
-        {dim for dim in range(1, len(sizes[0])) if len({size[dim] for size in sizes if len(size) > dim}) > 1} for sizes in zip(*shapes)
-    ]
-    return ExampleInputs(split_target(collate(samples[:EXAMPLE_SAMPLES]), splits.target_key)[0], varying)
