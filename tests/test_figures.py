@@ -19,6 +19,7 @@ from deep_learning.analysis.figures import (
     plot_learning_curves,
     plot_run,
 )
+from deep_learning.core.config import CLASSIFICATION
 from deep_learning.core.data.files import DATASET_CLASSES, load_dataset
 from deep_learning.core.data.loaders import TensorLoader
 from deep_learning.core.data.samples import as_tensors
@@ -26,7 +27,7 @@ from deep_learning.core.metrics import accuracy_metric
 from deep_learning.core.model import build_model
 from deep_learning.core.reproducibility import set_seed
 from deep_learning.core.results import EpochResult
-from deep_learning.core.scoring import class_scores
+from deep_learning.core.scoring import class_scores_of, task_scores
 from deep_learning.core.training import evaluate
 
 CPU = torch.device("cpu")
@@ -37,8 +38,9 @@ def test_the_confusion_matrix_counts_every_test_image_and_agrees_with_the_logged
     batches = TensorLoader(images, labels, 128, shuffle=False)
     set_seed(0)
     model = build_model()
-    _, accuracy = evaluate(model, batches, torch.nn.CrossEntropyLoss(), accuracy_metric(), CPU)
-    scores = class_scores(model, batches, CPU, 10)
+    counted = task_scores(CLASSIFICATION, 10)
+    _, accuracy = evaluate(model, batches, torch.nn.CrossEntropyLoss(), accuracy_metric(), CPU, also=counted)  # one pass for both
+    scores = class_scores_of(counted)
     matrix = torch.tensor(scores.confusion_matrix)
     assert matrix.shape == (10, 10)
     assert matrix.sum(dim=1).tolist() == torch.bincount(labels, minlength=10).tolist()  # rows: true classes

@@ -1,6 +1,7 @@
 """Scores beyond a run's metrics, for its figures and `evaluate`: each class's accuracy and the confusion matrix
-(torchmetrics'), and a regression's predictions against the truth. Each is one pass without gradients, read from the
-device once at its end, and summed or gathered across processes under torchrun.
+(torchmetrics'), and a regression's predictions against the truth. They are updated in the pass that scores the
+metrics (`evaluate(..., also=task_scores(...))`), read from the device once at its end, and summed or gathered
+across processes under torchrun.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from torchmetrics.utilities import dim_zero_cat
 
 from deep_learning.core.batches import forward, predictions, to_device
+from deep_learning.core.config import CLASSIFICATION, REGRESSION
 
 PLOTTED_POINTS = 5000  # a regression figure draws at most this many predicted values
 
@@ -29,23 +31,39 @@ class ClassScores:
     confusion_matrix: list[list[int]]
 
 
-def _scored(model: nn.Module, batches: Iterable[tuple[Any, Any]], device: torch.device, metric: Metric | MetricCollection) -> Any:
-    """`metric` updated with the model's predictions on every batch, computed (synchronised across processes)."""
-    metric = metric.to(device)
+def task_scores(task: str, num_classes: int) -> Metric | MetricCollection | None:
+    """What a task counts beyond its metrics: a classifier's per-class accuracy and confusion matrix, a regression's
+    predicted and true values; None for the other tasks."""
+    if task == CLASSIFICATION:
+        return MetricCollection(
+            {
+                "per_class_accuracy": MulticlassAccuracy(num_classes, average=None),
+                "confusion_matrix": MulticlassConfusionMatrix(num_classes),
+            }
+        )
+    if task == REGRESSION:
+        return PredictedAndTrue()
+    return None
+
+
+def class_scores_of(scores: MetricCollection) -> ClassScores:
+    """The per-class accuracy and confusion matrix `task_scores` counted (computed: synchronised across processes)."""
+    computed = {name: value.tolist() for name, value in scores.compute().items()}
+    return ClassScores(computed["per_class_accuracy"], computed["confusion_matrix"])
+
+
+def predicted_and_true_of(scores: PredictedAndTrue) -> tuple[list[float], list[float]]:
+    """The predicted and true values `task_scores` kept for a regression (at most PLOTTED_POINTS), as plain lists."""
+    predicted, true = scores.compute()
+    return predicted.tolist(), true.tolist()
+
+
+def update_over(model: nn.Module, batches: Iterable[tuple[Any, Any]], device: torch.device, scores: Metric | MetricCollection) -> None:
+    """`scores` updated with the model's predictions on every batch, without gradients (where no pass scores the metrics)."""
     model.eval()
     with torch.inference_mode():
         for inputs, target in batches:
-            metric.update(predictions(forward(model, to_device(inputs, device))), to_device(target, device))
-    return metric.compute()
-
-
-def class_scores(model: nn.Module, batches: Iterable[tuple[Any, Any]], device: torch.device, num_classes: int) -> ClassScores:
-    """Each class's accuracy and the confusion matrix of a classifier over `batches`."""
-    scores = MetricCollection(
-        {"per_class_accuracy": MulticlassAccuracy(num_classes, average=None), "confusion_matrix": MulticlassConfusionMatrix(num_classes)}
-    )
-    computed = {name: value.tolist() for name, value in _scored(model, batches, device, scores).items()}
-    return ClassScores(computed["per_class_accuracy"], computed["confusion_matrix"])
+            scores.update(predictions(forward(model, to_device(inputs, device))), to_device(target, device))
 
 
 class PredictedAndTrue(Metric):
@@ -67,9 +85,3 @@ class PredictedAndTrue(Metric):
 
     def compute(self) -> tuple[Tensor, Tensor]:
         return dim_zero_cat(self.predicted), dim_zero_cat(self.true)
-
-
-def predicted_against_true(model: nn.Module, batches: Iterable[tuple[Any, Any]], device: torch.device) -> tuple[list[float], list[float]]:
-    """A regression model's predicted values over `batches` and the true ones, as plain lists (at most PLOTTED_POINTS)."""
-    predicted, true = _scored(model, batches, device, PredictedAndTrue())
-    return predicted.tolist(), true.tolist()

@@ -127,8 +127,13 @@ def evaluate(
     loss_fn: LossFn,
     metric: Metric | MetricCollection,
     device: torch.device,
+    *,
+    also: Metric | MetricCollection | None = None,
 ) -> tuple[float, Score]:
-    """Evaluate without gradients; return the batch-averaged loss and the metric (a MetricCollection's by name)."""
+    """Evaluate without gradients; return the batch-averaged loss and the metric (a MetricCollection's by name).
+
+    `also` (a confusion matrix, say) is updated with the same predictions and targets, for the caller to compute.
+    """
     model.eval()
     metric.reset()
     total_loss = loss_accumulator(device)
@@ -141,6 +146,8 @@ def evaluate(
             total_loss += loss
             num_batches += 1
             metric.update(predictions(output), target)
+            if also is not None:
+                also.update(predictions(output), target)
     loss, score, _ = read_pass(total_loss, num_batches, metric)
     return loss, score
 
@@ -174,21 +181,12 @@ def train_and_evaluate(
     history = []
     for epoch in range(start_epoch, num_epochs + 1):
         started = time.perf_counter()
-        loss, score = train(model, train_dl, loss_fn, optimizer, metric, device, stepper=stepper, callbacks=callbacks)
-        trained = time.perf_counter()
-        val_loss, val_score = evaluate(model, val_dl, loss_fn, val_metric, device)
-        result = EpochResult(
-            epoch=epoch,
-            num_epochs=num_epochs,
-            train_loss=loss,
-            train_metrics=by_name(score),
-            val_loss=val_loss,
-            val_metrics=by_name(val_score),
-            train_seconds=trained - started,
-            epoch_seconds=time.perf_counter() - started,
-            num_train_samples=samples_per_epoch(train_dl),  # a stream's, counted as it went
-            step_stats=stepper.epoch_stats,
-        )
+        trained = train(model, train_dl, loss_fn, optimizer, metric, device, stepper=stepper, callbacks=callbacks)
+        trained_seconds = time.perf_counter() - started
+        validated = evaluate(model, val_dl, loss_fn, val_metric, device)
+        seconds = (trained_seconds, time.perf_counter() - started)
+        # A stream's samples are counted as it went.
+        result = epoch_result(epoch, num_epochs, trained, validated, seconds, samples_per_epoch(train_dl), stepper.epoch_stats)
         history.append(result)
         for callback in callbacks:
             callback.on_epoch_end(result)
@@ -196,6 +194,30 @@ def train_and_evaluate(
         if any(callback.should_stop() for callback in callbacks):
             break
     return history
+
+
+def epoch_result(
+    epoch: int,
+    num_epochs: int,
+    trained: tuple[float, Score],
+    validated: tuple[float, Score],
+    seconds: tuple[float, float],
+    num_train_samples: int,
+    step_stats: dict[str, float],
+) -> EpochResult:
+    """An epoch's result from its training and validation passes' loss and score, and its (training, whole) seconds."""
+    return EpochResult(
+        epoch=epoch,
+        num_epochs=num_epochs,
+        train_loss=trained[0],
+        train_metrics=by_name(trained[1]),
+        val_loss=validated[0],
+        val_metrics=by_name(validated[1]),
+        train_seconds=seconds[0],
+        epoch_seconds=seconds[1],
+        num_train_samples=num_train_samples,
+        step_stats=step_stats,
+    )
 
 
 def samples_per_epoch(loader: Any) -> int:

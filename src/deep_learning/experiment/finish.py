@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ from deep_learning.core import distributed
 from deep_learning.core.checkpoint_files import checkpoint_name, checkpoints_in, epoch_of, load_checkpoint
 from deep_learning.core.config import CLASSIFICATION, REGRESSION, TrainConfig
 from deep_learning.core.data.examples import example_inputs
+from deep_learning.core.data.spec import DataSpec
 from deep_learning.core.errors import TrackingError
 from deep_learning.core.results import EpochResult
-from deep_learning.core.scoring import class_scores, predicted_against_true
+from deep_learning.core.scoring import class_scores_of, predicted_and_true_of, task_scores, update_over
 from deep_learning.core.training import evaluate
 from deep_learning.experiment.assembly import Assembly
 from deep_learning.experiment.controls import RESTORED_EPOCH_TAG, best_weights
@@ -42,7 +44,7 @@ def finish_run(
     assembly: Assembly, training_model: torch.nn.Module, run: Tracker, history: list[EpochResult], folder: Path
 ) -> dict[str, float]:
     """Score the test split, send every metric, then log the models and the figures; return the test scores."""
-    test_metrics = _test_scores(assembly, training_model)
+    test_metrics, figures = _test_scores(assembly, training_model)  # on every rank: counts are summed, predictions gathered
     if not run.flush(wait_seconds=tracking.patience_seconds()):
         run.log_metrics(test_metrics, step=history[-1].epoch)
         unsent = run.save_pending(folder)
@@ -50,39 +52,45 @@ def finish_run(
             f"The tracking server {run.tracking_uri} stopped answering: unsent metrics are in {unsent} "
             f"(send them later with `deep-learning sync {unsent}`); checkpoints are in {folder}."
         )
-    _log_models(assembly, run, history, folder, test_metrics)
-    figures = _figure_data(assembly, training_model)  # on every rank: counts are summed, predictions gathered
-    if assembly.is_main:
-        from deep_learning.analysis.figures import plot_run  # matplotlib loads only when a run has something to draw
-
-        run.log_files(plot_run(history, folder, **figures))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deep-learning-figures") as drawing:
+        drawn = drawing.submit(_draw, history, folder, figures) if assembly.is_main else None  # while the models export
+        _log_models(assembly, run, history, folder, test_metrics)
+        if drawn is not None:
+            run.log_files(drawn.result())
     return test_metrics
 
 
-def _figure_data(assembly: Assembly, training_model: torch.nn.Module) -> dict[str, Any]:
-    """What the task's figure shows, of the test split (else the validation split): a classification's confusion
-    matrix, a regression's predictions against the truth; nothing more for the other tasks."""
+def _draw(history: list[EpochResult], folder: Path, figures: dict[str, Any]) -> list[Path]:
+    from deep_learning.analysis.figures import plot_run  # matplotlib loads only when a run has something to draw
+
+    return plot_run(history, folder, **figures)
+
+
+def _test_scores(assembly: Assembly, training_model: torch.nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
+    """One pass over the test split: its loss and metrics by their logged names (printed on one line), and what the
+    task's figure shows (without a test split, of the validation split)."""
     _, val_dl, test_dl = assembly.loaders
-    scored, spec = (test_dl if test_dl is not None else val_dl), assembly.recipe.data.spec
-    split = "Test" if test_dl is not None else "Validation"
-    if spec.task == CLASSIFICATION:
-        matrix = class_scores(training_model, scored, assembly.device, spec.num_classes).confusion_matrix
-        return {"confusion_matrix": matrix, "class_names": spec.class_names, "split": split}
-    if spec.task == REGRESSION:
-        return {"predicted_against_true": predicted_against_true(training_model, scored, assembly.device), "split": split}
-    return {}
-
-
-def _test_scores(assembly: Assembly, training_model: torch.nn.Module) -> dict[str, float]:
-    """The test split's loss and metrics by their logged names (none without a test split), printed on one line."""
-    test_dl = assembly.loaders[2]
+    spec, device = assembly.recipe.data.spec, assembly.device
+    scores = task_scores(spec.task, spec.num_classes)
+    scores = scores.to(device) if scores is not None else None
     if test_dl is None:
-        return {}
-    metrics = assembly.recipe.metrics().to(assembly.device)
-    loss, scores = evaluate(training_model, test_dl, assembly.recipe.loss_fn, metrics, assembly.device)
-    test_metrics = {"test_loss": loss, **{f"test_{name}": value for name, value in scores.items()}}
+        if scores is not None:
+            update_over(training_model, val_dl, device, scores)
+        return {}, _figure_data(spec, scores, "Validation")
+    metrics = assembly.recipe.metrics().to(device)
+    loss, values = evaluate(training_model, test_dl, assembly.recipe.loss_fn, metrics, device, also=scores)
+    test_metrics = {"test_loss": loss, **{f"test_{name}": value for name, value in values.items()}}
     print("Test | " + " | ".join(f"{name.removeprefix('test_')}: {value:.4f}" for name, value in test_metrics.items()), flush=True)
-    return test_metrics
+    return test_metrics, _figure_data(spec, scores, "Test")
+
+
+def _figure_data(spec: DataSpec, scores: Any, split: str) -> dict[str, Any]:
+    """What the task's figure shows: a classification's confusion matrix, a regression's predictions against the truth."""
+    if spec.task == CLASSIFICATION:
+        return {"confusion_matrix": class_scores_of(scores).confusion_matrix, "class_names": spec.class_names, "split": split}
+    if spec.task == REGRESSION:
+        return {"predicted_against_true": predicted_and_true_of(scores), "split": split}
+    return {}
 
 
 def _log_models(assembly: Assembly, run: Tracker, history: list[EpochResult], folder: Path, test_metrics: dict[str, float]) -> None:

@@ -27,7 +27,7 @@ from deep_learning.core.data.loaders import make_loaders
 from deep_learning.core.data.samples import split_size
 from deep_learning.core.data.spec import DataSpec
 from deep_learning.core.errors import ConfigError, InputError
-from deep_learning.core.scoring import class_scores
+from deep_learning.core.scoring import class_scores_of, task_scores
 from deep_learning.core.training import by_name, evaluate
 from deep_learning.experiment.recipe import model_for, recipe_from_config, settle
 
@@ -214,10 +214,9 @@ def evaluate_model(loaded: LoadedModel, dataset: str, device: torch.device, root
         raise InputError(f"The dataset {dataset} has no test split to score on.")
     config, recipe = settle(config, recipe, loaded.model, to_device(example_batch(recipe.data), device))
     test_dl = make_loaders(config, recipe.data, device)[2]
-    loss, scores = evaluate(loaded.model, test_dl, recipe.loss_fn, recipe.metrics().to(device), device)
-    per_class = (
-        class_scores(loaded.model, test_dl, device, recipe.data.spec.num_classes) if recipe.data.spec.task == CLASSIFICATION else None
-    )
+    counted = task_scores(CLASSIFICATION, recipe.data.spec.num_classes).to(device) if recipe.data.spec.task == CLASSIFICATION else None
+    loss, scores = evaluate(loaded.model, test_dl, recipe.loss_fn, recipe.metrics().to(device), device, also=counted)
+    per_class = class_scores_of(counted) if counted is not None else None
     return Evaluation(
         dataset,
         split_size(recipe.data.test),

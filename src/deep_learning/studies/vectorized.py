@@ -32,7 +32,7 @@ from deep_learning.core.precision import with_amp
 from deep_learning.core.progress import TrainingProgress
 from deep_learning.core.reproducibility import restore_rng_state, rng_state
 from deep_learning.core.results import EpochResult
-from deep_learning.core.training import by_name, epoch_line, loss_accumulator, read_pass
+from deep_learning.core.training import epoch_line, epoch_result, loss_accumulator, read_pass
 from deep_learning.experiment.controls import stepper_for
 from deep_learning.experiment.recipe import Recipe
 from deep_learning.experiment.results import ExperimentResult
@@ -233,15 +233,5 @@ def _epoch_result(
     """Seed `index`'s epoch, read from the device (its loss and metrics in one transfer per split); times are the group's."""
     train_loss, train_score, _ = read_pass(trained[0][index], trained[1], together.train_metrics[index])
     val_loss, val_score, _ = read_pass(validated[0][index], validated[1], together.val_metrics[index])
-    return EpochResult(
-        epoch=epoch,
-        num_epochs=config.epochs,
-        train_loss=train_loss,
-        train_metrics=by_name(train_score),
-        val_loss=val_loss,
-        val_metrics=by_name(val_score),
-        train_seconds=seconds[0],
-        epoch_seconds=seconds[1],
-        num_train_samples=num_train_samples,
-        step_stats=together.stepper.epoch_stats,
-    )
+    passes = (train_loss, train_score), (val_loss, val_score)
+    return epoch_result(epoch, config.epochs, *passes, seconds, num_train_samples, together.stepper.epoch_stats)
