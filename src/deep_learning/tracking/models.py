@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -135,6 +135,7 @@ def log_model(
     run: RunInfo,
     cpu_model: torch.nn.Module,
     example: Example,
+    folder: str,
     *,
     name: str = MODEL_ARTIFACT,
     step: int = 0,
@@ -142,9 +143,10 @@ def log_model(
     tags: dict[str, str] | None = None,
     registered_name: str = "",
 ) -> tuple[str, str]:
-    """Log `cpu_model` as a LoggedModel of the run (`runs:/RUN/<name>`); return its id and format ("pt2" or "pickle")."""
+    """Log `cpu_model` as a LoggedModel of the run (`runs:/RUN/<name>`), its files written in `folder`; return its id and
+    format ("pt2" or "pickle")."""
     model_id = create_model(client, run, name, step, params, tags)
-    model_format = save_model(client, model_id, run.run_id, cpu_model, example)
+    model_format = save_model(client, model_id, run.run_id, cpu_model, example, folder)
     if registered_name:
         mlflow.register_model(f"models:/{model_id}", registered_name)
     return model_id, model_format
@@ -159,19 +161,20 @@ def create_model(
     return model.model_id
 
 
-def save_model(client: MlflowClient, model_id: str, run_id: str, cpu_model: torch.nn.Module, example: Example, exports: bool = True) -> str:
-    """Write the model's files into LoggedModel `model_id` and mark it READY; return the format.
+def save_model(
+    client: MlflowClient, model_id: str, run_id: str, cpu_model: torch.nn.Module, example: Example, folder: str, exports: bool = True
+) -> str:
+    """Write the model's files in `folder`, upload them into LoggedModel `model_id` and mark it READY; return the format.
 
     Pickle-free with torch.export ("pt2"), which pyfunc loads on the CPU on any host; a model that does not
     export (or, with `exports` false, is known not to) is saved in MLflow's pickle format instead, with a
     warning saying why, and pyfunc loads it on the GPU where there is one.
     """
-    location = client.get_logged_model(model_id).artifact_location
     if not exports:
-        _upload(client, model_id, run_id, location, cpu_model, example, "pickle")
+        _upload(client, model_id, run_id, _written(folder, cpu_model, example, "pickle"))
         return "pickle"
     try:
-        _upload(client, model_id, run_id, location, cpu_model, example, PICKLE_FREE_FORMAT)
+        _upload(client, model_id, run_id, _written(folder, cpu_model, example, PICKLE_FREE_FORMAT))
         return PICKLE_FREE_FORMAT
     except Exception as error:
         if isinstance(error, MlflowException) or unreachable(error):
@@ -183,29 +186,47 @@ def save_model(client: MlflowClient, model_id: str, run_id: str, cpu_model: torc
             file=sys.stderr,
             flush=True,
         )
-    _upload(client, model_id, run_id, location, cpu_model, example, "pickle")
+    _upload(client, model_id, run_id, _written(folder, cpu_model, example, "pickle"))
     return "pickle"
 
 
-def _upload(client: MlflowClient, model_id: str, run_id: str, location: str, cpu_model, example: Example, model_format: str) -> None:
-    # What Model.log does for a model it creates, into a LoggedModel that already exists.
-    with tempfile.TemporaryDirectory() as folder, _requirements_check_skipped():
-        path = os.path.join(folder, "model")
-        mlflow_model = Model(artifact_path=location, model_uuid=model_id, run_id=run_id, model_id=model_id)
+def copy_model(client: MlflowClient, model_id: str, run_id: str, folder: str) -> None:
+    """Give LoggedModel `model_id` the files that `save_model` wrote in `folder` for a model of the same weights,
+    without exporting it again."""
+    _upload(client, model_id, run_id, os.path.join(folder, MODEL_ARTIFACT))
+
+
+def _written(folder: str, cpu_model: torch.nn.Module, example: Example, model_format: str) -> str:
+    """The model saved by MLflow's PyTorch flavour in `folder`/model (replacing what was there); return that path."""
+    path = os.path.join(folder, MODEL_ARTIFACT)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+    with _requirements_check_skipped():
         mlflow.pytorch.save_model(
             cpu_model,
             path,
-            mlflow_model=mlflow_model,
             serialization_format=model_format,
             signature=example.signature,
             input_example=example.inputs,
             pip_requirements=model_requirements(),
         )
-        if model_format == PICKLE_FREE_FORMAT:
-            # A pickled module moves with .to(device), so pyfunc's own choice (CUDA where available) suits it; a pt2 program does not.
-            mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME][mlflow.pyfunc.MODEL_CONFIG]["device"] = PT2_PYFUNC_DEVICE
-            mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
-        client.log_model_artifacts(model_id, path)
+    if model_format == PICKLE_FREE_FORMAT:
+        # A pickled module moves with .to(device), so pyfunc's own choice (CUDA where available) suits it; a pt2 program does not.
+        mlflow_model = Model.load(path)
+        mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME][mlflow.pyfunc.MODEL_CONFIG]["device"] = PT2_PYFUNC_DEVICE
+        mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+    return path
+
+
+def _upload(client: MlflowClient, model_id: str, run_id: str, path: str) -> None:
+    """Upload the saved model at `path` into LoggedModel `model_id` of run `run_id`, as Model.log does for a model it
+    creates (its MLmodel naming that LoggedModel), and mark it READY."""
+    mlflow_model = Model.load(path)
+    mlflow_model.artifact_path = client.get_logged_model(model_id).artifact_location
+    mlflow_model.model_uuid = mlflow_model.model_id = model_id
+    mlflow_model.run_id = run_id
+    mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+    client.log_model_artifacts(model_id, path)
     client.finalize_logged_model(model_id, LoggedModelStatus.READY)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,7 @@ from deep_learning.tracking.models import (
     EPOCH_TAG,
     Example,
     checkpoint_model_name,
+    copy_model,
     create_model,
     log_model,
     mark_best,
@@ -65,6 +68,8 @@ class TrackedRun(Tracker):
         self._datasets: dict[str, tuple[str, str]] = {}  # split -> the dataset's name and digest
         self._checkpoint_models: dict[int, str] = {}  # epoch -> its checkpoint's LoggedModel
         self._model_format = ""  # the final model's, once logged
+        self._model_files = tempfile.TemporaryDirectory(prefix="deep-learning-model-")  # where models are written to be uploaded
+        self._final_model: tuple[dict[str, torch.Tensor], str] | None = None  # its CPU weights and files, once logged
         self._sender = Sender(client, self.run_id, self.tracking_uri, self._linked)
 
     def where_to_look(self) -> str:
@@ -192,12 +197,16 @@ class TrackedRun(Tracker):
         torch.save(cpu_state, path)
         _, served, shown = _servable(model, example)
         inputs_tag = _say_how_it_takes_inputs(type(model).__name__, shown)
+        final_files = os.path.join(self._model_files.name, "final")
+        self._final_model = (cpu_state, final_files)
 
         def log_all() -> str:
             for artifact_file, record in records.items():
                 self.client.log_dict(self.run_id, record, artifact_file)
             self.client.log_artifact(self.run_id, str(path))
-            model_id, model_format = log_model(self.client, self._info, served, shown, params=self.params, registered_name=registered_name)
+            model_id, model_format = log_model(
+                self.client, self._info, served, shown, final_files, params=self.params, registered_name=registered_name
+            )
             self.client.log_batch(self.run_id, tags=[RunTag(MODEL_FORMAT_TAG, model_format), RunTag(MODEL_INPUTS_TAG, inputs_tag)])
             self._model_format = model_format
             return model_id
@@ -205,6 +214,7 @@ class TrackedRun(Tracker):
         try:
             return self.with_patience(log_all)
         except Exception as error:
+            self._final_model = None
             raise TrackingError(
                 f"Cannot log the trained model to {self.artifact_uri}: {first_line(error)}. The weights are saved at {path}."
             ) from None
@@ -229,16 +239,23 @@ class TrackedRun(Tracker):
         """Write the files of each kept checkpoint's LoggedModel (`kept`: epoch to weights), and tag the best one's
         (`best`: its epoch and the monitored metric, as "val_loss min") when it is kept."""
         self._sender.wait()  # the sender has created the checkpoints' LoggedModels
-        cpu_model, served, example = _servable(model, example)
+        servable = None
         for epoch, weights in sorted(kept.items()):
-            cpu_model.load_state_dict(weights)
             if epoch not in self._checkpoint_models:
                 self._checkpoint_models[epoch] = create_model(
                     self.client, self._info, checkpoint_model_name(epoch), epoch, self.params, {EPOCH_TAG: str(epoch)}
                 )
-            if self.client.get_logged_model(self._checkpoint_models[epoch]).status != LoggedModelStatus.READY:
-                exports = self._model_format != "pickle"  # the final model did not export: the same model's checkpoints won't
-                self.with_patience(lambda: save_model(self.client, self._checkpoint_models[epoch], self.run_id, served, example, exports))
+            model_id = self._checkpoint_models[epoch]
+            if self.client.get_logged_model(model_id).status == LoggedModelStatus.READY:
+                continue
+            if self._final_model is not None and _same_weights(weights, self._final_model[0]):  # exported once, for the final model
+                self.with_patience(lambda: copy_model(self.client, model_id, self.run_id, self._final_model[1]))
+                continue
+            cpu_model, served, shown = servable = servable or _servable(model, example)
+            cpu_model.load_state_dict(weights)
+            exports = self._model_format != "pickle"  # the final model did not export: the same model's checkpoints won't
+            files = os.path.join(self._model_files.name, "checkpoint")
+            self.with_patience(lambda: save_model(self.client, model_id, self.run_id, served, shown, files, exports))
         if best is not None and best[0] in kept:
             self.with_patience(lambda: mark_best(self.client, self.run_id, self._checkpoint_models[best[0]], best[1]))
 
@@ -267,8 +284,9 @@ class TrackedRun(Tracker):
                 mlflow.end_run(RunStatus.to_string(status))
 
     def close(self) -> None:
-        """Stop the sender thread (after `flush`, it has nothing left to do)."""
+        """Stop the sender thread (after `flush`, it has nothing left to do) and remove the written model files."""
         self._sender.close()
+        self._model_files.cleanup()
 
     def save_pending(self, folder: Path) -> Path:
         """Write metrics the server never took to a JSON file that `deep-learning sync` sends later."""
@@ -281,6 +299,11 @@ def _servable(model: torch.nn.Module, example: ExampleInputs) -> tuple[torch.nn.
     cpu_inputs = to_device(example.inputs, torch.device("cpu"))
     served = served_model(cpu_model, cpu_inputs)
     return cpu_model, served, Example.of(served, cpu_inputs, example.varying_dims)
+
+
+def _same_weights(weights: dict[str, torch.Tensor], others: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors."""
+    return weights.keys() == others.keys() and all(torch.equal(weights[key].cpu(), others[key]) for key in weights)
 
 
 def _say_how_it_takes_inputs(model_name: str, example: Example) -> str:
