@@ -37,7 +37,8 @@ from deep_learning.experiment.checkpoints import Checkpointer
 EXPERIMENT_NAME = "deep-learning-benchmark"
 LATER_RUNS = 3
 SAMPLER_START_SECONDS = 1.5  # MLflow's monitor takes its first sample and logs it
-SAMPLER_WINDOW_SECONDS = 5.0
+SAMPLER_WINDOW_SECONDS, QUICK_SAMPLER_WINDOW_SECONDS = 5.0, 2.0
+QUICK_FLAG = "--quick"
 METRIC_WRITES = 20
 CHECKPOINT_EPOCHS, CHECKPOINTS_KEPT = 6, 2
 _STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
@@ -65,11 +66,12 @@ def scratch_store() -> Iterator[Path]:
                     os.environ[name] = value
 
 
-def measure_mlflow_costs(repeats: int) -> dict[str, Any]:
-    """Fixed costs of a run and of logging the model: each the median over `repeats` fresh processes."""
+def measure_mlflow_costs(repeats: int, quick: bool = False) -> dict[str, Any]:
+    """Fixed costs of a run and of logging the model: each the median over `repeats` fresh processes (`quick`: the
+    sampler's share over a shorter window)."""
     samples = []
     for _ in range(repeats):
-        output = run_command([sys.executable, "-m", __name__]).stdout.strip().splitlines()
+        output = run_command([sys.executable, "-m", __name__, *([QUICK_FLAG] if quick else [])]).stdout.strip().splitlines()
         try:
             samples.append(json.loads(output[-1]))
         except (IndexError, json.JSONDecodeError):
@@ -77,7 +79,7 @@ def measure_mlflow_costs(repeats: int) -> dict[str, Any]:
     return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]} | {"processes": repeats}
 
 
-def measure_in_this_process() -> dict[str, float]:
+def measure_in_this_process(sampler_window: float = SAMPLER_WINDOW_SECONDS) -> dict[str, float]:
     """In a process that has not touched MLflow: import, the first and later runs' fixed cost, log_trained_model twice,
     the CPU that sending one epoch's metrics takes, and the CPU that the system-metrics sampler of a run uses
     while the process does nothing else."""
@@ -116,7 +118,7 @@ def measure_in_this_process() -> dict[str, float]:
         "log_model_first_seconds": log_model_seconds[0],
         "log_model_second_seconds": log_model_seconds[1],
         "epoch_metrics_cpu_seconds": _epoch_metrics_cpu_seconds(params, tags),
-        "system_metrics_core_share": _sampler_core_share(params, tags),
+        "system_metrics_core_share": _sampler_core_share(params, tags, sampler_window),
     }
 
 
@@ -134,14 +136,14 @@ def _epoch_metrics_cpu_seconds(params: dict[str, Any], tags: dict[str, str]) -> 
     return statistics.median(seconds)
 
 
-def _sampler_core_share(params: dict[str, Any], tags: dict[str, str]) -> float:
+def _sampler_core_share(params: dict[str, Any], tags: dict[str, str], window: float) -> float:
     """The share of a core that a run's system-metrics sampler uses while the process does nothing else."""
     from deep_learning import tracking
 
     with tracking.tracked_run("system-metrics", params, tags, system_metrics=True):
         time.sleep(SAMPLER_START_SECONDS)
         cpu_before, started = _process_cpu_seconds(), time.perf_counter()
-        time.sleep(SAMPLER_WINDOW_SECONDS)
+        time.sleep(window)
         return (_process_cpu_seconds() - cpu_before) / (time.perf_counter() - started)
 
 
@@ -203,4 +205,4 @@ def _process_cpu_seconds() -> float:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure_in_this_process()))
+    print(json.dumps(measure_in_this_process(QUICK_SAMPLER_WINDOW_SECONDS if QUICK_FLAG in sys.argv else SAMPLER_WINDOW_SECONDS)))

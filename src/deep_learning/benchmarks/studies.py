@@ -19,15 +19,17 @@ from deep_learning.studies.sweep import StudyResult, run_study
 CHILD_COST_SAMPLES = 500  # a child whose epoch is short, so that what is left is its fixed cost
 CHILD_COUNTS = (1, 4)
 VECTORIZED_SEEDS = 8
-QUICK_SAMPLES, QUICK_SEEDS = 2_000, 3  # --quick: a check that it all runs, not a measurement
+# --quick: a check that it all runs, not a measurement
+QUICK_CHILD_COUNTS, QUICK_SAMPLES, QUICK_SEEDS = (1, 2), 1_000, 2
 COMPARED_METRICS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
 
 def measure_studies(device: str, data_root: Path | None, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
     """The costs of a sweep's children on `device`, in the current (scratch) store; quietly, as `sweep -q` runs."""
     with contextlib.redirect_stdout(io.StringIO()):
-        progress(f"A sweep's extra child on {device}: sweeps of {' and '.join(map(str, CHILD_COUNTS))} seeds")
-        child = extra_child_seconds(device, data_root)
+        counts = QUICK_CHILD_COUNTS if quick else CHILD_COUNTS
+        progress(f"A sweep's extra child on {device}: sweeps of {' and '.join(map(str, counts))} seeds")
+        child = extra_child_seconds(device, data_root, counts)
         epochs = 1 if quick else 2
         count = QUICK_SEEDS if quick else VECTORIZED_SEEDS
         progress(f"{count} seeds of the chapter's MLP on {device}, {epochs} epoch(s): one run, separate runs, vectorized")
@@ -35,17 +37,17 @@ def measure_studies(device: str, data_root: Path | None, quick: bool, progress: 
     return {"device": device, **child, **seeds}
 
 
-def extra_child_seconds(device: str, data_root: Path | None) -> dict[str, Any]:
+def extra_child_seconds(device: str, data_root: Path | None, counts: tuple[int, int] = CHILD_COUNTS) -> dict[str, Any]:
     """Each extra child's wall time beyond its epochs: a sweep's growth from one seed to more, less the epochs it adds."""
     base = TrainConfig(epochs=1, train_subset=CHILD_COST_SAMPLES, device=device)
     run_study(Study(base, {}, [base.seed], [device]), data_root)  # untimed: what a process pays once (the first export, imports)
     walls, epochs = {}, {}
-    for count in CHILD_COUNTS:
+    for count in counts:
         started = time.perf_counter()
         result = run_study(Study(base, {}, [base.seed + offset for offset in range(count)], [device]), data_root)
         walls[count] = time.perf_counter() - started
         epochs[count] = sum(_epoch_seconds(run_id) for run_id in result.children.values())
-    low, high = CHILD_COUNTS
+    low, high = counts
     extra = (walls[high] - walls[low] - (epochs[high] - epochs[low])) / (high - low)
     return {
         "child_samples": CHILD_COST_SAMPLES,

@@ -97,7 +97,7 @@ def run_benchmark(options: BenchmarkOptions, progress: Callable[[str], None] = l
         peak_allocated = {str(device): peak for device in devices if (peak := peak_device_memory(device)) is not None}
         studies = [measure_studies(str(device), options.data_root, options.quick, progress) for device in devices]
         progress(f"MLflow's fixed costs in {repeats} fresh process(es)")
-        mlflow_costs = measure_mlflow_costs(repeats)
+        mlflow_costs = measure_mlflow_costs(repeats, options.quick)
         progress("`deep-learning --help` start-up")
         startup = measure_help(repeats)
         if options.quick:
