@@ -25,7 +25,10 @@ from deep_learning.core.checkpoint_files import load_checkpoint
 LEARNED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "3000"]
 # Slow enough epochs (the chapter's DataLoader) that a server can be killed while they run.
-SLOW_FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "10000", "--loader", "dataloader"]
+SLOW_FOUR_EPOCHS = ["train", "--epochs", "4", "--train-subset", "5000", "--loader", "dataloader"]
+# A dead server refuses connections at once: with MLflow's own retries off, each call fails in milliseconds and
+# what is tested is the run's patience and the sender's retries, not MLflow's back-off (seconds per call).
+NO_MLFLOW_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 
 
 def start_training(*args: str, **env: str) -> subprocess.Popen:
@@ -253,7 +256,7 @@ def test_four_concurrent_runs_into_one_server(store, mlflow_server):
 @pytest.mark.server
 def test_server_dies_mid_run_and_comes_back(store, tmp_path):
     server = start_mlflow_server(tmp_path / "server")
-    process = start_training(*SLOW_FOUR_EPOCHS, MLFLOW_TRACKING_URI=server.url, DEEP_LEARNING_TRACKING_PATIENCE="300")
+    process = start_training(*SLOW_FOUR_EPOCHS, MLFLOW_TRACKING_URI=server.url, DEEP_LEARNING_TRACKING_PATIENCE="300", **NO_MLFLOW_RETRIES)
     try:
         wait_for_line(process, "Epoch [1/4]")
         kill_mlflow_server(server)
@@ -276,7 +279,7 @@ def test_server_dies_mid_run_and_comes_back(store, tmp_path):
 @pytest.mark.server
 def test_server_that_never_returns_leaves_a_file_that_sync_sends(store, tmp_path):
     server = start_mlflow_server(tmp_path / "server")
-    process = start_training(*SLOW_FOUR_EPOCHS, MLFLOW_TRACKING_URI=server.url, DEEP_LEARNING_TRACKING_PATIENCE="3")
+    process = start_training(*SLOW_FOUR_EPOCHS, MLFLOW_TRACKING_URI=server.url, DEEP_LEARNING_TRACKING_PATIENCE="3", **NO_MLFLOW_RETRIES)
     try:
         wait_for_line(process, "Epoch [1/4]")
         kill_mlflow_server(server)
