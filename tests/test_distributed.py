@@ -32,9 +32,9 @@ def torchrun(*args: str) -> list[str]:
 def two_process_run(tmp_path_factory, data_root):
     folder = tmp_path_factory.mktemp("ddp")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    # Batch 32 per rank: a global batch of 64, the chapter's schedule.
+    # Batch 32 per rank: a global batch of 64, the chapter's schedule; a fifth of the training split.
     result = subprocess.run(
-        torchrun("--epochs", "1", "--batch-size", "32"),
+        torchrun("--epochs", "1", "--batch-size", "32", "--train-subset", "10000"),
         cwd=folder,
         capture_output=True,
         text=True,
@@ -55,7 +55,7 @@ def test_torchrun_makes_one_run_with_global_metrics(two_process_run):
     assert (params["world_size"], params["backend"], params["nnodes"], params["global_batch_size"]) == ("2", "gloo", "1", "64")
     for key in EPOCH_METRICS:
         assert [metric.step for metric in client.get_metric_history(run.info.run_id, key)] == [1]
-    assert run.data.metrics["val_accuracy"] > 0.9
+    assert run.data.metrics["val_accuracy"] > 0.8
     with tempfile.TemporaryDirectory() as folder:
         device_json = json.loads(Path(client.download_artifacts(run.info.run_id, "device.json", folder)).read_text())
     assert [entry["rank"] for entry in device_json["ranks"]] == [0, 1]
@@ -111,7 +111,7 @@ def test_killing_one_rank_ends_the_job_and_fails_the_run(tmp_path, data_root):
 def test_interrupted_torchrun_job_resumes_exactly_with_the_same_world_size(tmp_path, data_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = subprocess_env(MLFLOW_TRACKING_URI=uri, DEEP_LEARNING_DATA_ROOT=str(data_root), DEEP_LEARNING_OFFLINE="1")
-    args = ("--epochs", "2", "--train-subset", "20000", "--loader", "dataloader")
+    args = ("--epochs", "2", "--train-subset", "6000", "--loader", "dataloader")
     launcher = subprocess.Popen(torchrun(*args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for line in launcher.stdout:
         if line.startswith("Epoch [1/2]"):
