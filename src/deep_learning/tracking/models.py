@@ -1,7 +1,7 @@
 """The run's models as MLflow 3 LoggedModels: the final `model` and the kept checkpoints, each pickle-free
 (torch.export's "pt2") and loadable by MLflow's pyfunc and `mlflow models serve` on any host.
 
-The tracking package's part for models (its __init__ keeps runs and their metrics). A checkpoint's
+How a model is shown to MLflow (its CPU copy, `Served` wrapper and `Example`), written, uploaded and tagged. A checkpoint's
 LoggedModel is created (PENDING, with its epoch's metrics linked) when the checkpoint is saved, which costs the
 training thread nothing; its weights are exported and uploaded once the run knows which checkpoints it keeps.
 """
@@ -9,6 +9,7 @@ training thread nothing; its weights are exported and uploaded once the run know
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import shutil
@@ -27,7 +28,7 @@ from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.types.schema import Schema, TensorSpec
 from mlflow.utils import environment as mlflow_environment
 
-from deep_learning.core.batches import forward, predictions
+from deep_learning.core.batches import ExampleInputs, forward, predictions, to_device
 from deep_learning.core.errors import first_line
 from deep_learning.tracking.stores import unreachable
 
@@ -113,6 +114,33 @@ def served_model(cpu_model: torch.nn.Module, example_inputs: Any) -> torch.nn.Mo
     with torch.inference_mode():
         output = forward(cpu_model, example_inputs)
     return cpu_model if isinstance(output, torch.Tensor) and not keywords else Served(cpu_model, keywords)
+
+
+def servable(model: torch.nn.Module, example: ExampleInputs) -> tuple[torch.nn.Module, torch.nn.Module, Example]:
+    """A CPU copy of the model, the module MLflow's flavour logs (the copy, or it wrapped in `Served`), and its Example."""
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    cpu_inputs = to_device(example.inputs, torch.device("cpu"))
+    served = served_model(cpu_model, cpu_inputs)
+    return cpu_model, served, Example.of(served, cpu_inputs, example.varying_dims)
+
+
+def same_weights(weights: dict[str, torch.Tensor], others: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors."""
+    return weights.keys() == others.keys() and all(torch.equal(weights[key].cpu(), others[key]) for key in weights)
+
+
+def inputs_tag(model_name: str, example: Example) -> str:
+    """The logged model's inputs, as its run's tag says them; for several, a warning that pyfunc takes one array."""
+    if not example.input_names:
+        return "tensor"
+    names = ", ".join(example.input_names)
+    print(
+        f"Warning: {model_name} takes {len(example.input_names)} inputs ({names}); the logged model takes them positionally, in that "
+        "order, through mlflow.pytorch.load_model, but MLflow's pyfunc and `mlflow models serve` pass one array to a PyTorch model.",
+        file=sys.stderr,
+        flush=True,
+    )
+    return f"positional: {names}"
 
 
 @contextlib.contextmanager

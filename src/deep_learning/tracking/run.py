@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,7 +24,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from deep_learning.analysis.records import MODEL_FORMAT_TAG, MODEL_INPUTS_TAG
-from deep_learning.core.batches import ExampleInputs, to_device
+from deep_learning.core.batches import ExampleInputs
 from deep_learning.core.checkpoint_files import epoch_of
 from deep_learning.core.errors import TrackingError, first_line
 from deep_learning.core.interruption import signals_deferred
@@ -35,14 +33,15 @@ from deep_learning.tracking.artifacts import CHECKPOINT_ARTIFACTS, STATE_DICT_AR
 from deep_learning.tracking.client import MAX_TAG_LENGTH, RETRY_SECONDS, patience_seconds, redacted
 from deep_learning.tracking.models import (
     EPOCH_TAG,
-    Example,
     checkpoint_model_name,
     copy_model,
     create_model,
+    inputs_tag,
     log_model,
     mark_best,
+    same_weights,
     save_model,
-    served_model,
+    servable,
 )
 from deep_learning.tracking.sending import Batch, Sender
 from deep_learning.tracking.stores import lost_insert_race, unreachable
@@ -195,8 +194,8 @@ class TrackedRun(Tracker):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / STATE_DICT_ARTIFACT
         torch.save(cpu_state, path)
-        _, served, shown = _servable(model, example)
-        inputs_tag = _say_how_it_takes_inputs(type(model).__name__, shown)
+        _, served, shown = servable(model, example)
+        taken_as = inputs_tag(type(model).__name__, shown)
         final_files = os.path.join(self._model_files.name, "final")
         self._final_model = (cpu_state, final_files)
 
@@ -207,7 +206,7 @@ class TrackedRun(Tracker):
             model_id, model_format = log_model(
                 self.client, self._info, served, shown, final_files, params=self.params, registered_name=registered_name
             )
-            self.client.log_batch(self.run_id, tags=[RunTag(MODEL_FORMAT_TAG, model_format), RunTag(MODEL_INPUTS_TAG, inputs_tag)])
+            self.client.log_batch(self.run_id, tags=[RunTag(MODEL_FORMAT_TAG, model_format), RunTag(MODEL_INPUTS_TAG, taken_as)])
             self._model_format = model_format
             return model_id
 
@@ -239,7 +238,7 @@ class TrackedRun(Tracker):
         """Write the files of each kept checkpoint's LoggedModel (`kept`: epoch to weights), and tag the best one's
         (`best`: its epoch and the monitored metric, as "val_loss min") when it is kept."""
         self._sender.wait()  # the sender has created the checkpoints' LoggedModels
-        servable = None
+        exportable = None
         for epoch, weights in sorted(kept.items()):
             if epoch not in self._checkpoint_models:
                 self._checkpoint_models[epoch] = create_model(
@@ -248,10 +247,10 @@ class TrackedRun(Tracker):
             model_id = self._checkpoint_models[epoch]
             if self.client.get_logged_model(model_id).status == LoggedModelStatus.READY:
                 continue
-            if self._final_model is not None and _same_weights(weights, self._final_model[0]):  # exported once, for the final model
+            if self._final_model is not None and same_weights(weights, self._final_model[0]):  # exported once, for the final model
                 self.with_patience(lambda: copy_model(self.client, model_id, self.run_id, self._final_model[1]))
                 continue
-            cpu_model, served, shown = servable = servable or _servable(model, example)
+            cpu_model, served, shown = exportable = exportable or servable(model, example)
             cpu_model.load_state_dict(weights)
             exports = self._model_format != "pickle"  # the final model did not export: the same model's checkpoints won't
             files = os.path.join(self._model_files.name, "checkpoint")
@@ -291,33 +290,6 @@ class TrackedRun(Tracker):
     def save_pending(self, folder: Path) -> Path:
         """Write metrics the server never took to a JSON file that `deep-learning sync` sends later."""
         return self._sender.save_pending(folder)
-
-
-def _servable(model: torch.nn.Module, example: ExampleInputs) -> tuple[torch.nn.Module, torch.nn.Module, Example]:
-    """A CPU copy of the model, the module MLflow's flavour logs (the copy, or it wrapped in `Served`), and its Example."""
-    cpu_model = copy.deepcopy(model).to("cpu").eval()
-    cpu_inputs = to_device(example.inputs, torch.device("cpu"))
-    served = served_model(cpu_model, cpu_inputs)
-    return cpu_model, served, Example.of(served, cpu_inputs, example.varying_dims)
-
-
-def _same_weights(weights: dict[str, torch.Tensor], others: dict[str, torch.Tensor]) -> bool:
-    """Whether two state dicts hold the same tensors."""
-    return weights.keys() == others.keys() and all(torch.equal(weights[key].cpu(), others[key]) for key in weights)
-
-
-def _say_how_it_takes_inputs(model_name: str, example: Example) -> str:
-    """The logged model's inputs, as its run's tag says them; for several, a warning that pyfunc takes one array."""
-    if not example.input_names:
-        return "tensor"
-    names = ", ".join(example.input_names)
-    print(
-        f"Warning: {model_name} takes {len(example.input_names)} inputs ({names}); the logged model takes them positionally, in that "
-        "order, through mlflow.pytorch.load_model, but MLflow's pyfunc and `mlflow models serve` pass one array to a PyTorch model.",
-        file=sys.stderr,
-        flush=True,
-    )
-    return f"positional: {names}"
 
 
 def _dataset_source(source: str):
