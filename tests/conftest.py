@@ -21,6 +21,10 @@ CHAPTER = REPO.parent / "shared" / "seed" / "chapter-2.7-training-loop.txt"
 SOURCE_DATA = Path(os.environ.get("DEEP_LEARNING_TEST_DATA", REPO.parent / "shared" / "data"))
 BIN = Path(sys.executable).parent
 SERVER_SECONDS = 120
+# pytest-xdist's workers share the machine's cores: each worker's torch, and every process it starts, takes its share
+# of them rather than all of them (oversubscribed OpenMP threads spin against each other).
+if WORKERS := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // WORKERS))
 
 
 @pytest.fixture(scope="session")
