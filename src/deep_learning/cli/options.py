@@ -25,8 +25,8 @@ from deep_learning.core.config import (
     TASK_NAMES,
     TrainConfig,
     option_name,
-    read_config_file,
 )
+from deep_learning.core.config_files import read_config_file
 from deep_learning.core.errors import ConfigError, DeepLearningError, Interrupted, first_line
 from deep_learning.core.factories import parse_assignments
 

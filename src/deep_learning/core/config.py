@@ -10,11 +10,11 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from deep_learning.core.errors import ConfigError, first_line
+from deep_learning.core.errors import ConfigError
 from deep_learning.core.factories import is_import_path, is_python_reference
+from deep_learning.core.monitoring import could_monitor, monitorable
 
 DATASETS = ("mnist", "fashion-mnist")  # built in; also imagefolder:DIR, csv:FILE, text:FILE and package.module:factory
 IMAGE_FOLDER = "imagefolder:"
@@ -29,7 +29,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile'
 OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
 LR_SCHEDULES = ("constant", "step", "cosine", "onecycle")
 MONITOR_MODES = ("auto", "min", "max")
-LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity")  # metric name endings that auto mode minimises
 ALL_DEVICES = "all"  # `train --device all`: one run per available device, under one parent run
 
 
@@ -295,48 +294,3 @@ def _monitor_problems(config: TrainConfig):
     if not could_monitor(config.monitor, config.metric_names):
         monitored = monitorable(config.metric_names or ("<metric>",))
         yield f"monitor must be one of the epoch metrics {', '.join(monitored)}, not {config.monitor!r}"
-
-
-def monitorable(metric_names: tuple[str, ...]) -> tuple[str, ...]:
-    """The epoch metrics a run can monitor: each split's loss and metrics, validation first."""
-    return tuple(f"{split}_{name}" for split in ("val", "train") for name in ("loss", *metric_names))
-
-
-def could_monitor(monitor: str, metric_names: tuple[str, ...]) -> bool:
-    """Whether a run with these metrics (none named: the task's, not known yet) may log `monitor` every epoch."""
-    if metric_names:
-        return monitor in monitorable(metric_names)
-    split, _, name = monitor.partition("_")
-    return split in ("val", "train") and bool(name)
-
-
-def monitor_direction(monitor: str, mode: str = "auto") -> str:
-    """Which way `monitor` improves: `mode` when given, else min for a loss or an error, max for a score."""
-    if mode != "auto":
-        return mode
-    return "min" if monitor.endswith(LOWER_IS_BETTER) else "max"
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The settings a YAML or TOML file holds, by TrainConfig field name (a run's logged config.yaml reads back)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            settings = tomllib.loads(text)
-        else:
-            import yaml
-
-            settings = yaml.safe_load(text) or {}
-    except (OSError, ValueError, ImportError) as error:  # yaml's and tomllib's errors are ValueErrors
-        raise ConfigError(f"Cannot read config file {path}: {first_line(error)}") from None
-    except Exception as error:  # yaml.YAMLError
-        raise ConfigError(f"{path} is not a YAML or TOML file of settings: {first_line(error)}") from None
-    if not isinstance(settings, dict):
-        raise ConfigError(f"{path} holds a {type(settings).__name__}, not settings by name (key: value).")
-    unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ConfigError(f"{path} has settings no run knows: {', '.join(unknown)} (`deep-learning train --help` lists them).")
-    return settings

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deep_learning.core.config import TrainConfig, monitor_direction
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.monitoring import monitor_direction
 from deep_learning.core.results import EpochResult
 
 

@@ -16,8 +16,9 @@ from urllib.parse import unquote, urlsplit
 from deep_learning import tracking
 from deep_learning.analysis.records import KIND_TAG, SEARCH, SEARCH_TAG
 from deep_learning.core.callbacks import Callback
-from deep_learning.core.config import TrainConfig, field_value, monitor_direction
+from deep_learning.core.config import TrainConfig, field_value
 from deep_learning.core.errors import ConfigError, InputError
+from deep_learning.core.monitoring import monitor_direction
 from deep_learning.core.results import EpochResult
 from deep_learning.experiment.recipe import run_name_for
 from deep_learning.studies.grid import FIELDS, NOT_IN_A_GRID
