@@ -17,7 +17,8 @@ from conftest import BIN, REPO, subprocess_env
 from mlflow import MlflowClient
 from PIL import Image
 
-from deep_learning.analysis.comparison import compare_runs, histories_to_read, render, runs_table, select_latest_per_device_and_config
+from deep_learning.analysis.comparison import compare_runs, histories_to_read, render, select_latest_per_device_and_config
+from deep_learning.analysis.listing import runs_table
 from deep_learning.analysis.records import RunRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -275,7 +276,7 @@ def test_unknown_run_id_is_one_line(trained):
 
 
 def test_run_ids_and_experiment_together_are_refused(trained):
-    assert_one_line_error(invoke("compare", trained["first"], "--experiment", "Default"), "Name RUN_IDs or --experiment, not both")
+    assert_one_line_error(invoke("compare", trained["first"], "--experiment", "Default"), "Name run ids or an experiment, not both")
 
 
 def test_unknown_experiment_is_one_line_in_a_real_process(trained):

@@ -1,5 +1,5 @@
 """The package's layers, read from its imports with `ast`: imports go one way only
-(cli and benchmarks -> studies -> experiment -> tracking -> analysis -> core), only tracking imports mlflow,
+(cli and benchmarks -> toolkit -> studies -> experiment -> tracking -> analysis -> core), only tracking imports mlflow,
 and analysis imports neither torch nor mlflow."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import deep_learning
 
 PACKAGE = Path(deep_learning.__file__).parent
-LAYERS = ["core", "analysis", "tracking", "experiment", "studies", "benchmarks"]  # lowest first
+LAYERS = ["core", "analysis", "tracking", "experiment", "studies", "toolkit", "benchmarks"]  # lowest first
 TOP_MODULES = {"cli": "benchmarks", "__main__": "benchmarks"}  # the command line sits with the benchmarks, on top
 
 

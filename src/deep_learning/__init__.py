@@ -1,7 +1,8 @@
 """deep_learning: the PyTorch training template of chapter 2.7, reproducible and tracked in MLflow.
 
 The chapter's API is importable from here, and `fit` for a user's own model, data, task and metrics
-(`ModelLoss` for a model that computes its own loss), and `Callback` to hook into the loop. Submodules load on first use, so that the CLI
+(`ModelLoss` for a model that computes its own loss), `Callback` to hook into the loop, and the toolkit
+from Python: `runs`, `compare` and `load_model`. Submodules load on first use, so that the CLI
 answers `--help` without importing torch.
 """
 
@@ -26,6 +27,9 @@ _EXPORTS = {
     "fit": "deep_learning.experiment.fitting",
     "Recipe": "deep_learning.experiment.recipe",
     "ModelLoss": "deep_learning.core.batches",
+    "runs": "deep_learning.toolkit.reading",
+    "compare": "deep_learning.toolkit.reading",
+    "load_model": "deep_learning.toolkit.models",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

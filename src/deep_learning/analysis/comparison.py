@@ -6,29 +6,24 @@ Works on `RunRecord`s that `tracking` reads; this module never touches MLflow.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from deep_learning.analysis.records import (
-    PARENT_RUN_TAG,
-    TRAINING,
-    RunRecord,
-    largest_difference,
-    learning_metric_keys,
-    metric_names,
-    sort_metric_names,
-)
-from deep_learning.analysis.tables import markdown_table, text_table
+from deep_learning.analysis.display import figure_html, html_table
+from deep_learning.analysis.records import TRAINING, RunRecord, largest_difference, learning_metric_keys, metric_names
+from deep_learning.analysis.tables import formatted, markdown_table, text_table
 from deep_learning.core.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas
 
 SPEED_METRICS = ("epoch_seconds", "train_samples_per_second")
 DEVICE_TAGS = ("device.type", "device.name", "torch.version", "torch.cuda_version")
-LISTED_PARAMS = ("dataset", "epochs", "lr", "batch_size", "seed")
 FORMATS = ("table", "markdown", "csv", "json")
 FILE_SUFFIXES = {"table": ".txt", "markdown": ".md", "csv": ".csv", "json": ".json"}
 # Params that say where a run ran, not what it learned: runs differing only here should agree.
@@ -56,6 +51,22 @@ class Comparison:
     @property
     def run_ids(self) -> list[str]:
         return [run.run_id for run in self.runs]
+
+    def __str__(self) -> str:
+        return render(self, "table")
+
+    def _repr_html_(self) -> str:
+        from deep_learning.analysis.figures import learning_curves_figure
+
+        header, lines = table_rows(self)
+        curves = learning_curves_figure([(curve_label(run), run.histories) for run in self.runs])
+        return html_table(header, lines) + "\n" + figure_html(curves, "learning curves")
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per quantity, one column per run (by id), values at full precision."""
+        import pandas
+
+        return pandas.DataFrame([row.values for row in self.rows], index=[row.name for row in self.rows], columns=self.run_ids)
 
 
 def histories_to_read(run: RunRecord) -> tuple[str, ...]:
@@ -158,19 +169,6 @@ def agreement_rows(runs: Sequence[RunRecord]) -> list[Row]:
     ]
 
 
-_STYLES = {"metric": "{:.4f}", "seconds": "{:.2f}", "rate": "{:,.0f}", "ratio": "{:.2f}x", "difference": "{:.2e}"}
-
-
-def _shown(value: Value, style: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if style == "difference" and value == 0:
-        return "0"
-    return _STYLES.get(style, "{}").format(value)
-
-
 def render(comparison: Comparison, output_format: str) -> str:
     """The comparison as an aligned text table, Markdown, CSV (full precision) or JSON (full precision)."""
     if output_format == "json":
@@ -182,11 +180,16 @@ def render(comparison: Comparison, output_format: str) -> str:
         writer.writerow(["name", *comparison.run_ids])
         writer.writerows([row.name, *("" if value is None else value for value in row.values)] for row in comparison.rows)
         return buffer.getvalue()
-    header = ["name", *comparison.run_ids]
-    lines = [[row.name, *(_shown(value, row.style) for value in row.values)] for row in comparison.rows]
+    header, lines = table_rows(comparison)
     if output_format == "markdown":
         return markdown_table(header, lines)
     return text_table(header, lines)
+
+
+def table_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """The comparison's header (name, then the run ids) and its lines, each value shown in its row's style."""
+    header = ["name", *comparison.run_ids]
+    return header, [[row.name, *(formatted(value, row.style) for value in row.values)] for row in comparison.rows]
 
 
 def _json_value(value: Value) -> Value:
@@ -204,56 +207,6 @@ def write_table(comparison: Comparison, output_format: str, folder: Path) -> Pat
     table = folder / f"comparison{FILE_SUFFIXES[output_format]}"
     table.write_text(render(comparison, output_format), encoding="utf-8")
     return table
-
-
-def grouped_by_parent(runs: Sequence[RunRecord]) -> list[RunRecord]:
-    """The runs in their order, but a sweep's children together where its first one falls, named under their parent."""
-    children: dict[str, list[RunRecord]] = {}
-    for run in runs:
-        children.setdefault(run.tags.get(PARENT_RUN_TAG, run.run_id), []).append(run)
-    grouped = []
-    for parent, members in children.items():
-        if parent in (member.run_id for member in members):
-            grouped += members
-        else:
-            grouped += [dataclasses.replace(member, run_name=f"{parent[:8]}/ {member.run_name}") for member in members]
-    return grouped
-
-
-def runs_table(runs: Sequence[RunRecord]) -> str:
-    """The runs as a text table: id, name, status, device, key params, final scores, speed and duration.
-
-    The scores are val_<m> and test_<m> for each metric that is some run's first (accuracy when logged), so runs
-    of one metric set get one pair of columns; "-" where a run did not log one.
-    """
-    headline = sort_metric_names(name for run in runs for name in run.metric_names()[:1])
-    scores = [f"{split}_{name}" for name in headline for split in ("val", "test")]
-    header = ["run_id", "run_name", "status", "device", *LISTED_PARAMS, *scores, "epoch_seconds", "duration"]
-    lines = [
-        [
-            run.run_id,
-            run.run_name,
-            run.status,
-            run.device,
-            *(run.params.get(name, "-") for name in LISTED_PARAMS),
-            *(_shown(run.metrics.get(score), "metric") for score in scores),
-            _shown(run.mean("epoch_seconds"), "seconds"),
-            format_duration(run.duration_seconds),
-        ]
-        for run in runs
-    ]
-    return text_table(header, lines)
-
-
-def format_duration(seconds: float) -> str:
-    """12.3s, 4m05s or 2h03m."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def curve_label(run: RunRecord) -> str:

@@ -1,8 +1,22 @@
-"""Tables as text: columns padded for a terminal, or GitHub-flavoured Markdown for files and pages."""
+"""Tables as text: columns padded for a terminal, or GitHub-flavoured Markdown for files and pages; values shown by style."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+STYLES = {"metric": "{:.4f}", "seconds": "{:.2f}", "rate": "{:,.0f}", "ratio": "{:.2f}x", "difference": "{:.2e}"}
+
+
+def formatted(value: float | int | str | None, style: str) -> str:
+    """A cell's text: "-" for no value, a number in its style (metric, seconds, rate, ratio, difference), else as is."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if style == "difference" and value == 0:
+        return "0"
+    return STYLES.get(style, "{}").format(value)
 
 
 def text_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:

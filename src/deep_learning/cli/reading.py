@@ -9,7 +9,6 @@ import click
 
 from deep_learning.analysis.comparison import FORMATS
 from deep_learning.cli.options import experiment_option, user_errors
-from deep_learning.core.errors import InputError
 
 
 @click.command()
@@ -22,15 +21,13 @@ def runs(experiment: str | None, limit: int) -> None:
     A sweep's runs are listed together, where its newest run falls, each named "PARENT/ name" (the parent run's
     id, first 8 characters). Comparison and evaluation runs, and the parents of sweeps, are left out.
     """
-    from deep_learning import tracking
-    from deep_learning.analysis import comparison
+    from deep_learning.toolkit.reading import runs as list_runs
 
-    experiment_id, name = tracking.find_experiment(experiment)
-    records = tracking.list_runs(experiment_id, limit=limit, histories=("epoch_seconds",))
-    if not records:
-        click.echo(f"No training runs in experiment {name!r} yet: start one with `deep-learning train`.", err=True)
+    listed = list_runs(experiment, limit)
+    if not listed.runs:
+        click.echo(f"No training runs in experiment {listed.experiment!r} yet: start one with `deep-learning train`.", err=True)
         return
-    click.echo(comparison.runs_table(comparison.grouped_by_parent(records)), nl=False)
+    click.echo(str(listed), nl=False)
 
 
 @click.command()
@@ -57,16 +54,13 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
 
     from deep_learning import tracking
     from deep_learning.analysis import comparison
+    from deep_learning.toolkit.reading import SweepRollup
+    from deep_learning.toolkit.reading import compare as compared
 
-    ids = [run_id for argument in run_ids for run_id in argument.replace(",", " ").split()]
-    if ids and experiment:
-        raise InputError("Name RUN_IDs or --experiment, not both: run ids select the runs themselves.")
-    if not ids:
-        experiment_id, _ = tracking.find_experiment(experiment)
-        ids = [run.run_id for run in comparison.select_latest_per_device_and_config(tracking.list_runs(experiment_id, finished_only=True))]
-    if len(ids) == 1 and output_format in ("table", "markdown") and not (output or log) and _show_rollup(ids[0]):
+    result = compared(*run_ids, experiment=experiment, rollup=output_format in ("table", "markdown") and not (output or log))
+    if isinstance(result, SweepRollup):
+        click.echo(str(result), nl=False)
         return
-    result = comparison.compare_runs([tracking.get_run(run_id, histories=comparison.histories_to_read) for run_id in ids])
     click.echo(comparison.render(result, output_format), nl=False)
     if output is None and not log:
         return
@@ -78,21 +72,6 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
             device_types = dict.fromkeys(run.device_type for run in result.runs)
             logged = tracking.log_comparison(result.run_ids, files, f"compare-{'-'.join(device_types)}", result.runs[0].experiment_id)
             click.echo(f"Logged comparison run {logged.run_id}; to browse it: {logged.where_to_look()}", err=True)
-
-
-def _show_rollup(run_id: str) -> bool:
-    """Print a sweep's roll-up (its parent's rollup.md) when `run_id` is a sweep's parent; say whether it was."""
-    import tempfile
-
-    from deep_learning import tracking
-    from deep_learning.analysis.records import KIND_TAG, SWEEP
-
-    parent = tracking.get_run(run_id)
-    if parent.tags.get(KIND_TAG) != SWEEP:
-        return False
-    with tempfile.TemporaryDirectory() as folder:
-        click.echo(tracking.download_artifact(parent, "rollup.md", folder).read_text(), nl=False)
-    return True
 
 
 @click.command()

@@ -42,3 +42,12 @@ class EpochResult:
             "val_loss": self.val_loss,
             **{f"val_{name}": value for name, value in self.val_metrics.items()},
         }
+
+    def logged_metrics(self) -> dict[str, float]:
+        """The metrics a run logs for this epoch, by their contract names: losses and metrics, then speed."""
+        return {
+            **self.learning_metrics(),
+            **self.step_stats,
+            "epoch_seconds": self.epoch_seconds,
+            "train_samples_per_second": self.train_samples_per_second,
+        }

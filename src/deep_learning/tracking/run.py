@@ -80,7 +80,7 @@ class TrackedRun(Tracker):
     def log_epoch(self, result: EpochResult, extra: dict[str, float] | None = None) -> None:
         """Log one epoch's metrics (and `extra` ones) in a single call, with step = epoch, linked to the epoch's
         checkpoint LoggedModel where there is one."""
-        self._queue({**epoch_metrics(result), **(extra or {})}, result.epoch, link=result.epoch)
+        self._queue({**result.logged_metrics(), **(extra or {})}, result.epoch, link=result.epoch)
 
     def log_metrics(self, metrics: dict[str, float], step: int, model_id: str | None = None) -> None:
         """Queue metrics for the sender thread, which keeps them until the tracking server answers; linked to
@@ -297,13 +297,3 @@ def _dataset_source(source: str):
     if urlsplit(source).scheme in ("http", "https"):
         return HTTPDatasetSource(source)
     return CodeDatasetSource({"source": source})
-
-
-def epoch_metrics(result: EpochResult) -> dict[str, float]:
-    """The metrics a run logs for one epoch, by their contract names: losses and metrics, then speed."""
-    return {
-        **result.learning_metrics(),
-        **result.step_stats,
-        "epoch_seconds": result.epoch_seconds,
-        "train_samples_per_second": result.train_samples_per_second,
-    }

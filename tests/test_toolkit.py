@@ -1,0 +1,136 @@
+"""The toolkit from Python: a run's result as text, HTML and a DataFrame; `runs`, `compare` and `load_model`, each
+read back against MLflow's own client and against the CLI command that shares its code."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import pytest
+import torch
+from commands import invoke
+from mlflow import MlflowClient
+from PIL import Image
+
+import deep_learning
+from deep_learning.core.config import TrainConfig
+from deep_learning.core.data.files import load_dataset
+from deep_learning.core.errors import InputError
+
+SMALL = TrainConfig(epochs=2, train_subset=1000, device="cpu")
+SWEEP = ("--epochs", "2", "--train-subset", "1000", "--devices", "cpu", "--seeds", "2", "--keep-best", "1")
+
+
+@pytest.fixture(scope="module")
+def trained(module_store):
+    """One run made in this process, and a sweep of 2 seeds (each child keeping its best checkpoint) from the CLI."""
+    result = deep_learning.run_experiment(SMALL)
+    swept = invoke("sweep", *SWEEP)
+    assert swept.exit_code == 0, swept.output
+    client = MlflowClient(module_store)
+    runs = client.search_runs(["0"])
+    parent = next(run for run in runs if run.data.tags.get("deep_learning.kind") == "sweep")
+    children = [run.info.run_id for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return {"result": result, "client": client, "parent": parent.info.run_id, "children": sorted(children)}
+
+
+def inline_pngs(page: str) -> list[Image.Image]:
+    images = []
+    for encoded in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
+        image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+        image.load()
+        images.append(image)
+    return images
+
+
+def test_a_results_frame_holds_every_logged_epoch_metric(trained):
+    result, client = trained["result"], trained["client"]
+    frame = result.to_pandas()
+    assert list(frame.index) == [1, 2] and frame.index.name == "epoch"
+    logged = client.get_run(result.run_id).data.metrics
+    keys = {key for key in logged if not key.startswith("system/")} - set(result.test_metrics)  # per epoch, not per sample
+    assert set(frame.columns) == keys
+    for key in ("train_loss", "val_accuracy", "epoch_seconds"):
+        history = {metric.step: metric.value for metric in client.get_metric_history(result.run_id, key)}
+        assert frame[key].to_dict() == pytest.approx(history), key
+
+
+def test_a_result_shows_its_name_final_metrics_and_where_to_browse_it(trained):
+    result = trained["result"]
+    lines = repr(result).splitlines()
+    assert len(lines) == 3
+    assert result.run_name in lines[0] and result.run_id in lines[0] and "2 epochs" in lines[0]
+    assert f"val_accuracy {result.history[-1].val_metrics['accuracy']:.4f}" in lines[1]
+    assert f"test_accuracy {result.test_accuracy:.4f}" in lines[1]
+    assert lines[2] == f"  to browse it: {result.where_to_look}"
+
+
+def test_a_results_notebook_display_has_its_epochs_curves_and_browse_command(trained):
+    result = trained["result"]
+    page = result._repr_html_()
+    assert page.count("<tr>") == 1 + len(result.history)  # the header and one row per epoch
+    assert "<th>val_accuracy</th>" in page and f"{result.history[-1].val_loss:.4g}" in page
+    (curves,) = inline_pngs(page)
+    assert curves.width >= 500 and curves.height >= 200
+    assert "<code>mlflow ui --backend-store-uri sqlite:///" in page
+
+
+def test_runs_lists_what_the_cli_lists_and_converts_to_a_frame(trained):
+    listed = deep_learning.runs()
+    assert str(listed) == invoke("runs").stdout
+    frame = listed.to_pandas()
+    ids = [trained["result"].run_id, *trained["children"]]
+    assert sorted(frame["run_id"]) == sorted(ids)  # the sweep's parent is left out
+    row = frame.set_index("run_id").loc[trained["result"].run_id]
+    assert row["metrics.test_accuracy"] == trained["client"].get_run(trained["result"].run_id).data.metrics["test_accuracy"]
+    assert row["params.train_subset"] == "1000" and row["status"] == "FINISHED"
+    assert "<table>" in listed._repr_html_()
+
+
+def test_compare_puts_runs_side_by_side_as_the_cli_does(trained):
+    first, second = trained["children"]
+    compared = deep_learning.compare(first, second)
+    assert str(compared) == invoke("compare", first, second).stdout
+    frame = compared.to_pandas()
+    assert list(frame.columns) == [first, second]
+    metrics = {run_id: trained["client"].get_run(run_id).data.metrics for run_id in (first, second)}
+    assert frame.loc["test_accuracy"].to_dict() == {run_id: metrics[run_id]["test_accuracy"] for run_id in (first, second)}
+    page = compared._repr_html_()
+    assert "<td>params.seed</td>" in page  # the one setting the two runs differ in
+    assert len(inline_pngs(page)) == 1
+
+
+def test_compare_of_a_sweeps_parent_gives_its_roll_up(trained):
+    rollup = deep_learning.compare(trained["parent"])
+    assert str(rollup) == invoke("compare", trained["parent"]).stdout
+    frame = rollup.to_pandas()
+    accuracy = frame[frame["metric"] == "test_accuracy"].iloc[0]
+    values = [trained["client"].get_run(run_id).data.metrics["test_accuracy"] for run_id in trained["children"]]
+    assert accuracy["n"] == 2 and accuracy["mean"] == pytest.approx(sum(values) / 2)
+    assert "<table>" in rollup._repr_html_()
+
+
+@pytest.mark.parametrize("best", [False, True], ids=["final", "best"])
+def test_load_model_rebuilds_the_trained_module_that_scores_its_logged_accuracy(trained, data_root, best):
+    run_id = trained["children"][0]
+    model = deep_learning.load_model(run_id, best=best, device="cpu")
+    assert isinstance(model, torch.nn.Module) and not model.training
+    test = load_dataset("mnist", train=False, root=data_root)
+    images, labels = torch.stack([test[index][0] for index in range(len(test))]), torch.as_tensor(test.targets)
+    with torch.inference_mode():
+        accuracy = (model(images).argmax(dim=1) == labels).float().mean().item()
+    client = trained["client"]
+    if best:  # the best checkpoint by val_loss, scored here on the test split: its own weights, not the final ones
+        best_epoch = min(client.get_metric_history(run_id, "val_loss"), key=lambda metric: metric.value).step
+        final = deep_learning.load_model(run_id, device="cpu")
+        same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), final.state_dict().values()))
+        assert same == (best_epoch == 2)
+        assert 0.5 < accuracy <= 1.0
+    else:
+        assert accuracy == client.get_run(run_id).data.metrics["test_accuracy"]
+
+
+def test_load_model_of_a_sweeps_parent_says_it_holds_no_model(trained):
+    with pytest.raises(InputError, match="is a sweep run, which holds no model"):
+        deep_learning.load_model(trained["parent"])
