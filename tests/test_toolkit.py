@@ -16,23 +16,19 @@ from PIL import Image
 import deep_learning
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.data.files import load_dataset
-from deep_learning.core.errors import InputError
+from deep_learning.core.errors import DeepLearningError, InputError
 
 SMALL = TrainConfig(epochs=2, train_subset=1000, device="cpu")
-SWEEP = ("--epochs", "2", "--train-subset", "1000", "--devices", "cpu", "--seeds", "2", "--keep-best", "1")
 
 
 @pytest.fixture(scope="module")
 def trained(module_store):
-    """One run made in this process, and a sweep of 2 seeds (each child keeping its best checkpoint) from the CLI."""
+    """One run, and a sweep of 2 seeds whose children each keep their best checkpoint, both made from Python."""
     result = deep_learning.run_experiment(SMALL)
-    swept = invoke("sweep", *SWEEP)
-    assert swept.exit_code == 0, swept.output
+    swept = deep_learning.sweep(seeds=2, devices="cpu", epochs=2, train_subset=1000, keep_best=1)
     client = MlflowClient(module_store)
-    runs = client.search_runs(["0"])
-    parent = next(run for run in runs if run.data.tags.get("deep_learning.kind") == "sweep")
-    children = [run.info.run_id for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return {"result": result, "client": client, "parent": parent.info.run_id, "children": sorted(children)}
+    children = [run.info.run_id for run in client.search_runs(["0"], f"tags.`mlflow.parentRunId` = '{swept.run_id}'")]
+    return {"result": result, "swept": swept, "client": client, "parent": swept.run_id, "children": sorted(children)}
 
 
 def inline_pngs(page: str) -> list[Image.Image]:
@@ -101,9 +97,18 @@ def test_compare_puts_runs_side_by_side_as_the_cli_does(trained):
     assert len(inline_pngs(page)) == 1
 
 
+def test_a_sweep_from_python_trains_its_points_as_children_of_one_parent(trained):
+    swept, client = trained["swept"], trained["client"]
+    assert sorted(swept.children.values()) == trained["children"] and set(swept.children) == {"seed=42 cpu", "seed=43 cpu"}
+    assert all(client.get_run(run_id).info.status == "FINISHED" for run_id in trained["children"])
+    assert client.get_run(swept.run_id).data.tags["deep_learning.kind"] == "sweep"
+    assert swept.summary() in repr(swept) and "<table>" in swept._repr_html_()
+
+
 def test_compare_of_a_sweeps_parent_gives_its_roll_up(trained):
     rollup = deep_learning.compare(trained["parent"])
-    assert str(rollup) == invoke("compare", trained["parent"]).stdout
+    assert str(rollup) == invoke("compare", trained["parent"]).stdout == trained["swept"].markdown
+    assert rollup.to_pandas().equals(trained["swept"].to_pandas())
     frame = rollup.to_pandas()
     accuracy = frame[frame["metric"] == "test_accuracy"].iloc[0]
     values = [trained["client"].get_run(run_id).data.metrics["test_accuracy"] for run_id in trained["children"]]
@@ -134,3 +139,29 @@ def test_load_model_rebuilds_the_trained_module_that_scores_its_logged_accuracy(
 def test_load_model_of_a_sweeps_parent_says_it_holds_no_model(trained):
     with pytest.raises(InputError, match="is a sweep run, which holds no model"):
         deep_learning.load_model(trained["parent"])
+
+
+def test_a_search_from_python_gives_one_row_per_trial(store):
+    searched = deep_learning.sweep(
+        search="optuna", space={"lr": "loguniform:0.01:0.5"}, trials=2, epochs=1, train_subset=500, device="cpu", progress=False
+    )
+    frame = searched.to_pandas()
+    assert len(frame) == 2 and set(frame["status"]) == {"FINISHED"}
+    best = frame.loc[frame["metrics.val_loss"].idxmin()]
+    assert float(best["params.lr"]) == pytest.approx(searched.best_params["lr"]) and searched.best_value == best["metrics.val_loss"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"grid": {"nope": [1, 2]}}, "nope"),
+        ({"search": "optuna", "grid": {"lr": [0.1]}}, "A search varies its --param settings"),
+        ({"seeds": 2, "epochs": 0}, "epochs must be a positive integer"),
+    ],
+    ids=["unknown setting", "search with a grid", "bad base setting"],
+)
+def test_a_bad_sweep_from_python_is_one_line_before_any_run(store, options, message):
+    with pytest.raises(DeepLearningError, match=message) as raised:
+        deep_learning.sweep(devices="cpu", **options)
+    assert "\n" not in str(raised.value)
+    assert MlflowClient(store).search_runs(["0"]) == []

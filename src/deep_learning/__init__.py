@@ -2,7 +2,7 @@
 
 The chapter's API is importable from here, and `fit` for a user's own model, data, task and metrics
 (`ModelLoss` for a model that computes its own loss), `Callback` to hook into the loop, and the toolkit
-from Python: `runs`, `compare` and `load_model`. Submodules load on first use, so that the CLI
+from Python: `runs`, `compare`, `sweep` and `load_model`. Submodules load on first use, so that the CLI
 answers `--help` without importing torch.
 """
 
@@ -30,6 +30,7 @@ _EXPORTS = {
     "runs": "deep_learning.toolkit.reading",
     "compare": "deep_learning.toolkit.reading",
     "load_model": "deep_learning.toolkit.models",
+    "sweep": "deep_learning.toolkit.studies",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

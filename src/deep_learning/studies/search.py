@@ -6,14 +6,16 @@ tracking store, so a stopped search resumes where it was.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from deep_learning import tracking
+from deep_learning.analysis.listing import RunList
 from deep_learning.analysis.records import KIND_TAG, SEARCH, SEARCH_TAG
 from deep_learning.core.callbacks import Callback
 from deep_learning.core.config import TrainConfig, field_value
@@ -23,6 +25,9 @@ from deep_learning.core.results import EpochResult
 from deep_learning.experiment.recipe import run_name_for
 from deep_learning.studies.grid import FIELDS, NOT_IN_A_GRID
 from deep_learning.studies.parent import parent_run
+
+if TYPE_CHECKING:
+    import pandas
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 STARTUP_TRIALS = 2  # the median pruner prunes nothing before this many trials have finished
@@ -105,6 +110,20 @@ class SearchResult:
             f"Search {self.run_id} finished: {self.trials} trials; best {json.dumps(self.best_params)} with value {self.best_value:.6g}; "
             f"to browse it: {self.where_to_look}"
         )
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.summary())}</p>" + self.trial_runs()._repr_html_()
+
+    def trial_runs(self) -> RunList:
+        """The search's trials as runs (their settings and final metrics), oldest first."""
+        return RunList(f"search {self.run_id}", tuple(tracking.child_runs(self.run_id, histories=("epoch_seconds",))))
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per trial run: run_id, run_name, status, ..., params.<name> and metrics.<name>."""
+        return self.trial_runs().to_pandas()
 
 
 def run_search(

@@ -3,13 +3,17 @@ seeds, each device against the CPU), and a sweep over devices alone (`train --de
 
 from __future__ import annotations
 
+import html
+import io
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deep_learning import tracking
 from deep_learning.analysis.comparison import compare_runs, histories_to_read, learning_metrics, plot_curves, render, write_table
+from deep_learning.analysis.display import html_table, number_text
 from deep_learning.analysis.records import GROUP_TAG, KIND_TAG, POINT_TAG, STUDY_TAG, SWEEP, RunRecord
 from deep_learning.analysis.rollup import (
     DeviceVerdict,
@@ -31,6 +35,9 @@ from deep_learning.experiment.runner import resume_experiment, run_experiment
 from deep_learning.studies.grid import Point, Study
 from deep_learning.studies.parent import parent_run
 
+if TYPE_CHECKING:
+    import pandas
+
 
 @dataclass(frozen=True)
 class StudyResult:
@@ -46,6 +53,22 @@ class StudyResult:
 
     def summary(self) -> str:
         return f"Sweep {self.run_id} finished: {len(self.children)} runs in {len(self.rollups)} groups, rolled up in its artifacts; to browse it: {self.where_to_look}"
+
+    def __repr__(self) -> str:
+        return f"{self.summary()}\n{self.markdown}"
+
+    def _repr_html_(self) -> str:
+        frame = self.to_pandas()
+        lines = [
+            [str(value) if isinstance(value, (str, int)) else number_text(value) for value in row] for row in frame.itertuples(index=False)
+        ]
+        return f"<p>{html.escape(self.summary())}</p>" + html_table(list(frame.columns), lines)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The roll-up as rollup.csv holds it: one row per group and final metric, with mean, std, min, max and n."""
+        import pandas
+
+        return pandas.read_csv(io.StringIO(rollup_csv(self.rollups)))
 
 
 def run_study(study: Study, data_root: str | Path | None = None, *, resume: str | None = None, progress: bool = False) -> StudyResult:
