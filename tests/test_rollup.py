@@ -73,6 +73,13 @@ def test_groups_roll_up_per_epoch_and_devices_are_judged_against_the_cpu():
     assert logged["lr_0.1 cuda/val_accuracy_n", 2] == 1 and ("lr_0.1 cuda/val_accuracy_std", 2) not in logged  # NaN is left out
 
 
+def test_a_sweep_of_seeds_alone_logs_its_one_groups_metrics_without_a_prefix():
+    members = [("", "", "auto", record("a", 0.90, {1: 0.90})), ("", "", "auto", record("b", 0.92, {1: 0.92}))]
+    logged = {(key, step): value for key, value, step in parent_metrics(roll_up(members, ["val_accuracy"]))}
+    assert logged["val_accuracy_mean", 1] == pytest.approx(0.91)  # MLflow refuses a name that starts with "/"
+    assert not any(key.startswith("/") for key, _ in logged)
+
+
 def seeded(run_id: str, val_accuracy: dict[int, float], test_accuracy: float) -> RunRecord:
     return RunRecord(
         run_id,

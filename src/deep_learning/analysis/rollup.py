@@ -182,8 +182,10 @@ def seed_difference(run: RunRecord, reference: RunRecord, key: str) -> float | N
 
 
 def metric_key(group: str, key: str, stat: str) -> str:
-    """A roll-up's metric name on the parent run: the group (its label, `=` as `_`), then the metric and the statistic."""
-    return f"{group.replace('=', '_')}/{key}_{stat}"
+    """A roll-up's metric name on the parent run: the group (its label, `=` as `_`; none for a sweep of seeds alone,
+    whose one group has no label), then the metric and the statistic."""
+    prefix = f"{group.replace('=', '_')}/" if group else ""
+    return f"{prefix}{key}_{stat}"
 
 
 def parent_metrics(rollups: Sequence[GroupRollup]) -> list[tuple[str, float, int]]:
