@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import re
 import signal
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from deep_learning.core.errors import ConfigError
 from deep_learning.core.factories import call_factory, is_import_path, is_python_reference
 from deep_learning.core.interruption import signals_interrupt_runs
 from deep_learning.core.optimization import build_optimizer
+from deep_learning.core.progress import shows_progress
 from deep_learning.experiment.recipe import Recipe
 from deep_learning.experiment.results import ExperimentResult
 from deep_learning.experiment.runner import run_experiment
@@ -104,7 +104,7 @@ def fit(
     recipe = _recipe(model, data, config, optimizer, loss_fn, metric_names, user_metrics, params or {})
     # SIGTERM ends the run KILLED, as Ctrl-C's KeyboardInterrupt does; Ctrl-C itself keeps Python's (and a notebook's) behaviour.
     with signals_interrupt_runs((signal.SIGTERM,)):
-        return run_experiment(config, recipe=recipe, resume_run_id=resume, progress=sys.stdout.isatty() if progress is None else progress)
+        return run_experiment(config, recipe=recipe, resume_run_id=resume, progress=shows_progress(progress))
 
 
 def _recipe(

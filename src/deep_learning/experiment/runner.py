@@ -156,13 +156,14 @@ def _epochs(
         if config.profile and assembly.is_main
         else None
     )
+    shown = TrainingProgress(num_batches, first_epoch, config.epochs) if progress and num_batches else None
     optional = [
-        TrainingProgress(num_batches, first_epoch, config.epochs) if progress and num_batches else None,
+        shown,
         StepMetrics(run, stepper, config.log_every_n_steps) if config.log_every_n_steps and assembly.is_main else None,
         profiler,
     ]
     callbacks = [*session.callbacks(), stopper, *filter(None, optional), *callbacks]
-    with profiler or contextlib.nullcontext():
+    with profiler or contextlib.nullcontext(), shown or contextlib.nullcontext():
         history = train_and_evaluate(
             model=training_model,
             train_dl=train_dl,

@@ -157,22 +157,24 @@ def _epochs(
     config, device = first.config, first.device
     train_dl, val_dl, _ = first.loaders
     together = _together(members, recipe)
-    callbacks = [TrainingProgress(len(train_dl), 1, config.epochs)] if progress else []
+    shown = TrainingProgress(len(train_dl), 1, config.epochs) if progress else None
+    callbacks = [shown] if shown else []
     histories: list[list[EpochResult]] = [[] for _ in members]
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        trained_totals = _train_pass(together, randomness.batches(train_dl), len(train_dl), device, callbacks)
-        trained = time.perf_counter()
-        val_totals = _evaluate(together.ensemble, randomness.shared_batches(val_dl), together.val_metrics, device)
-        together.ensemble.write_back(together.optimizer, together.scheduler, members)
-        seconds = (trained - started, time.perf_counter() - started)
-        for index, member in enumerate(members):
-            result = _epoch_result(epoch, config, together, index, trained_totals, val_totals, seconds, len(train_dl.dataset))
-            with randomness.of(index):  # the checkpoint keeps the seed's own RNG states
-                for callback in member.callbacks():
-                    callback.on_epoch_end(result)
-            histories[index].append(result)
-            print(f"{labels[index]} | {epoch_line(result)}", flush=True)
+    with shown or contextlib.nullcontext():
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            trained_totals = _train_pass(together, randomness.batches(train_dl), len(train_dl), device, callbacks)
+            trained = time.perf_counter()
+            val_totals = _evaluate(together.ensemble, randomness.shared_batches(val_dl), together.val_metrics, device)
+            together.ensemble.write_back(together.optimizer, together.scheduler, members)
+            seconds = (trained - started, time.perf_counter() - started)
+            for index, member in enumerate(members):
+                result = _epoch_result(epoch, config, together, index, trained_totals, val_totals, seconds, len(train_dl.dataset))
+                with randomness.of(index):  # the checkpoint keeps the seed's own RNG states
+                    for callback in member.callbacks():
+                        callback.on_epoch_end(result)
+                histories[index].append(result)
+                print(f"{labels[index]} | {epoch_line(result)}", flush=True)
     return histories
 
 

@@ -4,13 +4,13 @@ seeds and devices, or an Optuna search), each point a child run of one parent.""
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.config_files import read_config_file
 from deep_learning.core.interruption import signals_interrupt_runs
+from deep_learning.core.progress import shows_progress
 from deep_learning.studies.plan import new_sweep, resumed_sweep
 from deep_learning.studies.search import SearchResult
 from deep_learning.studies.sweep import StudyResult
@@ -55,7 +55,7 @@ def sweep(
         start = new_sweep(TrainConfig(**{**(read_config_file(config) if config else {}), **settings}), study)
     # SIGTERM ends the current child and the parent KILLED, as Ctrl-C's KeyboardInterrupt does (see `fit`).
     with signals_interrupt_runs((signal.SIGTERM,)):
-        return start(sys.stdout.isatty() if progress is None else progress)
+        return start(shows_progress(progress))
 
 
 def _assignments(values: Mapping[str, Any] | Sequence[str]) -> tuple[str, ...]:
