@@ -128,7 +128,7 @@ def user_errors(command: Callable) -> Callable:
 
 
 def _interrupted_message(interrupted: Interrupted) -> str:
-    sweep = getattr(interrupted, "sweep_run_id", None)
+    sweep = interrupted.sweep_run_id
     if sweep:
         return (
             f"Interrupted: sweep {sweep} is KILLED in MLflow; its finished runs are kept. Resume with: deep-learning sweep --resume {sweep}"

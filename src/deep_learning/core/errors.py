@@ -48,6 +48,16 @@ class Interrupted(KeyboardInterrupt):
         self.run_id: str | None = None
         self.epoch = 0
         self.checkpoint: str | None = None
+        self.sweep_run_id: str | None = None
+
+    def __str__(self) -> str:
+        """What a notebook shows under the traceback: what is kept, and the call that continues it."""
+        if self.sweep_run_id:
+            return f"sweep {self.sweep_run_id} is KILLED in MLflow, its finished runs kept; continue it with sweep(resume={self.sweep_run_id!r})"
+        if self.run_id:
+            kept = f"its checkpoint of epoch {self.epoch} kept" if self.checkpoint else "no epoch had ended"
+            return f"run {self.run_id} is KILLED in MLflow, {kept}; continue it with fit(..., resume={self.run_id!r})"
+        return "interrupted before a run was created: nothing to resume"
 
 
 class BenchmarkError(DeepLearningError):

@@ -13,7 +13,15 @@ it answers again; if it never does, they are saved to a file that `deep-learning
 Reading back (experiments, runs, metric histories, artifacts, logged models) returns plain data.
 """
 
-from deep_learning.tracking.artifacts import (
+import warnings
+
+with warnings.catch_warnings():
+    # MLflow imports tqdm.auto, which in a notebook without ipywidgets warns "IProgress not found" although nothing
+    # of MLflow's draws a bar in a run: a warning the run provokes but the user can do nothing about.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import mlflow  # noqa: F401  (imported here first, under the filter)
+
+from deep_learning.tracking.artifacts import (  # noqa: E402
     CONFIG_ARTIFACT,
     DATA_SPEC_ARTIFACT,
     DEVICE_ARTIFACT,

@@ -21,7 +21,9 @@ from deep_learning.core.errors import TrackingError
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 MAX_TAG_LENGTH = 5000
 RETRY_SECONDS = 2.0
-logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines are noise
+# Lines a run provokes but says nothing by: the system-metrics sampler's start and stop, a new store's creation.
+for _logger in ("mlflow.system_metrics", "mlflow.store.db.utils"):
+    logging.getLogger(_logger).setLevel(logging.WARNING)
 # With tqdm installed (Optuna brings it), MLflow draws a progress bar on stderr for every download of a run's
 # small files, where the CLI's errors are one line; a user's own setting wins.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
