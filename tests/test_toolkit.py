@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
+import signal
+import threading
+import time
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ import deep_learning
 from deep_learning.core.config import TrainConfig
 from deep_learning.core.data.files import load_dataset
 from deep_learning.core.errors import DeepLearningError, InputError
+from deep_learning.experiment.results import ExperimentResult
 
 SMALL = TrainConfig(epochs=2, train_subset=1000, device="cpu")
 
@@ -165,3 +170,40 @@ def test_a_bad_sweep_from_python_is_one_line_before_any_run(store, options, mess
         deep_learning.sweep(devices="cpu", **options)
     assert "\n" not in str(raised.value)
     assert MlflowClient(store).search_runs(["0"]) == []
+
+
+def test_a_sweep_interrupted_by_ctrl_c_is_killed_and_sweep_resume_finishes_it(store):
+    """SIGINT in the middle of the second child, as a notebook's stop button sends it; then sweep(resume=...)."""
+    client = MlflowClient(store)
+
+    def interrupt_in_the_second_child() -> None:
+        while True:
+            running = client.search_runs(["0"], "attributes.status = 'RUNNING' and tags.`deep_learning.point` = 'seed=43'")
+            if running and client.get_metric_history(running[0].info.run_id, "val_loss"):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=interrupt_in_the_second_child, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt) as raised:
+        deep_learning.sweep(seeds=3, epochs=3, train_subset=5_000, progress=False)
+    watcher.join(timeout=60)
+    parent_id = raised.value.sweep_run_id
+    assert f"sweep(resume={parent_id!r})" in str(raised.value)
+    runs = {run.data.tags.get("deep_learning.point"): run for run in client.search_runs(["0"])}
+    assert {point: run.info.status for point, run in runs.items()} == {None: "KILLED", "seed=42": "FINISHED", "seed=43": "KILLED"}
+
+    resumed = deep_learning.sweep(resume=parent_id, progress=False)
+    assert resumed.run_id == parent_id and set(resumed.children) == {"seed=42", "seed=43", "seed=44"}
+    assert {run.info.status for run in client.search_runs(["0"])} == {"FINISHED"}
+    assert resumed.children["seed=43"] == runs["seed=43"].info.run_id  # the killed child resumed from its checkpoint
+    second = client.get_metric_history(resumed.children["seed=43"], "val_loss")
+    assert sorted(metric.step for metric in second) == [1, 2, 3]
+
+
+def test_a_run_on_a_server_links_to_its_page():
+    page = "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    result = ExperimentResult("abc", "mlp-mnist-cpu", [], {}, page)
+    assert f'<a href="{page}" target="_blank">{page}</a>' in result._repr_html_()
+    assert repr(result).splitlines()[1] == "  final: -"  # a run resumed after its last epoch trained none here
