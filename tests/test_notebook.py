@@ -28,6 +28,7 @@ def readme_cells() -> list[str]:
 
 
 FIT, FRAME, SWEEP, COMPARE, LOAD = range(5)  # the README's cells, in order
+WIDGET = "application/vnd.jupyter.widget-view+json"
 LONG_FIT = "long_data = utils.Subset(mnist, range(20_000))  # epochs long enough to interrupt the second\nlong = deep_learning.fit(mlp, long_data, val_data, epochs=5, seed=7)"
 RESUME = "import mlflow\nkilled = mlflow.search_runs(filter_string=\"attributes.status = 'KILLED'\").run_id[0]\nresumed = deep_learning.fit(mlp, long_data, val_data, epochs=5, seed=7, resume=killed)"
 UNINTERRUPTED = "straight = deep_learning.fit(mlp, long_data, val_data, epochs=5, seed=7)"
@@ -87,7 +88,9 @@ def test_the_readme_notebook_has_its_five_cells():
 def test_fit_shows_progress_and_its_result_as_a_table_with_curves(notebook):
     book, _ = notebook
     cell = book.cells[FIT]
-    assert "Epoch 1/2 |" in stream(cell, "stdout") and "Epoch [2/2] | loss:" in stream(cell, "stdout")  # the bar, then the lines
+    widgets = [output for output in outputs(cell, "display_data") if WIDGET in output.data]
+    assert widgets and "Epoch [2/2] | loss:" in stream(cell, "stdout")  # tqdm's widget (ipywidgets is here), then the lines
+    assert "Epoch 1/2 |" not in stream(cell, "stdout")
     (shown,) = [output for output in outputs(cell, "execute_result")]
     page = shown.data["text/html"]
     assert page.count("<tr>") == 3 and "<th>val_accuracy</th>" in page
@@ -96,6 +99,16 @@ def test_fit_shows_progress_and_its_result_as_a_table_with_curves(notebook):
     assert shown.data["text/plain"].startswith("ExperimentResult: run ")
     frame = outputs(book.cells[FRAME], "execute_result")[0].data
     assert "train_loss" in frame["text/html"] and "epoch_seconds" in frame["text/html"]
+
+
+def test_without_ipywidgets_the_bar_is_text_and_nothing_warns(module_store, tmp_path):
+    hidden = "import sys\nsys.modules['ipywidgets'] = None  # as in a kernel without ipywidgets: importing it fails"
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in (hidden, readme_cells()[FIT])])
+    NotebookClient(book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    cell = book.cells[1]
+    assert "Epoch 1/2 |" in stream(cell, "stdout") and "Epoch [2/2] | loss:" in stream(cell, "stdout")
+    assert not [output for output in outputs(cell, "display_data") if WIDGET in output.data]
+    assert stream(cell, "stderr") == ""  # tqdm.auto's "IProgress not found" (MLflow imports it) is kept out
 
 
 def test_training_cells_say_nothing_on_stderr(notebook):

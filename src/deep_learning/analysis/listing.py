@@ -4,6 +4,7 @@ a notebook's table or a pandas DataFrame."""
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,17 +23,18 @@ LISTED_PARAMS = ("dataset", "epochs", "lr", "batch_size", "seed")
 class RunList:
     """Training runs, newest first, a sweep's children together where its newest falls."""
 
-    experiment: str
+    source: str  # where they are from: "experiment 'Default'", "search <parent run id>"
     runs: tuple[RunRecord, ...]
 
     def __str__(self) -> str:
         return runs_table(self.runs)
 
     def __repr__(self) -> str:
-        return f"{len(self.runs)} training runs of experiment {self.experiment!r}\n{self}"
+        return f"{len(self.runs)} training runs of {self.source}\n{self}"
 
     def _repr_html_(self) -> str:
-        return f"<p>{len(self.runs)} training runs of experiment {self.experiment!r}</p>" + html_table(*runs_rows(self.runs))
+        heading = html.escape(f"{len(self.runs)} training runs of {self.source}")
+        return f"<p>{heading}</p>" + html_table(*runs_rows(self.runs))
 
     def to_pandas(self) -> pandas.DataFrame:
         """One row per run, as MLflow's search_runs gives them: run_id, run_name, status, device, start_time and

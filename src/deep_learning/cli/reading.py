@@ -25,7 +25,7 @@ def runs(experiment: str | None, limit: int) -> None:
 
     listed = list_runs(experiment, limit)
     if not listed.runs:
-        click.echo(f"No training runs in experiment {listed.experiment!r} yet: start one with `deep-learning train`.", err=True)
+        click.echo(f"No training runs in {listed.source} yet: start one with `deep-learning train`.", err=True)
         return
     click.echo(str(listed), nl=False)
 

@@ -27,7 +27,7 @@ def runs(experiment: str | None = None, limit: int = 20) -> RunList:
     under their parent; comparison and evaluation runs and the parents of sweeps are left out."""
     experiment_id, name = tracking.find_experiment(experiment)
     records = tracking.list_runs(experiment_id, limit=limit, histories=("epoch_seconds",))
-    return RunList(name, tuple(grouped_by_parent(records)))
+    return RunList(f"experiment {name!r}", tuple(grouped_by_parent(records)))
 
 
 @dataclass(frozen=True)
