@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas
     from matplotlib.figure import Figure
 
 
@@ -22,6 +24,23 @@ def html_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 def number_text(value: float) -> str:
     """A number in a table cell: thousands grouped when large, else four significant digits."""
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def cell_text(value: object) -> str:
+    """A DataFrame cell as text: whole numbers as they are, other numbers by number_text, the rest as str."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        return number_text(float(value))
+    return str(value)
+
+
+def frame_html(frame: pandas.DataFrame) -> str:
+    """A DataFrame as an HTML table, its index first where it is named (an epoch, say)."""
+    named = frame.index.name is not None
+    header = [*([frame.index.name] if named else []), *map(str, frame.columns)]
+    lines = [
+        [*([cell_text(index)] if named else []), *map(cell_text, row)] for index, row in zip(frame.index, frame.itertuples(index=False))
+    ]
+    return html_table(header, lines)
 
 
 def figure_html(figure: Figure, alt: str) -> str:

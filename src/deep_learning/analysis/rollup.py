@@ -15,9 +15,14 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
+from deep_learning.analysis.display import frame_html
 from deep_learning.analysis.records import RunRecord, largest_difference
 from deep_learning.analysis.tables import markdown_table
+
+if TYPE_CHECKING:
+    import pandas
 
 CONFIDENCE = 0.95
 WITHIN_NOISE, DIFFERS, TOO_FEW = "within seed noise", "differs", "too few seeds"
@@ -268,3 +273,24 @@ def to_json(rollups: Sequence[GroupRollup], verdicts: Sequence[DeviceVerdict], d
         "seed_differences": [asdict(difference) for difference in differences],
     }
     return json.dumps(record, indent=2, default=str)
+
+
+@dataclass(frozen=True)
+class RollupReport:
+    """A sweep's roll-up as its parent run logs it: rollup.md's tables, and rollup.csv's rows."""
+
+    run_id: str
+    markdown: str
+    table: str  # rollup.csv: one row per group and final metric
+
+    def __str__(self) -> str:
+        return self.markdown
+
+    def _repr_html_(self) -> str:
+        return f"<p>Roll-up of sweep {self.run_id}</p>" + frame_html(self.to_pandas())
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per group and final metric: group, configuration, device, metric, mean, std, min, max, n."""
+        import pandas
+
+        return pandas.read_csv(io.StringIO(self.table))

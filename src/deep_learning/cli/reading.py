@@ -54,11 +54,11 @@ def compare(run_ids: tuple[str, ...], experiment: str | None, output_format: str
 
     from deep_learning import tracking
     from deep_learning.analysis import comparison
-    from deep_learning.toolkit.reading import SweepRollup
+    from deep_learning.analysis.rollup import RollupReport
     from deep_learning.toolkit.reading import compare as compared
 
     result = compared(*run_ids, experiment=experiment, rollup=output_format in ("table", "markdown") and not (output or log))
-    if isinstance(result, SweepRollup):
+    if isinstance(result, RollupReport):
         click.echo(str(result), nl=False)
         return
     click.echo(comparison.render(result, output_format), nl=False)

@@ -7,7 +7,7 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from deep_learning.analysis.display import browse_html, figure_html, html_table, number_text
+from deep_learning.analysis.display import browse_html, figure_html, frame_html
 from deep_learning.core.results import EpochResult
 
 if TYPE_CHECKING:
@@ -59,15 +59,12 @@ class ExperimentResult:
     def _repr_html_(self) -> str:
         from deep_learning.analysis.figures import epoch_histories, learning_curves_figure
 
-        table = self.to_pandas()
-        header = ["epoch", *table.columns]
-        lines = [[str(epoch), *map(number_text, row)] for epoch, row in zip(table.index, table.itertuples(index=False))]
         tests = ", ".join(f"{name} {value:.4f}" for name, value in self.test_metrics.items())
         parts = [
             f"<p><b>{html.escape(self.run_name)}</b> (run {self.run_id}): {len(self.history)} epochs"
             + (f"; {html.escape(tests)}" if tests else "")
             + "</p>",
-            html_table(header, lines),
+            frame_html(self.to_pandas()),
         ]
         if self.history:
             parts.append(figure_html(learning_curves_figure([("", epoch_histories(self.history))]), "learning curves"))

@@ -4,7 +4,6 @@ seeds, each device against the CPU), and a sweep over devices alone (`train --de
 from __future__ import annotations
 
 import html
-import io
 import json
 import tempfile
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from deep_learning import tracking
 from deep_learning.analysis.comparison import compare_runs, histories_to_read, learning_metrics, plot_curves, render, write_table
-from deep_learning.analysis.display import html_table, number_text
 from deep_learning.analysis.records import GROUP_TAG, KIND_TAG, POINT_TAG, STUDY_TAG, SWEEP, RunRecord
 from deep_learning.analysis.rollup import (
     DeviceVerdict,
     GroupRollup,
+    RollupReport,
     SeedDifference,
     device_verdicts,
     parent_metrics,
@@ -57,18 +56,16 @@ class StudyResult:
     def __repr__(self) -> str:
         return f"{self.summary()}\n{self.markdown}"
 
+    def report(self) -> RollupReport:
+        """The roll-up as the parent logged it (rollup.md and rollup.csv)."""
+        return RollupReport(self.run_id, self.markdown, rollup_csv(self.rollups))
+
     def _repr_html_(self) -> str:
-        frame = self.to_pandas()
-        lines = [
-            [str(value) if isinstance(value, (str, int)) else number_text(value) for value in row] for row in frame.itertuples(index=False)
-        ]
-        return f"<p>{html.escape(self.summary())}</p>" + html_table(list(frame.columns), lines)
+        return f"<p>{html.escape(self.summary())}</p>" + self.report()._repr_html_()
 
     def to_pandas(self) -> pandas.DataFrame:
         """The roll-up as rollup.csv holds it: one row per group and final metric, with mean, std, min, max and n."""
-        import pandas
-
-        return pandas.read_csv(io.StringIO(rollup_csv(self.rollups)))
+        return self.report().to_pandas()
 
 
 def run_study(study: Study, data_root: str | Path | None = None, *, resume: str | None = None, progress: bool = False) -> StudyResult:
