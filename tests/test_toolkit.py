@@ -50,7 +50,9 @@ def test_a_results_frame_holds_every_logged_epoch_metric(trained):
     frame = result.to_pandas()
     assert list(frame.index) == [1, 2] and frame.index.name == "epoch"
     logged = client.get_run(result.run_id).data.metrics
-    keys = {key for key in logged if not key.startswith("system/")} - set(result.test_metrics)  # per epoch, not per sample
+    keys = {key for key in logged if not key.startswith("system/")} - set(
+        result.test_metrics
+    )  # system metrics are sampled over time, not per epoch
     assert set(frame.columns) == keys
     for key in ("train_loss", "val_accuracy", "epoch_seconds"):
         history = {metric.step: metric.value for metric in client.get_metric_history(result.run_id, key)}
